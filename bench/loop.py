@@ -1,0 +1,139 @@
+"""The framework-neutral training loop: one contract, two thin runners.
+
+A runner (``bench/runner_torch.py``, ``bench/runner_tf.py``) only says how to put the data
+and the model on its device, run one epoch of steps in a given order, and evaluate.
+Everything else — batch order, clocks, divergence, logging, progress — is here, once.
+This module imports neither framework.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any, Protocol
+
+import numpy as np
+
+from bench.data import Dataset, epoch_order
+from bench.results import METRIC_COLUMNS, STEP_COLUMNS, update_run_json, write_csv
+
+
+class Runner(Protocol):
+    def describe(self) -> dict[str, Any]:
+        """Framework and library versions, device name, threads, mode details."""
+
+    def train_epoch(self, order: np.ndarray, batch_size: int) -> np.ndarray:
+        """Run every step of one epoch over ``order`` (last batch may be partial).
+
+        Returns the per-step training losses as float64, after the device is synchronised,
+        so the caller's clock read after this call is honest.
+        """
+
+    def evaluate(self, split: str) -> tuple[float, float]:
+        """Mean cross-entropy and accuracy on ``train``, ``test`` or ``val``."""
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """Current parameters in the canonical layout of ``models.init``."""
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    return -(-n // batch_size)  # the partial last batch is a step, in both frameworks
+
+
+class Progress:
+    """One line per epoch, or an in-place bar on a terminal."""
+
+    def __init__(self, label: str, epochs: int, style: str) -> None:
+        self.label, self.epochs = label, epochs
+        self.style = ("bar" if sys.stdout.isatty() else "lines") if style == "auto" else style
+
+    def epoch(self, row: dict[str, Any]) -> None:
+        if self.style == "none":
+            return
+        e = row["epoch"]
+        text = (f"{self.label} epoch {e}/{self.epochs} train_loss {row['train_loss']:.4f} "
+                f"test_acc {row['test_acc']:.4f} {row['epoch_time_s']:.2f}s")
+        if self.style == "bar":
+            done = int(20 * e / self.epochs)
+            end = "\n" if e == self.epochs else ""
+            print(f"\r[{'#' * done}{'.' * (20 - done)}] {text}", end=end, flush=True)
+        else:
+            print(text, flush=True)
+
+    def close(self, status: str) -> None:
+        if self.style == "bar":
+            print(flush=True)
+        if self.style != "none" or status != "completed":
+            print(f"{self.label} {status}", flush=True)
+
+
+def train(spec: dict[str, Any], runner: Runner, data: Dataset, out_dir, batch_size: int) -> str:
+    """Train for ``spec['epochs']`` epochs, logging as we go; returns the final status."""
+    opt = spec["optimizer"]
+    base = {
+        "run_id": spec["run_id"], "framework": spec["framework"]["name"], "optimizer": opt["name"],
+        "impl": opt["impl"], "mode": spec["mode"], "lr": opt["lr"], "batch_size": batch_size,
+        "seed": spec["seed"], "dataset": data.name, "n_train": data.n_train, "n_test": data.n_test,
+        "device": spec["device"],
+    }
+    n_steps = steps_per_epoch(data.n_train, batch_size)
+    every = max(1, n_steps // spec["step_log_points"])
+    progress = Progress(f"[{base['framework']} {base['optimizer']} bs{batch_size} s{base['seed']}]",
+                        spec["epochs"], spec["progress"])
+    rows: list[dict[str, Any]] = []
+    step_rows: list[dict[str, Any]] = []
+    wall = 0.0
+
+    def evaluate() -> tuple[dict[str, float], float]:
+        t0 = time.perf_counter()
+        out: dict[str, float] = {}
+        splits = ("train", "test") + (("val",) if data.y_val is not None else ())
+        for split in splits:
+            out[f"{split}_loss"], out[f"{split}_acc"] = runner.evaluate(split)
+        return out, time.perf_counter() - t0
+
+    def flush(status: str) -> None:
+        for row in rows:
+            row["status"] = status
+        write_csv(out_dir / "metrics.csv", rows, METRIC_COLUMNS)
+        write_csv(out_dir / "steps.csv", step_rows, STEP_COLUMNS)
+
+    scores, eval_time = evaluate()
+    rows.append({**base, "epoch": 0, "steps": 0, **scores, "step_loss_mean": math.nan,
+                 "epoch_time_s": 0.0, "eval_time_s": eval_time, "wall_time_s": 0.0,
+                 "samples_per_s": math.nan})
+    flush("running")
+    status = "completed"
+    for epoch in range(1, spec["epochs"] + 1):
+        order = epoch_order(spec["seed"], epoch, data.n_train)
+        t0 = time.perf_counter()
+        losses = runner.train_epoch(order, batch_size)
+        train_time = time.perf_counter() - t0
+        wall += train_time
+        first = (epoch - 1) * n_steps
+        step_rows.extend(
+            {**base, "epoch": epoch, "step": first + k + 1, "loss": float(losses[k])}
+            for k in range(every - 1, n_steps, every)
+        )
+        if not np.all(np.isfinite(losses)):
+            bad = int(np.argmax(~np.isfinite(losses)))
+            status = "diverged"
+            rows.append({**base, "epoch": epoch, "steps": first + bad + 1, "train_loss": math.nan,
+                         "train_acc": math.nan, "step_loss_mean": math.nan, "test_loss": math.nan,
+                         "test_acc": math.nan, "epoch_time_s": train_time, "eval_time_s": 0.0,
+                         "wall_time_s": wall, "samples_per_s": math.nan})
+            print(f"{progress.label} loss became non-finite at step {first + bad + 1}: diverged",
+                  file=sys.stderr, flush=True)
+            break
+        scores, eval_time = evaluate()
+        row = {**base, "epoch": epoch, "steps": first + n_steps, **scores,
+               "step_loss_mean": float(np.mean(losses)), "epoch_time_s": train_time,
+               "eval_time_s": eval_time, "wall_time_s": wall,
+               "samples_per_s": data.n_train / train_time if train_time > 0 else math.nan}
+        rows.append(row)
+        flush("running")
+        update_run_json(out_dir, epochs_done=epoch)
+        progress.epoch(row)
+    flush(status)
+    progress.close(status)
+    return status

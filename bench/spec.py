@@ -1,0 +1,152 @@
+"""The run spec: a validated, JSON-able description of one run, and its stable run_id.
+
+Built in the parent from the Hydra config before any framework is imported; the child
+process receives it as ``spec.json``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+from typing import Any, Mapping
+
+from bench.optimizers import METHODS, REQUIRED_HPARAMS
+
+DEVICES = ("cpu", "cuda", "auto")
+MODES = ("eager", "compiled")
+IMPLS = ("native", "reference")
+INITS = ("shared", "native")
+PRECISIONS = ("fp32", "tf32")
+FRAMEWORKS = ("torch", "tensorflow")
+# Keys that do not change what is computed, so they stay out of the run_id.
+BOOKKEEPING = ("results_dir", "jobs", "force", "progress", "python")
+
+
+class ConfigError(Exception):
+    """Bad input; the message is one line meant for the user."""
+
+
+def _int(name: str, value: Any, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def _positive_float(name: str, value: Any) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if isinstance(value, bool) or not math.isfinite(out) or out <= 0:
+        raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
+    return out
+
+
+def visible_gpus() -> list[str]:
+    """GPUs visible to a child process, found without importing a framework."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return []
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20)
+            return [line for line in out.stdout.splitlines() if line.startswith("GPU")]
+        except (OSError, subprocess.SubprocessError):
+            return []
+    procdir = "/proc/driver/nvidia/gpus"
+    return sorted(os.listdir(procdir)) if os.path.isdir(procdir) else []
+
+
+def resolve_device(requested: str) -> str:
+    if requested == "cpu":
+        return "cpu"
+    gpus = visible_gpus()
+    if gpus:
+        return "cuda"
+    if requested == "cuda":
+        cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
+        found = "no nvidia-smi and no /proc/driver/nvidia" if not shutil.which("nvidia-smi") else "nvidia-smi lists no GPU"
+        if cvd is not None:
+            found += f", CUDA_VISIBLE_DEVICES={cvd!r}"
+        raise ConfigError(f"device=cuda but no GPU is visible ({found}); use device=cpu or device=auto")
+    return "cpu"
+
+
+def build_spec(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate the composed config and return the run spec (a plain dict)."""
+    fw = dict(cfg["framework"])
+    opt = dict(cfg["optimizer"])
+    data = dict(cfg["data"])
+    _choice("framework", fw.get("name"), FRAMEWORKS)
+    name = _choice("optimizer", opt.get("name"), tuple(METHODS))
+    rule = METHODS[name].rule
+    missing = [k for k in REQUIRED_HPARAMS[rule] if opt.get(k) is None]
+    if missing:
+        raise ConfigError(f"optimizer {name} needs {', '.join('optimizer.' + k for k in missing)}")
+    opt["lr"] = _positive_float("optimizer.lr", opt["lr"])
+    for key in REQUIRED_HPARAMS[rule][1:]:
+        value = _positive_float(f"optimizer.{key}", opt[key])
+        if key.startswith("beta") and value >= 1:
+            raise ConfigError(f"optimizer.{key} must be < 1, got {value}")
+        opt[key] = value
+    _choice("optimizer.impl", opt.get("impl"), IMPLS)
+
+    batch = cfg.get("batch_size")
+    if batch is None:
+        batch = opt.get("batch_size")
+    if batch != "full":
+        batch = _int("batch_size", batch, 1)
+    for key in ("limit_train", "limit_test", "val_size"):
+        if data.get(key) is not None:
+            _int(f"data.{key}", data[key], 0)
+
+    spec = {
+        "framework": fw,
+        "optimizer": opt,
+        "data": data,
+        "batch_size": batch,
+        "epochs": _int("epochs", cfg.get("epochs"), 1),
+        "seed": _int("seed", cfg.get("seed"), 0),
+        "device": resolve_device(_choice("device", cfg.get("device"), DEVICES)),
+        "device_requested": cfg.get("device"),
+        "threads": _int("threads", cfg.get("threads"), 1),
+        "mode": _choice("mode", cfg.get("mode"), MODES),
+        "init": _choice("init", cfg.get("init"), INITS),
+        "deterministic": bool(cfg.get("deterministic", True)),
+        "precision": _choice("precision", cfg.get("precision", "fp32"), PRECISIONS),
+        "step_log_points": _int("step_log_points", cfg.get("step_log_points", 200), 1),
+        "progress": _choice("progress", cfg.get("progress", "auto"), ("auto", "bar", "lines", "none")),
+    }
+    _int("jobs", cfg.get("jobs", 1), 1)
+    spec["run_id"] = run_id(spec)
+    return spec
+
+
+def _identity(spec: Mapping[str, Any]) -> dict[str, Any]:
+    ident = {k: v for k, v in spec.items() if k not in BOOKKEEPING + ("run_id", "device_requested")}
+    ident["framework"] = {k: v for k, v in spec["framework"].items() if k not in BOOKKEEPING}
+    ident["data"] = {k: v for k, v in spec["data"].items() if k not in ("mirrors", "timeout")}
+    return ident
+
+
+def run_id(spec: Mapping[str, Any]) -> str:
+    """Readable and stable: the same config always gives the same id."""
+    digest = hashlib.sha256(json.dumps(_identity(spec), sort_keys=True, default=str).encode()).hexdigest()[:10]
+    opt = spec["optimizer"]
+    readable = (
+        f"{spec['framework']['name']}-{opt['name']}-{opt['impl']}-bs{spec['batch_size']}"
+        f"-lr{opt['lr']:g}-s{spec['seed']}-{spec['data']['name']}-{spec['device']}"
+    )
+    return re.sub(r"[^A-Za-z0-9._-]", "_", readable) + "-" + digest

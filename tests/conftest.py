@@ -1,0 +1,33 @@
+"""Shared helpers. The pytest process imports neither torch nor TensorFlow: anything that
+needs a framework runs in a subprocess (torch then TensorFlow in one process segfaults)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = ["data=mnist_embedded", "data.limit_train=256", "data.limit_test=128"]
+
+
+def run_cli(*args: str, timeout: float = 300, env: dict | None = None, module: str = "bench",
+            cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m <module> <args>`` as a user would; returns the finished process."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                          timeout=timeout, env=full_env, cwd=cwd or ROOT)
+
+
+def run_python(code: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run a snippet in a fresh interpreter (for framework imports)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
+                          env=env, cwd=ROOT)
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    return tmp_path / "results"
