@@ -30,5 +30,16 @@ test: $(STAMP)
 report: $(STAMP)
 	$(PYTHON) -m bench.report $(RESULTS)
 
+toy: $(STAMP)
+	$(PYTHON) -m bench.toy
+
+# Per-step proof that both frameworks compute the same math (reference impl of all six).
+parity: $(STAMP)
+	for m in bgd sgd minibatch momentum rmsprop adam; do \
+	    $(PYTHON) -m bench.parity optimizer=$$m optimizer.impl=reference results_dir=$(RESULTS) $(ARGS) || exit 1; done
+
+perf: $(STAMP)
+	$(PYTHON) -m bench.perf results_dir=$(RESULTS) $(ARGS)
+
 clean:
 	rm -rf $(RESULTS)/runs $(RESULTS)/report $(RESULTS)/.hydra
