@@ -18,8 +18,21 @@ from bench.optimizers import METHODS, native_kwargs
 EVAL_CHUNK = 10_000
 
 
+_configured: tuple | None = None  # what configure() applied; TF allows it once per process
+
+
 def configure(spec: dict[str, Any]) -> None:
-    """Threads, devices, determinism and precision; must run before any TF op."""
+    """Threads, devices, determinism and precision; must run before any TF op.
+
+    A second runner in the same process (bench.parity runs several) may reuse the settings,
+    but cannot change them: TensorFlow fixes them when its context starts.
+    """
+    global _configured
+    wanted = (int(spec["threads"]), spec["device"], spec["precision"], bool(spec["deterministic"]))
+    if _configured is not None:
+        if wanted != _configured:
+            raise RuntimeError(f"TensorFlow already configured as {_configured}; cannot switch to {wanted}")
+        return
     tf.config.threading.set_intra_op_parallelism_threads(int(spec["threads"]))
     tf.config.threading.set_inter_op_parallelism_threads(1)
     gpus = tf.config.list_physical_devices("GPU")
@@ -34,6 +47,7 @@ def configure(spec: dict[str, Any]) -> None:
     tf.config.experimental.enable_tensor_float_32_execution(spec["precision"] == "tf32")
     if spec["deterministic"]:
         tf.config.experimental.enable_op_determinism()
+    _configured = wanted
 
 
 def make_optimizer(spec: dict[str, Any]):
