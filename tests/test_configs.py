@@ -1,0 +1,94 @@
+"""Every config composes, the run spec validates it, and unknown choices fail with the list."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from bench.optimizers import METHODS, native_kwargs
+from bench.spec import ConfigError, build_spec
+from conftest import ROOT, run_cli
+
+GROUPS = {
+    "framework": ["torch", "tensorflow"],
+    "optimizer": ["bgd", "sgd", "minibatch", "momentum", "rmsprop", "adam"],
+    "data": ["mnist", "mnist_embedded", "fashion_mnist"],
+}
+
+
+def _compose(*overrides: str) -> dict:
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def test_group_folders_hold_exactly_the_documented_choices() -> None:
+    for group, choices in GROUPS.items():
+        assert sorted(p.stem for p in (ROOT / "conf" / group).glob("*.yaml")) == sorted(choices)
+    assert sorted(METHODS) == sorted(GROUPS["optimizer"])
+
+
+@pytest.mark.parametrize("fw, opt, data", list(itertools.product(*GROUPS.values())))
+def test_every_combination_composes_and_validates(fw: str, opt: str, data: str) -> None:
+    spec = build_spec(_compose(f"framework={fw}", f"optimizer={opt}", f"data={data}"))
+    assert spec["framework"]["name"] == fw and spec["optimizer"]["name"] == opt
+    assert spec["data"]["name"] == data
+
+
+@pytest.mark.parametrize("profile, epochs", [("quick", 5), ("full", 10)])
+def test_profiles(profile: str, epochs: int) -> None:
+    assert _compose(f"profile={profile}")["epochs"] == epochs
+    assert _compose(f"profile={profile}", "epochs=2")["epochs"] == 2  # the command line wins
+
+
+def test_each_method_has_its_own_batch_size() -> None:
+    want = {"bgd": "full", "sgd": 1, "minibatch": 32, "momentum": 32, "rmsprop": 32, "adam": 32}
+    for opt, batch in want.items():
+        assert build_spec(_compose(f"optimizer={opt}"))["batch_size"] == batch
+    assert build_spec(_compose("optimizer=sgd", "batch_size=64"))["batch_size"] == 64
+
+
+def test_run_id_is_stable_and_sensitive() -> None:
+    a = build_spec(_compose("optimizer=adam"))["run_id"]
+    assert a == build_spec(_compose("optimizer=adam", "results_dir=elsewhere", "jobs=7"))["run_id"]
+    assert a != build_spec(_compose("optimizer=adam", "seed=1"))["run_id"]
+    assert a != build_spec(_compose("optimizer=adam", "optimizer.lr=0.002"))["run_id"]
+    assert a != build_spec(_compose("optimizer=adam", "framework=tensorflow"))["run_id"]
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("optimizer.lr=0", "optimizer.lr must be a finite number > 0"),
+        ("optimizer.lr=-1", "optimizer.lr must be a finite number > 0"),
+        ("optimizer.lr=nan", "optimizer.lr must be a finite number > 0"),
+        ("batch_size=0", "batch_size must be >= 1"),
+        ("epochs=0", "epochs must be >= 1"),
+        ("seed=1.5", "seed must be an integer"),
+        ("seed=abc", "seed must be an integer"),
+        ("jobs=0", "jobs must be >= 1"),
+        ("mode=fast", "mode='fast' is not one of"),
+    ],
+)
+def test_bad_values_are_config_errors(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build_spec(_compose(override))
+
+
+def test_native_mapping_passes_every_hyperparameter_explicitly() -> None:
+    cls, kw = native_kwargs("momentum", "torch", {"lr": 0.1, "beta": 0.9})
+    assert cls == "SGD" and kw["lr"] == pytest.approx(0.01) and kw["momentum"] == 0.9
+    cls, kw = native_kwargs("momentum", "tensorflow", {"lr": 0.1, "beta": 0.9})
+    assert kw["learning_rate"] == pytest.approx(0.01) and isinstance(kw["momentum"], float)
+    _, kw = native_kwargs("rmsprop", "tensorflow", {"lr": 1e-3, "beta": 0.9, "eps": 1e-8})
+    assert kw == {"learning_rate": 1e-3, "rho": 0.9, "epsilon": 1e-8, "momentum": 0.0, "centered": False}
+    _, kw = native_kwargs("adam", "torch", {"lr": 1e-3, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8})
+    assert kw["betas"] == (0.9, 0.999) and kw["eps"] == 1e-8 and kw["amsgrad"] is False
+
+
+def test_unknown_choice_lists_the_valid_ones() -> None:
+    proc = run_cli("optimizer=adagrad", "results_dir=/nonexistent/never")
+    assert proc.returncode == 2
+    assert "adam" in proc.stderr and "rmsprop" in proc.stderr and "Traceback" not in proc.stderr
