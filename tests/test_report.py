@@ -1,0 +1,249 @@
+"""The report: aggregation on synthetic runs, bad files skipped, the CLI, and the page in Chromium.
+
+Synthetic runs are written with the harness' own CSV writer and columns, so these tests need
+no framework and take seconds.
+"""
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import report
+from bench.results import METRIC_COLUMNS, STEP_COLUMNS, write_csv, write_json
+from conftest import run_cli
+
+N_TRAIN = 400
+OWN_BATCH = {"bgd": N_TRAIN, "sgd": 1, "minibatch": 32, "momentum": 32, "rmsprop": 32, "adam": 32}
+EVIL = "<script>alert('x')</script>"
+
+
+def make_run(results: Path, framework: str, optimizer: str, seed: int, accs: list[float],
+             epoch_times: list[float] | None = None, status: str = "completed", step_losses: list[float] | None = None,
+             dataset: str = "mnist_embedded", batch_size: int | None = None, info: dict | None = None) -> str:
+    """Write run.json, metrics.csv and steps.csv as the harness does; returns the run_id."""
+    batch = batch_size or OWN_BATCH[optimizer]
+    run_id = f"{framework}-{optimizer}-bs{batch}-s{seed}-{dataset}"
+    folder = results / "runs" / run_id
+    epoch_times = epoch_times or [0.5] * (len(accs) - 1)
+    base = dict(run_id=run_id, framework=framework, optimizer=optimizer, impl="native", mode="eager",
+                lr=0.01, batch_size=batch, seed=seed, dataset=dataset, n_train=N_TRAIN, n_test=100, device="cpu")
+    rows, wall = [], 0.0
+    accs = [float(a) for a in accs]  # numpy scalars would be written as "np.float64(...)"
+    for epoch, acc in enumerate(accs):
+        t = 0.0 if epoch == 0 else epoch_times[epoch - 1]
+        wall += t
+        rows.append({**base, "epoch": epoch, "steps": epoch, "train_loss": 2.3 * (1 - acc) if acc == acc else math.nan,
+                     "test_loss": 2.0, "test_acc": acc, "epoch_time_s": t, "wall_time_s": wall,
+                     "samples_per_s": N_TRAIN / t if t else math.nan, "status": status})
+    write_csv(folder / "metrics.csv", rows, METRIC_COLUMNS)
+    losses = step_losses if step_losses is not None else list(np.linspace(2.3, 0.5, 20))
+    write_csv(folder / "steps.csv", [{**base, "epoch": 1, "step": k + 1, "loss": float(v)} for k, v in enumerate(losses)],
+              STEP_COLUMNS)
+    write_json(folder / "run.json", {"run_id": run_id, "status": status, "dataset": dataset,
+                                     "config": {"framework": {"name": framework}, "data": {"name": dataset}},
+                                     "start_time": 100.0 + seed, "end_time": 110.0 + seed, **(info or {})})
+    return run_id
+
+
+def sweep(results: Path, seeds: tuple[int, ...] = (0, 1)) -> None:
+    """Six methods x two frameworks x seeds, with the seed's story built into the numbers."""
+    rng = np.random.default_rng(0)
+    final = {"bgd": 0.3, "sgd": 0.93, "minibatch": 0.85, "momentum": 0.91, "rmsprop": 0.92, "adam": 0.93}
+    jitter = {"bgd": 0.001, "sgd": 1.0, "minibatch": 0.4, "momentum": 0.3, "rmsprop": 0.3, "adam": 0.3}
+    for fw, slow in (("torch", 1.0), ("tensorflow", 1.5)):
+        for method, acc in final.items():
+            for seed in seeds:
+                accs = [0.1] + list(np.linspace(acc * 0.8, acc, 3) + 0.005 * seed)
+                trend = np.linspace(2.3, 1.5, 40)
+                losses = np.clip(trend + jitter[method] * rng.standard_normal(40), 1e-4, None)
+                per_epoch = {"bgd": 0.05, "sgd": 4.0}.get(method, 0.3) * slow
+                info = {"device_name": EVIL, "framework_version": "9.9", "threads": 1} if method == "adam" else None
+                make_run(results, fw, method, seed, accs, [per_epoch] * 3, step_losses=list(losses), info=info)
+
+
+# ------------------------------------------------------------------ aggregation (pure)
+def test_seeds_fold_into_mean_and_std(tmp_path: Path) -> None:
+    make_run(tmp_path, "torch", "adam", 0, [0.1, 0.80, 0.90], [1.0, 2.0])
+    make_run(tmp_path, "torch", "adam", 1, [0.1, 0.84, 0.94], [3.0, 4.0])
+    runs = report.load_runs(tmp_path)
+    summary = report.summarize(report.run_stats(runs.metrics, runs.steps, target=0.85))
+    row = summary.iloc[0]
+    assert row["runs"] == 2 and row["seeds"] == "0,1"
+    assert row["final_acc_mean"] == pytest.approx(0.92)
+    assert row["final_acc_std"] == pytest.approx(np.std([0.90, 0.94], ddof=1))
+    assert row["epoch_time_s_mean"] == pytest.approx((1.5 + 3.5) / 2)  # per-run medians, then the mean
+    # seed 0 reaches 0.85 at epoch 2 (after 3 s of training), seed 1 at epoch 2 (after 7 s)
+    assert row["epochs_to_target_mean"] == 2 and row["seconds_to_target_mean"] == pytest.approx(5.0)
+    curves = report.aggregate_curves(runs.metrics)
+    last = curves[curves["epoch"] == 2].iloc[0]
+    assert (last["n"], last["test_acc_min"], last["test_acc_max"]) == (2, 0.90, 0.94)
+    assert last["test_acc_mean"] == pytest.approx(0.92)
+
+
+def test_time_to_target_never_reached_is_nan(tmp_path: Path) -> None:
+    make_run(tmp_path, "torch", "bgd", 0, [0.1, 0.2, 0.3])
+    run = report.load_runs(tmp_path).metrics
+    assert all(math.isnan(v) for v in report.time_to_target(run, 0.9))
+    assert report.time_to_target(run, 0.25) == (2.0, 1.0)
+
+
+def test_step_stability_separates_jitter_from_a_smooth_descent() -> None:
+    smooth = report.step_stability(np.linspace(2, 1, 100))
+    noisy = report.step_stability(np.linspace(2, 1, 100) + np.tile([0.5, -0.5], 50))
+    assert smooth["loss_up_share"] == 0 and noisy["loss_up_share"] > 0.4
+    assert noisy["step_loss_std"] > 5 * smooth["step_loss_std"]
+    assert math.isnan(report.step_stability([1.0])["step_loss_std"])
+
+
+def test_diverged_runs_count_as_diverged_not_as_zero(tmp_path: Path) -> None:
+    make_run(tmp_path, "torch", "sgd", 0, [0.1, 0.5, math.nan], status="diverged")
+    make_run(tmp_path, "torch", "sgd", 1, [0.1, 0.6, 0.7])
+    runs = report.load_runs(tmp_path)
+    summary = report.summarize(report.run_stats(runs.metrics, runs.steps))
+    assert summary.iloc[0]["diverged"] == 1
+    assert summary.iloc[0]["final_acc_mean"] == pytest.approx(0.7)  # the diverged seed is not a 0
+    make_run(tmp_path, "torch", "sgd", 1, [0.1, 0.6, math.nan], status="diverged")
+    runs = report.load_runs(tmp_path)
+    table = report.comparison_table(report.summarize(report.run_stats(runs.metrics, runs.steps)))
+    assert table.iloc[0]["final acc"] == "diverged" and table.iloc[0]["diverged"] == "2"
+
+
+def test_bad_files_are_skipped_with_a_warning_that_names_them(tmp_path: Path) -> None:
+    good = make_run(tmp_path, "torch", "adam", 0, [0.1, 0.5, 0.9])
+    runs_dir = tmp_path / "runs"
+    truncated = make_run(tmp_path, "torch", "sgd", 0, [0.1, 0.5, 0.9])
+    text = (runs_dir / truncated / "metrics.csv").read_text()
+    (runs_dir / truncated / "metrics.csv").write_text(text[: len(text) - 60])  # cut inside the last row
+    foreign = runs_dir / "someone-else"
+    foreign.mkdir()
+    (foreign / "metrics.csv").write_text("a,b\n1,2\n")
+    (runs_dir / "notes.csv").write_text("x\n1\n")
+    garbage = make_run(tmp_path, "tensorflow", "adam", 0, [0.1, 0.5, 0.9])
+    (runs_dir / garbage / "metrics.csv").write_bytes(b"\x00\xff\xfe binary")
+    broken_steps = make_run(tmp_path, "tensorflow", "sgd", 0, [0.1, 0.5, 0.9])
+    (runs_dir / broken_steps / "steps.csv").write_text("nothing,useful\n")
+    failed = runs_dir / "torch-momentum-failed"
+    failed.mkdir()
+    write_json(failed / "run.json", {"status": "failed", "error": "DataError: no files"})
+
+    runs = report.load_runs(tmp_path)
+    assert set(runs.metrics["run_id"]) == {good, broken_steps}
+    text = "\n".join(runs.warnings)
+    for path in (runs_dir / truncated / "metrics.csv", foreign / "metrics.csv", runs_dir / "notes.csv",
+                 runs_dir / garbage / "metrics.csv", runs_dir / broken_steps / "steps.csv"):
+        assert str(path) in text
+    assert runs.problems == [{"run_id": "torch-momentum-failed", "status": "failed", "reason": "DataError: no files"}]
+
+
+def test_claims_follow_the_numbers(tmp_path: Path) -> None:
+    sweep(tmp_path, seeds=(0,))
+    runs = report.load_runs(tmp_path)
+    claims = {(c.method, c.claim): c for c in report.check_claims(
+        report.summarize(report.run_stats(runs.metrics, runs.steps)))}
+    assert len(claims) == len(report.CLAIMS)
+    assert claims[("bgd", "converges stably")].verdict == "supported"
+    assert claims[("sgd", "unstable path, large fluctuations")].verdict == "supported"
+    assert claims[("sgd", "computationally efficient")].verdict == "not supported"  # 4 s vs 0.3 s per epoch
+    assert "torch:" in claims[("bgd", "converges stably")].evidence
+    assert "tensorflow:" in claims[("bgd", "converges stably")].evidence
+
+
+def test_max_concurrent_reads_overlapping_runs() -> None:
+    runs = [{"start_time": 0, "end_time": 10}, {"start_time": 5, "end_time": 15}, {"start_time": 10, "end_time": 20},
+            {"start_time": 1}]
+    assert report.max_concurrent(runs) == 2
+
+
+def test_extra_sections_missing_none_raising_and_ok(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    (mods / "sec_ok.py").write_text(
+        "import pandas as pd\nfrom bench.results import ReportSection\n"
+        "def report_section(d):\n    return ReportSection('Extra <b>', 'text', pd.DataFrame({'a': ['<i>']}))\n")
+    (mods / "sec_none.py").write_text("def report_section(d):\n    return None\n")
+    (mods / "sec_raises.py").write_text("def report_section(d):\n    raise RuntimeError('boom')\n")
+    monkeypatch.setenv("PYTHONPATH", f"{mods}:{Path(report.__file__).resolve().parent.parent}")
+    section, warning = report.collect_section("sec_ok", tmp_path)
+    assert section.title == "Extra <b>" and warning == ""
+    assert report.collect_section("sec_none", tmp_path) == (None, "")
+    assert report.collect_section("no_such_module_here", tmp_path) == (None, "")
+    section, warning = report.collect_section("sec_raises", tmp_path)
+    assert section is None and "RuntimeError: boom" in warning
+
+
+# ------------------------------------------------------------------ the CLI, end to end
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    results = tmp_path_factory.mktemp("report") / "results"
+    sweep(results)
+    (results / "runs" / "stray.csv").write_text("junk\n")
+    proc = run_cli(str(results), module="bench.report", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "stray.csv" in proc.stderr  # the warning names the skipped file
+    return results / "report"
+
+
+def test_cli_writes_every_output(built: Path) -> None:
+    for name in ("index.html", "report.md", "summary.csv"):
+        assert (built / name).stat().st_size > 0
+    pngs = sorted(p.stem for p in built.glob("*.png"))
+    assert pngs == sorted(p.stem for p in built.glob("*.svg"))
+    assert {"test_acc_vs_epoch_mnist-embedded", "train_loss_vs_time_mnist-embedded",
+            "step_loss_mnist-embedded"} <= set(pngs)
+    import pandas as pd
+
+    summary = pd.read_csv(built / "summary.csv")
+    assert len(summary) == 12 and set(summary["runs"]) == {2}
+    assert summary["tf_over_torch_time"].dropna().round(6).eq(1.5).all()
+    md = (built / "report.md").read_text()
+    assert "NOT full-MNIST" in md and "supported" in md
+
+
+def test_html_is_self_contained_and_escaped(built: Path) -> None:
+    page = (built / "index.html").read_text()
+    assert EVIL not in page and "&lt;script&gt;" in page
+    assert "<script" not in page
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", page)
+    assert page.count('src="data:image/png;base64,') == len(list(built.glob("*.png")))
+    assert "NOT full-MNIST" in page
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    proc = run_cli(str(tmp_path / "nope"), module="bench.report")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    (tmp_path / "empty" / "runs").mkdir(parents=True)
+    proc = run_cli(str(tmp_path / "empty"), module="bench.report")
+    assert proc.returncode == 2 and "holds no runs" in proc.stderr and "Traceback" not in proc.stderr
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# Counts the images that decoded, after load; the count lands in the title of the dumped DOM.
+PROBE = """<script>window.addEventListener('load', () => {
+  const imgs = Array.from(document.images);
+  const ok = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
+  document.title = 'figures ' + ok + '/' + imgs.length;
+});</script>"""
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed here (.ci/run installs it)")
+def test_page_renders_in_headless_chromium_with_every_figure(built: Path, tmp_path: Path) -> None:
+    page = (built / "index.html").read_text()
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.replace("</body>", PROBE + "</body>"))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-extensions", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([CHROMIUM, *flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    n = page.count("<img")
+    assert n >= 6
+    assert f"<title>figures {n}/{n}</title>" in dom.stdout, dom.stderr[-2000:]
+    shot = tmp_path / "shot.png"
+    subprocess.run([CHROMIUM, *flags, "--window-size=1200,3000", f"--screenshot={shot}", (built / "index.html").as_uri()],
+                   capture_output=True, text=True, timeout=120)
+    assert shot.stat().st_size > 10_000
