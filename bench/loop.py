@@ -35,6 +35,12 @@ class Runner(Protocol):
     def weights(self) -> dict[str, np.ndarray]:
         """Current parameters in the canonical layout of ``models.init``."""
 
+    # Optional, read with getattr so a minimal runner still works:
+    #   warm_up(order, batch_size) -> float: compile/trace every step shape, restore the state,
+    #       return the seconds; recorded as run.json's warmup_time_s, so epoch 1 is not inflated.
+    #   step_time_s: float: seconds the last train_epoch spent inside the framework's step
+    #       calls; the rest of the epoch is harness overhead (overhead_s in metrics.csv).
+
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
     return -(-n // batch_size)  # the partial last batch is a step, in both frameworks
@@ -98,6 +104,19 @@ def train(spec: dict[str, Any], runner: Runner, data: Dataset, out_dir, batch_si
         write_csv(out_dir / "metrics.csv", rows, METRIC_COLUMNS)
         write_csv(out_dir / "steps.csv", step_rows, STEP_COLUMNS)
 
+    warm_up = getattr(runner, "warm_up", None)
+    if warm_up is not None:
+        warmup_time = warm_up(epoch_order(spec["seed"], 1, data.n_train), batch_size)
+        update_run_json(out_dir, warmup_time_s=warmup_time)
+
+    def timing(train_time: float, log_time: float = 0.0) -> dict[str, float]:
+        """Harness overhead = the epoch outside the framework's step calls + its logging."""
+        inside = float(getattr(runner, "step_time_s", math.nan))
+        overhead = train_time - inside + log_time
+        total = train_time + log_time
+        return {"epoch_time_s": train_time, "step_time_s": inside, "overhead_s": overhead,
+                "overhead_frac": overhead / total if total > 0 else math.nan}
+
     scores, eval_time = evaluate()
     rows.append({**base, "epoch": 0, "steps": 0, **scores, "step_loss_mean": math.nan,
                  "epoch_time_s": 0.0, "eval_time_s": eval_time, "wall_time_s": 0.0,
@@ -110,6 +129,7 @@ def train(spec: dict[str, Any], runner: Runner, data: Dataset, out_dir, batch_si
         losses = runner.train_epoch(order, batch_size)
         train_time = time.perf_counter() - t0
         wall += train_time
+        t_log = time.perf_counter()
         first = (epoch - 1) * n_steps
         step_rows.extend(
             {**base, "epoch": epoch, "step": first + k + 1, "loss": float(losses[k])}
@@ -120,20 +140,24 @@ def train(spec: dict[str, Any], runner: Runner, data: Dataset, out_dir, batch_si
             status = "diverged"
             rows.append({**base, "epoch": epoch, "steps": first + bad + 1, "train_loss": math.nan,
                          "train_acc": math.nan, "step_loss_mean": math.nan, "test_loss": math.nan,
-                         "test_acc": math.nan, "epoch_time_s": train_time, "eval_time_s": 0.0,
+                         "test_acc": math.nan, **timing(train_time), "eval_time_s": 0.0,
                          "wall_time_s": wall, "samples_per_s": math.nan})
             print(f"{progress.label} loss became non-finite at step {first + bad + 1}: diverged",
                   file=sys.stderr, flush=True)
             break
+        log_time = time.perf_counter() - t_log
         scores, eval_time = evaluate()
+        t_log = time.perf_counter()
         row = {**base, "epoch": epoch, "steps": first + n_steps, **scores,
-               "step_loss_mean": float(np.mean(losses)), "epoch_time_s": train_time,
+               "step_loss_mean": float(np.mean(losses)), **timing(train_time),
                "eval_time_s": eval_time, "wall_time_s": wall,
                "samples_per_s": data.n_train / train_time if train_time > 0 else math.nan}
         rows.append(row)
         flush("running")
         update_run_json(out_dir, epochs_done=epoch)
         progress.epoch(row)
+        # This epoch's logging time is known only now; the next flush writes it.
+        row.update(timing(train_time, log_time + time.perf_counter() - t_log))
     flush(status)
     progress.close(status)
     return status

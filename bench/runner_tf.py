@@ -2,10 +2,11 @@
 
 mode=eager calls one compiled step per batch from Python (TensorFlow's own idiom, what
 Keras ``fit`` does); mode=compiled runs a whole epoch of steps in one ``tf.function`` call
-(``framework.jit_compile=true`` adds XLA).
+(``framework.jit_compile=true`` compiles the steps and the epoch loop with XLA).
 """
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -85,20 +86,23 @@ class TFRunner:
                 load_shared(self.model, weights)
             self.optimizer = make_optimizer(spec)
             self.optimizer.build(self.model.trainable_variables)
-        jit = bool(spec["framework"].get("jit_compile", False))
+        self.jit = bool(spec["framework"].get("jit_compile", False))
+        # Traced once per batch shape (XLA needs static shapes); idx=None traces the full-batch step.
+        self._step = tf.function(self._step_fn, jit_compile=self.jit)
+        self._epochs: dict[int, Any] = {}  # batch size -> whole-epoch tf.function
         sig_batch = (tf.TensorSpec([None, 784], tf.float32), tf.TensorSpec([None], tf.int64))
-        self._step = tf.function(self._step_fn, input_signature=sig_batch, jit_compile=jit)
-        self._epoch = tf.function(
-            self._epoch_fn,
-            input_signature=sig_batch + (tf.TensorSpec([], tf.int32),),
-            jit_compile=False,
-        )
         self._eval = tf.function(self._eval_fn, input_signature=sig_batch)
+        self.step_time_s = 0.0  # seconds inside step/epoch calls (and the final sync) in the last epoch
 
     def _tensors(self, x: np.ndarray, y: np.ndarray) -> tuple[tf.Tensor, tf.Tensor]:
         return tf.constant(as_float(x)), tf.constant(y.astype(np.int64))
 
-    def _step_fn(self, xb: tf.Tensor, yb: tf.Tensor) -> tf.Tensor:
+    def _step_fn(self, idx: tf.Tensor | None) -> tf.Tensor:
+        """One update from a batch of row indices (None = the whole resident training set)."""
+        x, y = self.splits["train"]
+        # Gathering the batch here, per step, reads only its rows; a whole-epoch gather
+        # would copy the full set (188 MB for 60k images) every epoch.
+        xb, yb = (x, y) if idx is None else (tf.gather(x, idx), tf.gather(y, idx))
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             logits = self.model(xb, training=True)
@@ -107,15 +111,57 @@ class TFRunner:
         self.optimizer.apply_gradients(zip(grads, variables))
         return loss
 
-    def _epoch_fn(self, xs: tf.Tensor, ys: tf.Tensor, batch_size: tf.Tensor) -> tf.Tensor:
-        n = tf.shape(ys)[0]
-        n_steps = (n + batch_size - 1) // batch_size
+    def _epoch_fn(self, order: tf.Tensor, batch_size: int) -> tf.Tensor:
+        """All whole batches of ``order`` in one graph; ``batch_size`` is a Python int, so
+        every batch has a static shape (XLA needs that)."""
+        n_steps = tf.shape(order)[0] // batch_size
         losses = tf.TensorArray(tf.float32, size=n_steps)
         for k in tf.range(n_steps):
-            start = k * batch_size
-            end = tf.minimum(n, start + batch_size)
-            losses = losses.write(k, self._step_fn(xs[start:end], ys[start:end]))
+            losses = losses.write(k, self._step_fn(tf.slice(order, [k * batch_size], [batch_size])))
         return losses.stack()
+
+    def _epoch_for(self, batch_size: int):
+        if batch_size not in self._epochs:
+            self._epochs[batch_size] = tf.function(
+                lambda order: self._epoch_fn(order, batch_size),
+                input_signature=(tf.TensorSpec([None], tf.int64),), jit_compile=self.jit)
+        return self._epochs[batch_size]
+
+    def _calls(self, order: np.ndarray, batch_size: int) -> list:
+        """The framework calls of one epoch, in order; each returns the loss of one step
+        (a scalar) or of a whole-epoch graph's steps (a vector)."""
+        if batch_size >= len(order) == int(self.splits["train"][1].shape[0]):
+            # The full-batch gradient does not depend on the order: skip the gather.
+            return [lambda: self._step(None)]
+        whole = len(order) - len(order) % batch_size
+        idx = tf.constant(order)
+        calls = []
+        if self.spec["mode"] == "compiled":
+            if whole:
+                calls.append(lambda: self._epoch_for(batch_size)(idx[:whole]))
+        elif whole:
+            calls += [lambda b=b: self._step(b) for b in tf.split(idx[:whole], whole // batch_size)]
+        if whole < len(order):  # the partial last batch: its own shape, its own trace
+            calls.append(lambda: self._step(idx[whole:]))
+        return calls
+
+    def warm_up(self, order: np.ndarray, batch_size: int) -> float:
+        """Trace (and with XLA compile) every call shape of an epoch, then put the weights and
+        optimizer state back; returns the seconds it took."""
+        saved = [v.numpy() for v in self.model.variables + self.optimizer.variables]
+        calls = self._calls(order, batch_size)
+        if self.spec["mode"] == "compiled" and not self.jit and batch_size < len(order):
+            # The whole-epoch graph takes any length: trace it on two batches, not a whole epoch.
+            # (With XLA the program is compiled per input length, so the full order is needed.)
+            calls = self._calls(order[: 2 * batch_size + len(order) % batch_size], batch_size)
+        t0 = time.perf_counter()
+        with tf.device(self.device):
+            for call in calls[:2] + calls[-1:]:
+                call().numpy()
+        elapsed = time.perf_counter() - t0
+        for var, value in zip(self.model.variables + self.optimizer.variables, saved):
+            var.assign(value)
+        return elapsed
 
     def _eval_fn(self, xb: tf.Tensor, yb: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         logits = self.model(xb, training=False)
@@ -136,22 +182,26 @@ class TFRunner:
             "keras_version": keras.__version__,
             "device_name": name,
             "threads": tf.config.threading.get_intra_op_parallelism_threads(),
-            "mode_detail": "tf.function over a whole epoch" + (" + XLA step" if self.spec["framework"].get("jit_compile") else "")
-            if self.spec["mode"] == "compiled" else "tf.function per step, Python loop",
+            "mode_detail": ("tf.function over a whole epoch" if self.spec["mode"] == "compiled"
+                            else "tf.function per step, Python loop") + (", XLA" if self.jit else ""),
         }
 
     def train_epoch(self, order: np.ndarray, batch_size: int) -> np.ndarray:
-        x, y = self.splits["train"]
+        clock = time.perf_counter
+        inside = 0.0  # time in the framework's calls; the rest of the epoch is harness overhead
         with tf.device(self.device):
-            idx = tf.constant(order)
-            xs, ys = tf.gather(x, idx), tf.gather(y, idx)
-            if self.spec["mode"] == "compiled":
-                losses = self._epoch(xs, ys, tf.constant(batch_size, tf.int32))
-            else:
-                n = len(order)
-                out = [self._step(xs[s:s + batch_size], ys[s:s + batch_size]) for s in range(0, n, batch_size)]
-                losses = tf.stack(out)
-            return losses.numpy().astype(np.float64)  # .numpy() waits for the device
+            out = []
+            for call in self._calls(order, batch_size):
+                t0 = clock()
+                out.append(call())
+                inside += clock() - t0
+            t0 = clock()
+            # Calls come as [epoch vector] + [last-batch scalar] or as one scalar per step.
+            scalars = [o for o in out if o.shape.rank == 0]
+            parts = [o for o in out if o.shape.rank == 1] + ([tf.stack(scalars)] if scalars else [])
+            losses = tf.concat(parts, 0).numpy().astype(np.float64)  # .numpy() waits for the device
+            self.step_time_s = inside + clock() - t0
+        return losses
 
     def evaluate(self, split: str) -> tuple[float, float]:
         x, y = self.splits[split]
