@@ -717,7 +717,7 @@ def comparison_table(summary: pd.DataFrame) -> pd.DataFrame:
         row["final acc"] = "diverged" if all_diverged else _pm(r["final_acc_mean"], r["final_acc_std"])
         row["best acc"] = "diverged" if all_diverged else _pm(r["best_acc_mean"], r["best_acc_std"])
         reach = f" ({r['reached']}/{r['runs']})" if 0 < r["reached"] < r["runs"] else ""
-        never = f"not in {r['epochs']}"
+        never = "—" if all_diverged else f"not in {r['epochs']}"
         row[f"epochs to {r['target_acc']:g}"] = (_pm(r["epochs_to_target_mean"], r["epochs_to_target_std"], 2) + reach
                                                   if r["reached"] else never)
         row["seconds to target"] = (_pm(r["seconds_to_target_mean"], r["seconds_to_target_std"]) + reach
@@ -1045,6 +1045,13 @@ def _toy_part(results_dir: Path, out_dir: Path) -> Part | None:
     part = Part("toy", "The seed's toy paths")
     part.text("From python -m bench.toy: the six methods on the seed's loss x² and on a 2-D surface, computed "
               "with numpy from the seed's formulas and with each framework's optimizers.")
+    agreement = toy / "agreement.csv"
+    if agreement.is_file():
+        dev, _ = _read_table(agreement, ("problem", "method", "framework", "impl", "max_rel_dev"))
+        if dev is not None:
+            worst = dev.groupby(["framework", "impl"])["max_rel_dev"].max()
+            part.text("Largest distance of a framework's path from the numpy path, relative to the path's size: "
+                      + "; ".join(f"{fw} {impl} {v:.1g}" for (fw, impl), v in worst.items()) + ".")
     for png in pngs:
         copy = out_dir / png.name
         copy.write_bytes(png.read_bytes())

@@ -48,10 +48,11 @@ METHOD_COLOURS = {"bgd": "#000000", "sgd": "#9c36b5", "minibatch": "#2f9e44", "m
 # How each (framework, impl) path is drawn on top of the numpy one.
 PATH_STYLES = {
     ("numpy", "formula"): dict(color="#000000", marker="o", ms=7, mfc="none", label="numpy (seed's formula)"),
-    ("torch", "native"): dict(color="#e8590c", marker="x", ms=6, label="torch native"),
-    ("torch", "reference"): dict(color="#e8590c", marker="+", ms=9, label="torch reference"),
-    ("tensorflow", "native"): dict(color="#1c7ed6", marker="x", ms=6, label="tensorflow native"),
-    ("tensorflow", "reference"): dict(color="#1c7ed6", marker="+", ms=9, label="tensorflow reference"),
+    # Sizes differ so that coinciding points stay visible: big torch marks behind small TF ones.
+    ("torch", "native"): dict(color="#e8590c", marker="x", ms=9, label="torch native"),
+    ("torch", "reference"): dict(color="#e8590c", marker="+", ms=13, label="torch reference"),
+    ("tensorflow", "native"): dict(color="#1c7ed6", marker="x", ms=5, label="tensorflow native"),
+    ("tensorflow", "reference"): dict(color="#1c7ed6", marker="+", ms=8, label="tensorflow reference"),
 }
 matplotlib.rcParams.update({"svg.hashsalt": "optbench-toy", "font.size": 9})
 
