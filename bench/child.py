@@ -3,12 +3,20 @@
 Exactly one framework is imported here, after the data is loaded and checked and after
 the thread count and visible devices are fixed (the parent sets them in the environment).
 
-Exit codes: 0 completed, 3 diverged, 2 bad input (one line on stderr), 1 anything else.
+Exit codes: 0 completed, 3 diverged, 2 bad input (one line on stderr), 130 interrupted
+(SIGTERM or Ctrl-C; run.json says so), 1 anything else.
+
+Fault injection for tests: ``OPTBENCH_FAULT=<kind>@<epoch>[@<text>]`` makes the run whose
+run_id contains ``<text>`` (every run if omitted) misbehave as epoch ``<epoch>`` starts:
+``segv`` (crash by SIGSEGV), ``kill`` (SIGKILL, as the OOM killer does), ``raise`` (a Python
+exception), ``hang`` (sleep, so a test can interrupt a sweep mid-way).
 """
 from __future__ import annotations
 
 import json
+import os
 import platform
+import signal
 import sys
 import time
 import traceback
@@ -22,6 +30,47 @@ from bench.results import update_run_json
 from models.init import initial_weights
 
 EXIT_DIVERGED = 3
+EXIT_INTERRUPTED = 130
+FAULTS = ("segv", "kill", "raise", "hang")
+
+
+class _Faulty:
+    """Wraps a runner and injects the fault named by ``OPTBENCH_FAULT`` (see the module doc)."""
+
+    def __init__(self, runner, kind: str, epoch: int) -> None:
+        self._runner, self._kind, self._at, self._epoch = runner, kind, epoch, 0
+
+    def __getattr__(self, name: str):
+        return getattr(self._runner, name)
+
+    def train_epoch(self, order, batch_size):
+        self._epoch += 1
+        if self._epoch == self._at:
+            print(f"[fault] injecting {self._kind} at epoch {self._epoch}", file=sys.stderr, flush=True)
+            if self._kind == "segv":
+                os.kill(os.getpid(), signal.SIGSEGV)
+            elif self._kind == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            elif self._kind == "raise":
+                raise RuntimeError("injected fault")
+            else:
+                time.sleep(3600)
+        return self._runner.train_epoch(order, batch_size)
+
+
+def with_fault(runner, run_id: str, setting: str | None):
+    """``runner`` itself, or wrapped to misbehave when ``setting`` names this run."""
+    if not setting:
+        return runner
+    kind, _, rest = setting.partition("@")
+    epoch, _, match = rest.partition("@")
+    if kind not in FAULTS or not epoch.isdigit():
+        raise ValueError(f"OPTBENCH_FAULT={setting!r}: expected <{'|'.join(FAULTS)}>@<epoch>[@<run_id text>]")
+    return _Faulty(runner, kind, int(epoch)) if match in run_id else runner
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (the parent stopping, or the parent gone) ends the run cleanly
 
 
 def resolve_batch_size(spec: dict, n_train: int) -> int:
@@ -44,6 +93,7 @@ def make_runner(spec: dict, data, weights):
 
 
 def main(spec_path: str) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)
     spec = json.loads(Path(spec_path).read_text())
     out_dir = Path(spec_path).parent
     try:
@@ -57,12 +107,16 @@ def main(spec_path: str) -> int:
     update_run_json(
         out_dir, status="running", dataset=data.name, data_source=data.source, data_notes=data.notes,
         n_train=data.n_train, n_test=data.n_test, batch_size_resolved=batch_size,
-        python=platform.python_version(), numpy=np.__version__,
+        python=platform.python_version(), python_executable=sys.executable, numpy=np.__version__,
     )
     try:
-        runner = make_runner(spec, data, weights)
+        runner = with_fault(make_runner(spec, data, weights), spec["run_id"], os.environ.get("OPTBENCH_FAULT"))
         update_run_json(out_dir, **runner.describe())
         status = train(spec, runner, data, out_dir, batch_size)
+    except KeyboardInterrupt:
+        update_run_json(out_dir, status="interrupted", end_time=time.time())
+        print(f"[{spec['run_id']}] interrupted", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
     except Exception as exc:  # recorded in run.json, then the child fails
         tail = traceback.format_exc().splitlines()[-30:]
         update_run_json(out_dir, status="failed", error=f"{type(exc).__name__}: {exc}",

@@ -7,26 +7,41 @@ share a process and every run starts with fresh thread pools.
 from __future__ import annotations
 
 import collections
+import csv
+import ctypes
 import fcntl
+import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from bench.machine import PROJECT_ROOT, git_commit, host_info
-from bench.results import FINISHED, run_dir, run_status, update_run_json, write_json
-from bench.spec import ConfigError, build_spec
+from bench.results import FINISHED, read_json, run_dir, run_status, update_run_json, write_json
+from bench.spec import ConfigError, build_spec, unknown_keys
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
 STDERR_TAIL = 40
+SWEEP_PID_ENV = "OPTBENCH_SWEEP_PID"  # set by `python -m bench`; workers whose parent it is die with it
+OBJECTIVES = ("val_acc",)  # what a tuning sweep (hydra/sweeper=tune_lr) maximises
+FAILED_OBJECTIVE = 0.0  # a failed or diverged trial scores the worst accuracy, so the sweep goes on
+
+
+class RunOutcome(NamedTuple):
+    status: str  # the run's status after this call (see bench.results.STATUSES)
+    code: int  # this run's share of the exit code: 0 ok, 1 failed, 2 bad input
+    out_dir: Path
+    skipped: bool = False  # already finished (or running elsewhere): no child was started
 
 
 def child_env(spec: dict[str, Any]) -> dict[str, str]:
@@ -62,6 +77,21 @@ def _tee(stream, sink, tail: collections.deque, log_path: Path) -> None:
                 sink.flush()
 
 
+def die_with_parent() -> None:
+    """Get SIGTERM when the parent process dies (Linux; a no-op elsewhere).
+
+    Used in each run's child (before exec) and in the local sweep workers: a ``kill -9`` of
+    ``python -m bench`` must not leave orphans training on and holding their run folders.
+    """
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _signal_name(code: int) -> str:
     try:
         return signal.Signals(-code).name
@@ -69,8 +99,12 @@ def _signal_name(code: int) -> str:
         return f"signal {-code}"
 
 
-def execute(spec: dict[str, Any], results_dir: str, force: bool = False) -> tuple[str, int]:
-    """Run one spec in a child process. Returns (status, exit code of this run)."""
+def execute(spec: dict[str, Any], results_dir: str, force: bool = False) -> RunOutcome:
+    """Run one spec in a child process, unless it is finished already or running elsewhere.
+
+    The run folder's ``.lock`` (flock) is held while the child runs, so two sweeps into the
+    same results_dir never train the same run at once; the lock dies with its process.
+    """
     out = run_dir(results_dir, spec["run_id"])
     out.mkdir(parents=True, exist_ok=True)
     lock = open(out / ".lock", "w")
@@ -79,12 +113,12 @@ def execute(spec: dict[str, Any], results_dir: str, force: bool = False) -> tupl
     except BlockingIOError:
         print(f"[skip] {spec['run_id']}: running in another process", flush=True)
         lock.close()
-        return "running", 0
+        return RunOutcome("running", 0, out, skipped=True)
     try:
         previous = run_status(out)
         if previous in FINISHED and not force:
             print(f"[skip] {spec['run_id']}: already {previous}", flush=True)
-            return previous, 0
+            return RunOutcome(previous, 0, out, skipped=True)
         for stale in ("metrics.csv", "steps.csv", "run.json", "stderr.log"):
             (out / stale).unlink(missing_ok=True)
         write_json(out / "spec.json", spec)
@@ -96,11 +130,12 @@ def execute(spec: dict[str, Any], results_dir: str, force: bool = False) -> tupl
         tail: collections.deque = collections.deque(maxlen=STDERR_TAIL)
         try:
             proc = subprocess.Popen(cmd, env=child_env(spec), stderr=subprocess.PIPE, text=True,
-                                    errors="replace", cwd=os.getcwd())
+                                    errors="replace", cwd=os.getcwd(),
+                                    preexec_fn=die_with_parent if sys.platform == "linux" else None)
         except OSError as exc:
             update_run_json(out, status="failed", error=f"cannot start {python}: {exc}", end_time=time.time())
-            print(f"error: cannot start {python}: {exc}", file=sys.stderr)
-            return "failed", EXIT_BAD_INPUT
+            print(f"error: cannot start framework.python={python}: {exc.strerror or exc}", file=sys.stderr)
+            return RunOutcome("failed", EXIT_BAD_INPUT, out)
         reader = threading.Thread(target=_tee, args=(proc.stderr, sys.stderr, tail, out / "stderr.log"), daemon=True)
         reader.start()
         try:
@@ -117,19 +152,86 @@ def execute(spec: dict[str, Any], results_dir: str, force: bool = False) -> tupl
         reader.join(timeout=5)
         status = run_status(out)
         if code == 0 and status == "completed":
-            return status, 0
+            return RunOutcome(status, 0, out)
         if status == "diverged":
-            return status, 0
+            return RunOutcome(status, 0, out)
+        if code == EXIT_BAD_INPUT:
+            # The child found bad input (data, batch size) before training: it printed the one
+            # line; the folder holds nothing worth keeping, so nothing is left behind.
+            shutil.rmtree(out, ignore_errors=True)
+            return RunOutcome("failed", EXIT_BAD_INPUT, out)
+        if code == EXIT_INTERRUPTED and status == "interrupted":  # SIGTERM/SIGINT reached the child alone
+            print(f"[interrupted] {spec['run_id']}", file=sys.stderr, flush=True)
+            return RunOutcome(status, 1, out)
         reason = f"exit code {code}" if code >= 0 else f"killed by {_signal_name(code)}"
         update_run_json(out, status="failed", exit_code=code, exit_reason=reason,
+                        exit_signal=_signal_name(code) if code < 0 else None,
                         stderr_tail=list(tail), end_time=time.time())
-        if code == EXIT_BAD_INPUT:
-            return "failed", EXIT_BAD_INPUT
         print(f"[failed] {spec['run_id']}: {reason}", file=sys.stderr, flush=True)
-        return "failed", 1
+        return RunOutcome("failed", 1, out)
     finally:
         fcntl.flock(lock, fcntl.LOCK_UN)
         lock.close()
+
+
+def mark_interrupted(results_dir: str | os.PathLike) -> list[str]:
+    """Runs left ``running`` that no live process owns (their ``.lock`` is free) become ``interrupted``.
+
+    Called when a sweep is stopped: joblib kills its workers outright, so they cannot record
+    the end of their runs themselves. Runs owned by another live sweep keep their status.
+    """
+    runs = Path(results_dir) / "runs"
+    marked: list[str] = []
+    if not runs.is_dir():
+        return marked
+    for out in sorted(runs.iterdir()):
+        if run_status(out) != "running":
+            continue
+        with open(out / ".lock", "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            update_run_json(out, status="interrupted", end_time=time.time())
+            marked.append(out.name)
+    return marked
+
+
+def check_results_dir(results_dir: str) -> None:
+    """One clear line, before any run starts, when results_dir cannot be written."""
+    runs = Path(results_dir) / "runs"
+    try:
+        runs.mkdir(parents=True, exist_ok=True)
+        probe = runs / f".probe-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(f"results_dir={results_dir} cannot be written ({exc.strerror or exc})") from None
+
+
+def objective_value(outcome: RunOutcome, objective: str) -> float:
+    """What a tuning sweep maximises: the last epoch's ``objective`` column of a completed run."""
+    if outcome.status != "completed":
+        return FAILED_OBJECTIVE
+    with open(outcome.out_dir / "metrics.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    try:
+        value = float(rows[-1][objective])
+    except (IndexError, KeyError, ValueError):
+        return FAILED_OBJECTIVE
+    return value if math.isfinite(value) else FAILED_OBJECTIVE
+
+
+def _check_task_config(cfg: dict[str, Any]) -> None:
+    extra = unknown_keys(cfg)
+    if extra:
+        raise ConfigError(f"unknown key(s) {', '.join(extra)}: no config file in conf/ declares them")
+    objective = cfg.get("objective")
+    if objective is not None:
+        if objective not in OBJECTIVES:
+            raise ConfigError(f"objective={objective!r} is not one of {', '.join(OBJECTIVES)}")
+        if not cfg["data"].get("val_size"):
+            raise ConfigError(f"objective={objective} is measured on a validation split: set data.val_size > 0")
 
 
 # ------------------------------------------------------------------ sweep progress
@@ -147,15 +249,17 @@ def _report_progress(pdir: Path) -> None:
     total_file = pdir / "total"
     total = int(total_file.read_text()) if total_file.exists() else None
     names = [p.suffix for p in pdir.iterdir()]
-    done = sum(s in (".done", ".failed") for s in names)
+    done = sum(s in (".done", ".skipped", ".failed") for s in names)
     running = names.count(".running")
     failed = names.count(".failed")
     left = "?" if total is None else total - done - running
     print(f"[sweep] {done} done ({failed} failed), {running} running, {left} left", flush=True)
 
 
-def run_job(cfg: DictConfig) -> int:
-    """The Hydra task: one run. Returns the exit code for this run."""
+def run_job(cfg: DictConfig) -> RunOutcome | None:
+    """The Hydra task: validate, then one run. Returns its outcome, or None for bad input."""
+    if os.environ.get(SWEEP_PID_ENV) == str(os.getppid()):  # a local worker of the sweep
+        die_with_parent()
     pdir = _progress_dir()
     marker = None
     if pdir is not None:
@@ -163,31 +267,35 @@ def run_job(cfg: DictConfig) -> int:
         marker = pdir / f"{HydraConfig.get().job.num}.running"
         marker.touch()
         _report_progress(pdir)
-    code = 1
+    outcome = None
     try:
         plain = OmegaConf.to_container(cfg, resolve=True)
+        _check_task_config(plain)
         spec = build_spec(plain)
-        _, code = execute(spec, str(cfg.results_dir), bool(cfg.force))
+        check_results_dir(str(cfg.results_dir))
+        outcome = execute(spec, str(cfg.results_dir), bool(cfg.force))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
-        code = EXIT_BAD_INPUT
     finally:
         if marker is not None:
-            marker.rename(marker.with_suffix(".done" if code == 0 else ".failed"))
+            suffix = ".failed" if outcome is None or outcome.code else ".skipped" if outcome.skipped else ".done"
+            marker.rename(marker.with_suffix(suffix))
             _report_progress(pdir)
-    return code
+    return outcome
 
 
 class SweepProgress(Callback):
     """Knows the sweep's size up front, and its failures at the end."""
 
     failed: int | None = None
+    results_dir: str | None = None  # where to mark runs interrupted if the sweep is stopped
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hydra.core.override_parser.overrides_parser import OverridesParser
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
         overrides = list(config.hydra.overrides.task)
+        overrides += [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
         total = None
         if config.hydra.sweeper.get("_target_", "").endswith("BasicSweeper"):
             parsed = OverridesParser.create().parse_overrides(overrides)
@@ -196,13 +304,17 @@ class SweepProgress(Callback):
         pdir.mkdir(parents=True, exist_ok=True)
         if total is not None:
             (pdir / "total").write_text(str(total))
-        SweepProgress.sweep_dir = Path(config.hydra.sweep.dir)
+        SweepProgress.results_dir = str(config.results_dir)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        pdir = Path(config.hydra.sweep.dir) / ".progress"
-        failed = len(list(pdir.glob("*.failed"))) if pdir.is_dir() else 0
-        done = len(list(pdir.glob("*.done"))) if pdir.is_dir() else 0
-        SweepProgress.failed = failed
-        print(f"[sweep] finished: {done} ok, {failed} failed", flush=True)
-        write_json(Path(config.hydra.sweep.dir) / "sweep.json", {"ok": done, "failed": failed})
-
+        sweep_dir = Path(config.hydra.sweep.dir)
+        pdir = sweep_dir / ".progress"
+        count = {s: len(list(pdir.glob(f"*{s}"))) if pdir.is_dir() else 0 for s in (".done", ".skipped", ".failed")}
+        SweepProgress.failed = count[".failed"]
+        print(f"[sweep] finished: {count['.done']} ran, {count['.skipped']} skipped (already done), "
+              f"{count['.failed']} failed", flush=True)
+        write_json(sweep_dir / "sweep.json", {"ok": count[".done"], "skipped": count[".skipped"],
+                                              "failed": count[".failed"]})
+        best = sweep_dir / "optimization_results.yaml"  # written by the Optuna sweeper
+        if best.is_file():
+            print(f"[tune] best parameters: {best}", flush=True)

@@ -12,9 +12,14 @@ import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any, Mapping
 
+from omegaconf import OmegaConf
+
 from bench.optimizers import METHODS, REQUIRED_HPARAMS
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 DEVICES = ("cpu", "cuda", "auto")
 MODES = ("eager", "compiled")
@@ -82,6 +87,33 @@ def resolve_device(requested: str) -> str:
             found += f", CUDA_VISIBLE_DEVICES={cvd!r}"
         raise ConfigError(f"device=cuda but no GPU is visible ({found}); use device=cpu or device=auto")
     return "cpu"
+
+
+def _yaml_keys(path: Path) -> set[str]:
+    return {k for k in OmegaConf.to_container(OmegaConf.load(path)) or {} if k != "defaults"}
+
+
+def unknown_keys(cfg: Mapping[str, Any], conf_dir: Path = CONF_DIR) -> list[str]:
+    """Keys added with ``+key=...`` that no config file declares.
+
+    The conf files are the schema: a key that appears in none of them would be ignored by
+    the runners yet change the run_id, so it is refused instead (typos such as
+    ``+optimizer.betas=...``). Keys that other work adds to the yaml files are known at once.
+    """
+    known = _yaml_keys(conf_dir / "config.yaml") - {"hydra"}
+    groups = {p.name for p in conf_dir.iterdir() if p.is_dir() and p.name != "hydra"}
+    for profile in (conf_dir / "profile").glob("*.yaml"):
+        known |= _yaml_keys(profile)
+    bad = [k for k in cfg if k not in known | groups]
+    for group in groups:
+        node = cfg.get(group)
+        if not isinstance(node, Mapping):
+            continue
+        chosen = conf_dir / group / f"{node.get('name')}.yaml"
+        files = [chosen] if chosen.is_file() else list((conf_dir / group).glob("*.yaml"))
+        allowed = set().union(*(_yaml_keys(f) for f in files))
+        bad += [f"{group}.{k}" for k in node if k not in allowed]
+    return sorted(bad)
 
 
 def build_spec(cfg: Mapping[str, Any]) -> dict[str, Any]:
