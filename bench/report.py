@@ -20,6 +20,7 @@ import base64
 import html
 import math
 import pickle
+import re
 import subprocess
 import sys
 import tempfile
@@ -731,13 +732,24 @@ def comparison_table(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def _cell_text(v: Any) -> str:
+    """Floats from other modules' tables get 3 significant digits; NaN stays empty."""
+    if v is None:
+        return ""
+    if isinstance(v, (float, np.floating)):
+        if math.isnan(v):
+            return ""
+        return str(int(v)) if float(v).is_integer() and abs(v) < 1e6 else f"{v:.3g}"
+    return str(v)
+
+
 def html_table(df: pd.DataFrame) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
     body = []
     for _, row in df.iterrows():
         cells = []
         for v in row:
-            text = "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+            text = _cell_text(v)
             cls = ' class="bad"' if text == "diverged" or text.startswith("not supported") else (
                 ' class="good"' if text.startswith("supported") else "")
             cells.append(f"<td{cls}>{html.escape(text)}</td>")
@@ -746,7 +758,7 @@ def html_table(df: pd.DataFrame) -> str:
 
 
 def _md_cell(v: Any) -> str:
-    text = "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+    text = _cell_text(v)
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
@@ -870,8 +882,20 @@ def _img(path: Path, caption: str) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
+_INLINE_MD = ((re.compile(r"\*\*(.+?)\*\*"), r"<strong>\1</strong>"), (re.compile(r"\*(.+?)\*"), r"<em>\1</em>"),
+              (re.compile(r"`(.+?)`"), r"<code>\1</code>"))
+
+
 def _paragraphs(text: str) -> str:
-    return "".join(f"<p>{html.escape(p.strip())}</p>" for p in text.split("\n\n") if p.strip())
+    """Markdown paragraphs as HTML: escaped first, then **bold**, *emphasis* and `code` only."""
+    out = []
+    for para in text.split("\n\n"):
+        if para.strip():
+            escaped = html.escape(para.strip())
+            for pattern, repl in _INLINE_MD:
+                escaped = pattern.sub(repl, escaped)
+            out.append(f"<p>{escaped}</p>")
+    return "".join(out)
 
 
 @dataclass
@@ -1121,6 +1145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out) if args.out else results_dir / "report"
     index = build_report(results_dir, out, args.target_acc, () if args.no_extra else EXTRA_MODULES,
                          log=lambda s: print(s, file=sys.stderr))
+    if not (out / "summary.csv").read_text().strip():
+        print("warning: no completed or diverged runs; the report lists only what failed", file=sys.stderr)
     print(f"report: {index}")
     return 0
 

@@ -177,6 +177,11 @@ def test_extra_sections_missing_none_raising_and_ok(tmp_path: Path, monkeypatch:
     assert section is None and "RuntimeError: boom" in warning
 
 
+def test_section_text_is_escaped_before_its_markdown_is_rendered() -> None:
+    out = report._paragraphs("a *b* <i>`c`</i>\n\n**d** & e")
+    assert out == "<p>a <em>b</em> &lt;i&gt;<code>c</code>&lt;/i&gt;</p><p><strong>d</strong> &amp; e</p>"
+
+
 # ------------------------------------------------------------------ the CLI, end to end
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
