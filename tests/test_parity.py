@@ -1,0 +1,145 @@
+"""PyTorch and TensorFlow, step by step: same start, same batches, 50 steps.
+
+All comparisons run in one child process per framework (``bench.parity.run_jobs``), on the
+4,000 embedded training digits with each method's own batch (bgd: all 4,000, sgd: 1, else 32);
+the pytest process itself imports neither framework.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from bench import parity
+from bench.optimizers import METHODS
+from conftest import ROOT, run_cli
+
+N = 50
+SLOW_RULES = ("rmsprop", "adam")  # the adaptive rules: Keras' native ε differs from the seed's
+
+
+def _jobs() -> list[dict]:
+    def job(key: str, *overrides: str) -> dict:
+        cfg = OmegaConf.to_container(compose(config_name="parity", overrides=list(overrides)), resolve=True)
+        return parity.make_job(key, cfg)
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        jobs = [job(f"{name}-{impl}", f"optimizer={name}", f"impl={impl}")
+                for impl in ("reference", "native") for name in METHODS]
+        # a seed where one weight of RMSProp lands past the bound by float32 rounding alone
+        jobs.append(job("rmsprop-reference-s2", "optimizer=rmsprop", "impl=reference", "seed=2"))
+        jobs.append(job("init-native", "optimizer=minibatch", "init=native", "steps=1"))
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    jobs = _jobs()
+    results = parity.run_jobs(jobs, tmp_path_factory.mktemp("parity"))
+    return {job["key"]: {"job": job, "raw": results[job["key"]],
+                         "rows": parity.compare(job, results[job["key"]], parity.job_data(job))}
+            for job in jobs}
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_reference_agrees_to_1e4_after_50_steps(batch: dict, name: str) -> None:
+    last = batch[f"{name}-reference"]["rows"][N]
+    assert last["param_max_rel_diff"] < 1e-4 and last["params_over_bound"] == 0, last
+    assert last["loss_rel_diff"] < 1e-6, last
+    assert last["param_forms_diff"] == 0.0  # both frameworks are meant to compute the same formula
+
+
+@pytest.mark.parametrize("name", [n for n in METHODS if METHODS[n].rule not in SLOW_RULES])
+def test_native_sgd_and_momentum_agree_to_1e4(batch: dict, name: str) -> None:
+    last = batch[f"{name}-native"]["rows"][N]
+    assert last["param_max_rel_diff"] < 1e-4, last
+
+
+@pytest.mark.parametrize("name", SLOW_RULES)
+def test_native_rmsprop_and_adam_differ_by_kerass_eps(batch: dict, name: str) -> None:
+    """The gap is the ε placement: numpy with Keras' formula reproduces it, rounding cannot."""
+    native = batch[f"{name}-native"]["rows"][N]
+    reference = batch[f"{name}-reference"]["rows"][N]
+    measured = native["param_max_rel_diff"]
+    assert measured > 1e-2 and measured > 1000 * reference["param_max_rel_diff"], (native, reference)
+    # Exact (float64) runs of torch's formula and of Keras' formula are as far apart as the frameworks...
+    assert 0.5 < native["param_forms_diff"] / measured < 2, native
+    # ...and each framework is close to its own formula: the difference is the formula, not rounding.
+    assert native["param_tf_vs_f64"] < 1e-2 * measured and native["param_torch_vs_f64"] < 1e-2 * measured, native
+    assert native["params_over_bound"] > parity.ISOLATED  # not a few weights: all the small-gradient ones
+    assert "differ by formula" in parity.verdict(batch[f"{name}-native"]["job"], native)
+
+
+def test_rounding_alone_can_cross_the_bound_in_isolated_weights(batch: dict) -> None:
+    """Measured, not hidden: with seed 2, RMSProp's reference is 5e-4 apart in a single weight.
+
+    That weight's gradient cancels to ~1e-6 of its terms, so float32 rounding changes it by
+    percents, and RMSProp's per-weight scaling turns that into a visible step. The loss still
+    agrees to float32 precision and no formula differs.
+    """
+    entry = batch["rmsprop-reference-s2"]
+    last = entry["rows"][N]
+    assert last["param_max_rel_diff"] > 1e-4, last  # if this fails, the example needs a new seed
+    assert 0 < last["params_over_bound"] <= parity.ISOLATED, last
+    assert last["loss_rel_diff"] < 1e-6 and last["param_forms_diff"] == 0.0, last
+    assert "agree to float32 rounding" in parity.verdict(entry["job"], last)
+
+
+def test_shared_init_is_identical_and_native_init_is_not(batch: dict) -> None:
+    for name in METHODS:
+        assert batch[f"{name}-reference"]["rows"][0]["param_max_rel_diff"] == 0.0
+    native = batch["init-native"]
+    assert native["rows"][0]["param_max_rel_diff"] > 0.5
+    torch0, tf0 = native["raw"]["torch"], native["raw"]["tensorflow"]
+    assert np.all(tf0["b1"][0] == 0) and np.all(tf0["b2"][0] == 0)  # Keras: zero biases
+    assert np.all(torch0["b1"][0] != 0)  # torch: U(±1/√fan_in) biases
+    shared = batch["minibatch-reference"]["raw"]["torch"]
+    assert not np.array_equal(torch0["w1"][0], shared["w1"][0])  # torch's RNG, not the numpy draw
+
+
+def test_cli_writes_csv_prints_the_table_and_repeats_across_processes(batch: dict, results: Path) -> None:
+    proc = run_cli("optimizer=adam", "impl=reference", f"results_dir={results}", module="bench.parity")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "agree: parameters within" in proc.stdout
+    path = results / "parity" / "adam-reference-bs32-s0.csv"
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert set(parity.COLUMNS) <= set(rows[0]) and [int(r["step"]) for r in rows] == list(range(N + 1))
+    assert (results / "parity" / "adam-reference-bs32-s0.json").is_file()
+    # New processes, the same numbers as the batch above: both runners are bitwise repeatable.
+    for fw in ("torch", "tensorflow"):
+        assert [float(r[f"loss_{fw}"]) for r in rows[1:]] == batch["adam-reference"]["raw"][fw]["loss"].tolist()
+
+    section = parity.report_section(results)
+    assert section is not None and section.title == "Do the frameworks agree?"
+    assert len(section.table) == 1 and section.table.iloc[0]["agree (≤1e-4)"] == "yes"
+
+
+def test_report_section_explains_the_native_residuals(batch: dict, tmp_path: Path) -> None:
+    for key in ("rmsprop-native", "adam-native", "rmsprop-reference", "adam-reference", "sgd-native",
+                "init-native"):
+        entry = batch[key]
+        name = parity.result_name(entry["job"])
+        parity.write_csv(tmp_path / "parity" / f"{name}.csv", parity.result_rows(entry["job"], entry["rows"]),
+                         parity.COLUMNS)
+    section = parity.report_section(tmp_path)
+    assert section is not None and len(section.table) == 6
+    assert "2 of 2 checks agree" in section.text
+    assert "ε inside the root" in section.text and "ε-hat" in section.text
+    assert "init=native" in section.text
+    assert section.figures and section.figures[0].is_file()
+    assert parity.report_section(tmp_path / "nothing") is None
+
+
+@pytest.mark.parametrize("args, message", [
+    (["steps=0"], "steps must be an integer >= 1"),
+    (["impl=bogus"], "impl='bogus' is not one of"),
+])
+def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str, results: Path) -> None:
+    proc = run_cli(*args, f"results_dir={results}", module="bench.parity")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and message in proc.stderr
