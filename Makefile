@@ -11,7 +11,7 @@ RESULTS ?= results
 ARGS    ?=
 METHODS := bgd,sgd,minibatch,momentum,rmsprop,adam
 
-.PHONY: bench test report toy parity perf gpu-check clean
+.PHONY: bench test report toy parity perf gpu-check gpu-pack clean tune
 
 $(STAMP): pyproject.toml
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -40,6 +40,31 @@ parity: $(STAMP)
 
 perf: $(STAMP)
 	$(PYTHON) -m bench.perf results_dir=$(RESULTS) $(ARGS)
+
+# On a CUDA box with torch preinstalled and no network: needs torch and numpy only (no venv,
+# no Hydra, no TensorFlow). Outputs go to $OUT if set, else results/gpu_check.
+GPU_PYTHON ?= python3
+gpu-check:
+	$(GPU_PYTHON) -m bench.gpu_check $(ARGS)
+
+# Before sending the checkout to a GPU box: copy Fashion-MNIST into data/ (git-ignored) so it travels.
+gpu-pack:
+	mkdir -p data/fashion_mnist && cp /usr/share/datasets/fashion-mnist/*.gz data/fashion_mnist/
+
+# Learning-rate tuning, the DeepOBS protocol: per framework x method an Optuna study (seeded TPE)
+# on a validation split carved from the training set, then the best and the default lr re-run
+# with SEEDS seeds; the report's "Tuned vs default" table compares their test accuracy.
+TRIALS  ?= 20
+SEEDS   ?= 5
+VAL     ?= 1000
+tune: $(STAMP)
+	for fw in torch tensorflow; do for m in bgd sgd minibatch momentum rmsprop adam; do \
+	    common="framework=$$fw optimizer=$$m data.val_size=$(VAL) profile=$(PROFILE) device=$(DEVICE) data=$(DATA) results_dir=$(RESULTS) $(ARGS)"; \
+	    $(PYTHON) -m bench -m hydra/sweeper=tune_lr hydra.sweeper.n_trials=$(TRIALS) objective=val_acc $$common || exit 1; \
+	    lrs=$$($(PYTHON) -m bench.tuning lrs $(RESULTS) $$fw $$m) || exit 1; \
+	    $(PYTHON) -m bench -m optimizer.lr=$$lrs seeds=$(SEEDS) $$common || exit 1; \
+	done; done
+	$(PYTHON) -m bench.report $(RESULTS)
 
 clean:
 	rm -rf $(RESULTS)/runs $(RESULTS)/report $(RESULTS)/.hydra

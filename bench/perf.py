@@ -19,8 +19,8 @@ Keys (defaults in brackets): results_dir [results], data [fashion_mnist; falls b
 mnist_embedded, loudly], device [cpu] (cpu|cuda), threads [1], reps [3], batches [1,32,full],
 cap_steps [2000] (steps timed at batch 1), frameworks [torch,tensorflow],
 modes [eager,compiled], xla [false] (adds TensorFlow compiled + XLA), naive [true],
-limit_train [none], quick [false] (toy size for tests: 1,024 images, 1 rep, 64 steps at
-batch 1). Exit codes: 0 done (a failed case is a row with its error), 2 bad input.
+limit_train [none], data_root [the conf file's], deterministic [true], quick [false] (toy
+size for tests: 1,024 images, 1 rep, 64 steps at batch 1). Exit codes: 0 done (a failed case is a row with its error), 2 bad input.
 This module imports neither framework; its ``--worker`` entry runs inside the child.
 """
 from __future__ import annotations
@@ -55,7 +55,7 @@ DEFAULTS: dict[str, Any] = {
     "results_dir": "results", "data": "fashion_mnist", "device": "cpu", "threads": 1, "reps": 3,
     "batches": "1,32,full", "cap_steps": 2000, "frameworks": "torch,tensorflow",
     "modes": "eager,compiled", "xla": False, "naive": True, "limit_train": None, "quick": False,
-    "deterministic": True,
+    "deterministic": True, "data_root": None,
 }
 QUICK = {"limit_train": 1024, "reps": 1, "cap_steps": 64}
 
@@ -140,6 +140,8 @@ def resolve_data(cfg: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
 
     data = read_flat_yaml(Path(PROJECT_ROOT) / "conf" / "data" / f"{cfg['data']}.yaml")
     data["download"] = False  # a benchmark must not wait on the network
+    if cfg["data_root"]:
+        data["root"] = str(cfg["data_root"])
     data["limit_train"] = cfg["limit_train"]
     try:
         load_dataset(data, log=lambda *_: None)
