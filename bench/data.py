@@ -322,7 +322,12 @@ def load_dataset(cfg: Mapping[str, Any], log=print) -> Dataset:
                 why += f"; download failed: {problems[-1]}"
             fallback = cfg.get("fallback")
             if not fallback:
-                raise DataError(f"{why}. To get them: {source.fallback_hint}")
+                ways = [source.fallback_hint]
+                if not cfg.get("download", True):
+                    ways.append(f"data.download=true on a machine with network ({source.mirrors[0]})")
+                if name == "mnist":
+                    ways.append("data.fallback=mnist_embedded (5,000 real digits)")
+                raise DataError(f"{why}. To get them: {'; or '.join(ways)}")
             note = (f"!!! {why}. FALLING BACK to {fallback}: 5,000 real MNIST digits, not the "
                     f"full 60k/10k set; results are NOT full-MNIST numbers.")
             print(note, file=sys.stderr, flush=True)

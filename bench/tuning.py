@@ -1,0 +1,159 @@
+"""Learning-rate tuning: the lr that won on the validation split, and whether it beats the default.
+
+The protocol of DeepOBS and of the Crowded Valley study, per framework x method:
+
+1. tune ``optimizer.lr`` on a validation split carved from the training set
+   (``data.val_size > 0``; ``hydra/sweeper=tune_lr`` with ``objective=val_acc``, or the grid
+   ``hydra/sweeper=grid_lr``); the test set is never used to choose;
+2. re-run the best lr and the method's default lr with several seeds and compare their
+   *test* accuracy.
+
+``make tune`` runs both steps. Everything here is read back from ``runs/*/metrics.csv`` and
+``run.json``, so Optuna trials, grid runs and re-runs are all just runs; re-running the best lr
+with seed 0 reuses the tuning trial itself. This module imports neither framework.
+
+``python -m bench.tuning lrs <results_dir> <framework> <optimizer>`` prints ``best,default``
+(the values for the re-run's ``optimizer.lr=`` sweep).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from bench.results import FINISHED, ReportSection, read_json
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+TUNE_KEYS = ("dataset", "framework", "optimizer", "impl", "batch_size")  # one tuning problem each
+
+
+def default_lr(optimizer: str) -> float:
+    """The method's lr in ``conf/optimizer/<name>.yaml`` (the seed's API defaults)."""
+    return float(OmegaConf.load(CONF_DIR / "optimizer" / f"{optimizer}.yaml")["lr"])
+
+
+def final_rows(results_dir: Path) -> pd.DataFrame:
+    """One row per finished run that measured a validation split: its last epoch.
+
+    A diverged run scores 0 validation accuracy (it is a result, and the worst one) and NaN
+    test accuracy, so it can win no comparison and is never averaged in as a number.
+    """
+    rows = []
+    for folder in sorted((Path(results_dir) / "runs").glob("*/")):
+        info = read_json(folder / "run.json") or {}
+        if info.get("status") not in FINISHED or not (folder / "metrics.csv").is_file():
+            continue
+        try:
+            df = pd.read_csv(folder / "metrics.csv")
+        except (OSError, ValueError):
+            continue
+        if df.empty or "val_acc" not in df or not pd.notna(pd.to_numeric(df["val_acc"], errors="coerce").iloc[0]):
+            continue  # no validation split: not a tuning run
+        last = df.iloc[-1]
+        diverged = info["status"] == "diverged"
+        rows.append({
+            **{k: last[k] for k in TUNE_KEYS}, "lr": float(last["lr"]), "seed": int(last["seed"]),
+            "status": info["status"], "epochs": int(df["epoch"].max()),
+            "val_acc": 0.0 if diverged else float(last["val_acc"]),
+            "test_acc": math.nan if diverged else float(last["test_acc"]),
+        })
+    return pd.DataFrame(rows)
+
+
+def _same_lr(series: pd.Series, lr: float) -> pd.Series:
+    return series.apply(lambda x: math.isclose(x, lr, rel_tol=1e-9))
+
+
+def best_lrs(final: pd.DataFrame) -> pd.DataFrame:
+    """Per tuning problem: the lr with the highest validation accuracy, and how many were tried.
+
+    Chosen on the first seed's runs only (the tuning trials), so the re-runs with more seeds
+    that follow do not change the choice.
+    """
+    rows = []
+    for key, grp in final.groupby(list(TUNE_KEYS), sort=True):
+        trials = grp[grp["seed"] == grp["seed"].min()].sort_values(["val_acc", "lr"], ascending=[False, True])
+        best = trials.iloc[0]
+        rows.append({**dict(zip(TUNE_KEYS, key)), "lrs_tried": len(trials), "best_lr": float(best["lr"]),
+                     "best_val_acc": float(best["val_acc"]), "default_lr": default_lr(str(key[2]))})
+    return pd.DataFrame(rows)
+
+
+def _test_acc(grp: pd.DataFrame, lr: float) -> tuple[float, float, int]:
+    runs = grp[_same_lr(grp["lr"], lr)]
+    accs = runs["test_acc"].dropna()
+    std = float(accs.std(ddof=1)) if len(accs) > 1 else math.nan
+    return (float(accs.mean()) if len(accs) else math.nan), std, len(runs)
+
+
+def tuned_vs_default(final: pd.DataFrame) -> pd.DataFrame:
+    """The "tuned vs default" table: test accuracy over seeds at the best and at the default lr."""
+    rows = []
+    for _, best in best_lrs(final).iterrows():
+        grp = final
+        for k in TUNE_KEYS:
+            grp = grp[grp[k] == best[k]]
+        tuned = _test_acc(grp, best["best_lr"])
+        default = _test_acc(grp, best["default_lr"])
+        rows.append({
+            **{k: best[k] for k in TUNE_KEYS}, "lrs_tried": best["lrs_tried"],
+            "default_lr": best["default_lr"], "best_lr": best["best_lr"], "best_val_acc": best["best_val_acc"],
+            "test_acc_default_mean": default[0], "test_acc_default_std": default[1], "seeds_default": default[2],
+            "test_acc_tuned_mean": tuned[0], "test_acc_tuned_std": tuned[1], "seeds_tuned": tuned[2],
+            "gain": tuned[0] - default[0],
+        })
+    return pd.DataFrame(rows)
+
+
+def report_section(results_dir: Path) -> ReportSection | None:
+    """The report's "Tuned vs default" section; None when no run measured a validation split."""
+    final = final_rows(results_dir)
+    if final.empty:
+        return None
+    table = tuned_vs_default(final)
+    text = (
+        "Learning rate tuned per framework x method on a validation split carved from the training "
+        "set (never the test set); the best lr is the one with the highest validation accuracy after "
+        "the run's epochs, chosen on the first seed's trials. The test accuracy columns are the mean "
+        "and standard deviation over the seeds re-run at that lr and at the method's default lr "
+        "(`make tune`). Diverged runs count as 0 validation accuracy and are left out of test means."
+    )
+    missing = table[(table["seeds_tuned"] < 2) | (table["seeds_default"] < 2)]
+    if len(missing):
+        text += (f"\n\n{len(missing)} row(s) lack re-runs with several seeds at the best or the default lr: "
+                 "run `make tune` (or the re-run step) to fill them in.")
+    return ReportSection("Tuned vs default learning rate", text, table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.tuning", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    lrs = sub.add_parser("lrs", help="print 'best,default' learning rates for one framework x method")
+    lrs.add_argument("results_dir", type=Path)
+    lrs.add_argument("framework")
+    lrs.add_argument("optimizer")
+    args = parser.parse_args(argv)
+    final = final_rows(args.results_dir)
+    best = best_lrs(final) if not final.empty else final
+    if not best.empty:
+        best = best[(best["framework"] == args.framework) & (best["optimizer"] == args.optimizer)]
+    if best.empty:
+        print(f"error: no tuning runs for {args.framework} {args.optimizer} in {args.results_dir}/runs "
+              "(runs with data.val_size > 0)", file=sys.stderr)
+        return 2
+    if len(best) > 1:
+        print(f"error: {len(best)} tuning problems for {args.framework} {args.optimizer} "
+              "(datasets or batch sizes differ); use a results_dir per tuning", file=sys.stderr)
+        return 2
+    row = best.iloc[0]
+    values = dict.fromkeys([repr(float(row["best_lr"])), repr(float(row["default_lr"]))])  # unique, best first
+    print(",".join(values))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

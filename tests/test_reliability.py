@@ -1,0 +1,378 @@
+"""Issue 6, through the real CLI: bad input is one line and exit 2, faults stay inside their run,
+interruptions end every process and lose nothing, re-runs skip what is complete.
+
+Runs are tiny (256 training images, one epoch, torch). Faults are injected with
+``OPTBENCH_FAULT`` (see bench/child.py)."""
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import http.server
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+
+from bench import data as D
+from bench.results import run_dir
+from bench.spec import run_id
+from conftest import ROOT, SMALL, run_cli
+
+FAST = [*SMALL, "epochs=1", "optimizer=minibatch", "progress=none"]
+
+
+# ------------------------------------------------------------------ helpers
+def _no_framework_env(tmp_path: Path) -> dict[str, str]:
+    """PYTHONPATH with stand-ins for torch and tensorflow that fail on import: bad input must be
+    reported before either framework is imported, in the parent and in the child."""
+    shim = tmp_path / "shim"
+    for name in ("torch", "tensorflow"):
+        (shim / name).mkdir(parents=True)
+        (shim / name / "__init__.py").write_text(f"raise ImportError('{name} imported before validation')\n")
+    return {"PYTHONPATH": f"{shim}{os.pathsep}{ROOT}"}
+
+
+def _assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr + proc.stdout
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def _runs(results: Path) -> list[Path]:
+    return sorted((results / "runs").iterdir()) if (results / "runs").is_dir() else []
+
+
+def _info(run: Path) -> dict:
+    return json.loads((run / "run.json").read_text())
+
+
+def _run(results: Path, seed: int) -> Path:
+    found = [p for p in _runs(results) if f"-s{seed}-" in p.name]
+    assert len(found) == 1, _runs(results)
+    return found[0]
+
+
+def _fingerprint(run: Path) -> dict[str, tuple[str, int]]:
+    return {p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in sorted(run.iterdir()) if p.is_file() and p.name != ".lock"}
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 240) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return
+        time.sleep(0.5)
+    raise AssertionError("timed out waiting")
+
+
+def _status(results: Path, seed: int) -> str | None:
+    runs = [p for p in _runs(results) if f"-s{seed}-" in p.name]
+    if not runs or not (runs[0] / "run.json").exists():
+        return None
+    return _info(runs[0]).get("status")
+
+
+def _hanging(results: Path, seed: int) -> bool:
+    logs = [p / "stderr.log" for p in _runs(results) if f"-s{seed}-" in p.name]
+    return bool(logs) and logs[0].exists() and "injecting hang" in logs[0].read_text(errors="replace")
+
+
+def _processes_mentioning(text: str) -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in args:
+            found.append(args)
+    return found
+
+
+def _start(args: list[str], tmp_path: Path, name: str, fault: str | None = None,
+           new_session: bool = False) -> tuple[subprocess.Popen, Path]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if fault:
+        env["OPTBENCH_FAULT"] = fault
+    log = tmp_path / f"{name}.log"
+    proc = subprocess.Popen([sys.executable, "-m", "bench", *args], stdout=open(log, "w"),
+                            stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=new_session)
+    return proc, log
+
+
+# ------------------------------------------------------------------ bad input
+@pytest.mark.parametrize("override, needles", [
+    ("framework=jax", ["framework/jax", "tensorflow, torch"]),
+    ("optimizer=adagrad", ["optimizer/adagrad", "adam"]),
+    ("data=cifar", ["data/cifar", "mnist_embedded"]),
+    ("optimizer.lr=0", ["optimizer.lr must be a finite number > 0"]),
+    ("optimizer.lr=-0.1", ["optimizer.lr must be a finite number > 0"]),
+    ("optimizer.lr=nan", ["optimizer.lr must be a finite number > 0"]),
+    ("optimizer.lr=inf", ["optimizer.lr must be a finite number > 0"]),
+    ("batch_size=0", ["batch_size must be >= 1"]),
+    ("epochs=0", ["epochs must be >= 1"]),
+    ("seed=1.5", ["seed must be an integer"]),
+    ("jobs=0", ["jobs must be >= 1"]),
+    ("epoch=3", ["epoch"]),  # typo of an existing key
+    ("+optimizer.betas=0.5", ["unknown key", "optimizer.betas"]),
+    ("optimizer.lr=(", ["optimizer.lr=("]),
+])
+def test_bad_config_is_one_line_exit_2_and_writes_nothing(override: str, needles: list[str], results: Path,
+                                                          tmp_path: Path) -> None:
+    proc = run_cli(*FAST, f"results_dir={results}", override, env=_no_framework_env(tmp_path), timeout=120)
+    _assert_one_line_error(proc, *needles)
+    assert _runs(results) == []
+
+
+def test_cuda_without_gpu_says_what_was_found(results: Path, tmp_path: Path) -> None:
+    env = {**_no_framework_env(tmp_path), "CUDA_VISIBLE_DEVICES": ""}
+    line = _assert_one_line_error(run_cli(*FAST, f"results_dir={results}", "device=cuda", env=env),
+                                  "device=cuda but no GPU is visible")
+    assert "CUDA_VISIBLE_DEVICES=''" in line or "nvidia" in line
+    assert _runs(results) == []
+
+
+def test_batch_larger_than_training_set_is_found_in_the_child_before_any_framework(
+        results: Path, tmp_path: Path) -> None:
+    proc = run_cli(*FAST, f"results_dir={results}", "batch_size=257", env=_no_framework_env(tmp_path))
+    _assert_one_line_error(proc, "batch_size=257 is larger than the training set (256 images)")
+    assert _runs(results) == []  # the child's folder is removed: nothing ran
+
+
+def test_unwritable_results_dir(tmp_path: Path) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    proc = run_cli(*FAST, f"results_dir={blocker}/results", env=_no_framework_env(tmp_path))
+    _assert_one_line_error(proc, str(blocker), "results_dir")
+    assert blocker.read_text() == "not a folder"
+
+
+# ------------------------------------------------------------------ bad data
+def _fake(n_train: int = 40, n_test: int = 20) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {"train_images": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+            "train_labels": rng.integers(0, 10, n_train).astype(np.uint8),
+            "test_images": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+            "test_labels": rng.integers(0, 10, n_test).astype(np.uint8)}
+
+
+def _write(root: Path, arrays: dict[str, np.ndarray]) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    for key, stem in D._PARTS.items():
+        D.write_idx(root / f"{stem}.gz", arrays[key])
+
+
+def _truncate(root: Path) -> None:
+    path = root / "train-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:200])
+
+
+def _wrong_magic(root: Path) -> None:
+    path = root / "train-labels-idx1-ubyte.gz"
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    raw[:4] = (1234).to_bytes(4, "big")
+    path.write_bytes(gzip.compress(bytes(raw)))
+
+
+def _count_mismatch(root: Path) -> None:
+    D.write_idx(root / "train-labels-idx1-ubyte.gz", _fake()["train_labels"][:-1])
+
+
+def _wrong_size(root: Path) -> None:
+    raw = (2051).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in (40, 20, 20)) + bytes(40 * 400)
+    (root / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(raw))
+
+
+def _npz_missing_keys(root: Path) -> None:
+    for p in root.iterdir():
+        p.unlink()
+    np.savez(root / "mnist.npz", x_train=_fake()["train_images"])
+
+
+def _npz_pickled(root: Path) -> None:
+    for p in root.iterdir():
+        p.unlink()
+    a = _fake()
+    objects = np.empty(2, dtype=object)
+    objects[:] = [{"evil": 1}, None]
+    np.savez(root / "mnist.npz", x_train=objects, y_train=a["train_labels"], x_test=a["test_images"],
+             y_test=a["test_labels"])
+
+
+@pytest.mark.parametrize("damage, needles", [
+    (lambda root: [p.unlink() for p in root.iterdir()],
+     ["train-images-idx3-ubyte.gz", "To get them", "data.root", "data.download=true"]),
+    (_truncate, ["train-images-idx3-ubyte.gz", "corrupt or truncated"]),
+    (_wrong_magic, ["wrong IDX magic 1234"]),
+    (_count_mismatch, ["40 images but 39 labels"]),
+    (_wrong_size, ["20x20, expected 28x28"]),
+    (_npz_missing_keys, ["mnist.npz", "missing keys"]),
+    (_npz_pickled, ["mnist.npz", "refused"]),
+], ids=["missing", "truncated-gz", "magic", "count", "size", "npz-keys", "npz-pickle"])
+def test_bad_data_is_one_line_exit_2(damage, needles: list[str], results: Path, tmp_path: Path) -> None:
+    root = tmp_path / "mnist"
+    _write(root, _fake())
+    damage(root)
+    proc = run_cli("data=mnist", f"data.root={root}", "data.download=false", "data.fallback=null", "epochs=1",
+                   f"results_dir={results}", env=_no_framework_env(tmp_path))
+    _assert_one_line_error(proc, *needles)
+    assert _runs(results) == []
+
+
+@pytest.fixture
+def http_server(tmp_path: Path):
+    """Plain HTTP on 127.0.0.1 (the only place bench.data allows http) serving ``tmp_path/srv``."""
+    root = tmp_path / "srv"
+    root.mkdir()
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a, **k: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield root, f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+
+
+def test_md5_mismatch_on_download_deletes_the_file(http_server, results: Path, tmp_path: Path) -> None:
+    srv, url = http_server
+    _write(srv, _fake())  # valid IDX files, but not the real MNIST ones: every MD5 differs
+    dest = tmp_path / "download"
+    proc = run_cli("data=mnist", f"data.root={dest}", "data.fallback=null", f"data.mirrors=[{url}]", "epochs=1",
+                   f"results_dir={results}", env=_no_framework_env(tmp_path))
+    _assert_one_line_error(proc, "MD5", "discarded")
+    assert list(dest.iterdir()) == []
+    assert _runs(results) == []
+
+
+def test_downloads_refuse_plain_http(results: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "download"
+    proc = run_cli("data=mnist", f"data.root={dest}", "data.fallback=null", "data.mirrors=[http://example.com/]",
+                   "epochs=1", f"results_dir={results}", env=_no_framework_env(tmp_path))
+    _assert_one_line_error(proc, "http://example.com/", "HTTPS")
+    assert not dest.exists() or list(dest.iterdir()) == []
+
+
+# ------------------------------------------------------------------ faults during a sweep
+def test_divergence_is_a_result_and_the_sweep_goes_on(results: Path) -> None:
+    proc = run_cli("-m", *SMALL, "data.limit_train=64", "epochs=2", "optimizer=sgd", "optimizer.lr=0.01,1e20",
+                   f"results_dir={results}", "progress=none")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    status = {_info(r)["config"]["optimizer"]["lr"]: _info(r)["status"] for r in _runs(results)}
+    assert status == {0.01: "completed", 1e20: "diverged"}
+    diverged = next(r for r in _runs(results) if _info(r)["status"] == "diverged")
+    rows = list(csv.DictReader(open(diverged / "metrics.csv")))
+    assert {r["status"] for r in rows} == {"diverged"} and rows[-1]["train_loss"] == "nan"
+    assert "diverged" in proc.stderr
+
+
+def test_crashed_child_is_failed_with_signal_and_stderr_tail_and_the_sweep_goes_on(results: Path) -> None:
+    proc = run_cli("-m", *FAST, "seed=0,1", f"results_dir={results}", env={"OPTBENCH_FAULT": "segv@1@-s1-"})
+    assert proc.returncode == 1
+    assert "1 run(s) failed" in proc.stderr and "killed by SIGSEGV" in proc.stderr
+    crashed = _info(_run(results, 1))
+    assert crashed["status"] == "failed" and crashed["exit_signal"] == "SIGSEGV"
+    assert any("injecting segv" in line for line in crashed["stderr_tail"])
+    assert _info(_run(results, 0))["status"] == "completed"
+
+
+def test_killed_child_like_out_of_memory(results: Path) -> None:
+    proc = run_cli(*FAST, f"results_dir={results}", env={"OPTBENCH_FAULT": "kill@1"})
+    assert proc.returncode == 1 and "killed by SIGKILL" in proc.stderr
+    info = _info(_run(results, 0))
+    assert info["status"] == "failed" and info["exit_signal"] == "SIGKILL" and info["stderr_tail"]
+
+
+def test_sigterm_mid_sweep_then_rerun_redoes_only_the_unfinished(results: Path, tmp_path: Path) -> None:
+    args = ["-m", *FAST, "seed=0,1,2", f"results_dir={results}", "jobs=2"]
+    proc, log = _start(args, tmp_path, "first", fault="hang@1@-s1-")
+    _wait_for(lambda: _status(results, 0) == "completed" and _hanging(results, 1))
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 130, log.read_text()[-3000:]
+    assert "interrupted" in log.read_text()
+    _wait_for(lambda: not _processes_mentioning(str(results)), timeout=30)  # workers and children ended
+    assert _status(results, 1) == "interrupted"
+    done = {p.name: _fingerprint(p) for p in _runs(results) if _info(p)["status"] == "completed"}
+    assert done
+
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert {_info(p)["status"] for p in _runs(results)} == {"completed"} and len(_runs(results)) == 3
+    for name, fingerprint in done.items():
+        assert _fingerprint(results / "runs" / name) == fingerprint  # not re-run: files untouched
+    assert again.stdout.count("[skip]") == len(done)
+    assert f"{len(done)} skipped" in again.stdout
+
+
+def test_kill_9_of_the_parent_leaves_finished_runs_intact(results: Path, tmp_path: Path) -> None:
+    proc, log = _start(["-m", *FAST, "seed=0,1", f"results_dir={results}", "jobs=2"], tmp_path, "k9",
+                       fault="hang@1@-s1-")
+    _wait_for(lambda: _status(results, 0) == "completed" and _hanging(results, 1))
+    before = _fingerprint(_run(results, 0))
+    proc.kill()
+    proc.wait(timeout=30)
+    _wait_for(lambda: not _processes_mentioning(str(results)), timeout=60)  # no orphan trains on
+    assert _fingerprint(_run(results, 0)) == before
+    rows = list(csv.DictReader(open(_run(results, 0) / "metrics.csv")))
+    assert [r["epoch"] for r in rows] == ["0", "1"] and rows[-1]["status"] == "completed"
+    assert _status(results, 1) == "interrupted"  # the child got SIGTERM when its parent died
+    assert not list(results.rglob("*.tmp"))
+
+
+def test_ctrl_c_ends_a_single_run_cleanly(results: Path, tmp_path: Path) -> None:
+    proc, log = _start([*FAST, f"results_dir={results}"], tmp_path, "ctrlc", fault="hang@1", new_session=True)
+    _wait_for(lambda: _hanging(results, 0))
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal does: the whole foreground group
+    assert proc.wait(timeout=60) == 130, log.read_text()[-3000:]
+    assert "Traceback" not in log.read_text()
+    assert _status(results, 0) == "interrupted"
+    _wait_for(lambda: not _processes_mentioning(str(results)), timeout=30)
+
+
+def test_two_sweeps_into_one_results_dir_do_not_collide(results: Path, tmp_path: Path) -> None:
+    args = ["-m", *FAST, "seed=0,1", f"results_dir={results}", "jobs=1"]
+    (a, log_a), (b, log_b) = _start(args, tmp_path, "a"), _start(args, tmp_path, "b")
+    assert a.wait(timeout=400) == 0 and b.wait(timeout=400) == 0, log_a.read_text() + log_b.read_text()
+    out = log_a.read_text() + log_b.read_text()
+    assert out.count("[skip]") == 2  # each run trained by exactly one of the two sweeps
+    for run in _runs(results):
+        assert _info(run)["status"] == "completed"
+        rows = list(csv.DictReader(open(run / "metrics.csv")))
+        assert [r["epoch"] for r in rows] == ["0", "1"]
+    assert len(_runs(results)) == 2 and not list(results.rglob("*.tmp"))
+
+
+# ------------------------------------------------------------------ security
+def test_run_ids_cannot_leave_results_dir(tmp_path: Path) -> None:
+    for bad in ("..", ".", "", "../x", "a/b", "a\\b", "/etc", "x\0y"):
+        with pytest.raises(ValueError):
+            run_dir(tmp_path, bad)
+    hostile = {"framework": {"name": "../../torch"}, "optimizer": {"name": "../adam", "impl": "/etc",
+               "lr": 0.1}, "batch_size": "../32", "seed": 0, "data": {"name": "../../../etc"}, "device": "cpu/.."}
+    rid = run_id(hostile)
+    assert re.fullmatch(r"[A-Za-z0-9._-]+", rid) and ".." not in rid.split("-")
+    assert run_dir(tmp_path, rid).parent == (tmp_path / "runs").resolve()
+
+
+def test_no_pickle_anywhere_in_the_source() -> None:
+    pattern = re.compile(r"allow_pickle\s*=\s*True|^\s*(import|from)\s+(c?pickle|dill|shelve|marshal)\b"
+                         r"|pickle\.loads?\(|torch\.load\(", re.M)
+    offenders = [f"{p.relative_to(ROOT)}: {m.group(0).strip()}"
+                 for folder in ("bench", "models")
+                 for p in sorted((ROOT / folder).rglob("*.py"))
+                 for m in pattern.finditer(p.read_text())]
+    assert offenders == []
