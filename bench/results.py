@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
 FINISHED = ("completed", "diverged")  # a re-run skips these; failed/interrupted are redone
 
@@ -38,6 +41,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
             fh.flush()
@@ -50,8 +54,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def _cell(value: Any) -> Any:
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else repr(value)
+    if isinstance(value, float):  # numpy floats too: repr(np.float64) is not a number
+        return "nan" if math.isnan(value) else repr(float(value))
     return "" if value is None else value
 
 
