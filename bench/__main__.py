@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from bench.launch import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, SWEEP_PID_ENV, SweepProgress, mark_interrupted,
-                          objective_value, run_job)
+                          objective_value, run_job, stop_sweep_processes)
 
 _result: list[int] = []
 
@@ -89,6 +89,7 @@ def main() -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
+        stop_sweep_processes(os.getpid())
         marked = mark_interrupted(SweepProgress.results_dir) if SweepProgress.results_dir else []
         print(f"interrupted{f'; {len(marked)} run(s) marked interrupted' if marked else ''}; "
               "run the same command again to finish the rest", file=sys.stderr)

@@ -151,9 +151,7 @@ def execute(spec: dict[str, Any], results_dir: str, force: bool = False) -> RunO
             raise
         reader.join(timeout=5)
         status = run_status(out)
-        if code == 0 and status == "completed":
-            return RunOutcome(status, 0, out)
-        if status == "diverged":
+        if status in FINISHED:  # the child writes this last: a signal during its teardown loses nothing
             return RunOutcome(status, 0, out)
         if code == EXIT_BAD_INPUT:
             # The child found bad input (data, batch size) before training: it printed the one
@@ -195,6 +193,33 @@ def mark_interrupted(results_dir: str | os.PathLike) -> list[str]:
             update_run_json(out, status="interrupted", end_time=time.time())
             marked.append(out.name)
     return marked
+
+
+def stop_sweep_processes(sweep_pid: int, grace_s: float = 15.0) -> int:
+    """SIGTERM every process this sweep started, then wait for them; returns how many there were.
+
+    They are found by the ``OPTBENCH_SWEEP_PID`` in their environment, which reaches processes
+    that are not our descendants any more (submitit_local's job controller runs in its own
+    session). Each run's child then records itself ``interrupted``. Linux only; a no-op elsewhere.
+    """
+    tag = f"{SWEEP_PID_ENV}={sweep_pid}".encode()
+    pids = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        pid = int(environ.parent.name)
+        try:
+            if pid != os.getpid() and tag in environ.read_bytes().split(b"\0"):
+                pids.append(pid)
+        except OSError:  # gone already, or not ours to read
+            continue
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+        time.sleep(0.2)
+    return len(pids)
 
 
 def check_results_dir(results_dir: str) -> None:

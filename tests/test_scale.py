@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import site
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from bench.launch import FAILED_OBJECTIVE, RunOutcome, objective_value
 from bench.results import METRIC_COLUMNS, write_csv, write_json
 from bench.tuning import best_lrs, default_lr, final_rows, report_section
 from conftest import ROOT, run_cli
+from test_reliability import _hanging, _processes_mentioning, _start, _status, _wait_for
 
 TOY = ["data=mnist_embedded", "data.limit_train=128", "data.limit_test=64", "epochs=1", "progress=none"]
 
@@ -53,6 +55,17 @@ def test_four_job_sweep_through_submitit_local_then_resume_and_report(results: P
     assert sorted(summary["optimizer"]) == ["minibatch", "sgd"]
     assert (summary["runs"] == 2).all() and (summary["seeds"] == "0,1").all()
     assert summary["final_acc_std"].notna().all()  # mean and std over the two seeds
+
+
+def test_sigterm_ends_a_submitit_local_sweep_and_its_jobs(results: Path, tmp_path: Path) -> None:
+    args = ["-m", "hydra/launcher=submitit_local", "optimizer=minibatch", "seed=0,1", *TOY, f"results_dir={results}"]
+    proc, log = _start(args, tmp_path, "submitit", fault="hang@1@-s1-")
+    _wait_for(lambda: _status(results, 0) == "completed" and _hanging(results, 1))
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 130, log.read_text()[-3000:]
+    # submitit's job controller runs in its own session; it and the jobs end all the same.
+    _wait_for(lambda: not _processes_mentioning(str(results)), timeout=60)
+    assert _status(results, 0) == "completed" and _status(results, 1) == "interrupted"
 
 
 def test_launcher_choices_compose() -> None:
