@@ -35,7 +35,9 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -387,9 +389,14 @@ N_PARAMS = sum(i * o + o for i, o in LAYERS)
 ISOLATED = N_PARAMS // 1000
 
 
-def verdict(job: Mapping[str, Any], last: Mapping[str, float]) -> str:
+def verdict(job: Mapping[str, Any], diffs: Sequence[Mapping[str, float]]) -> str:
     """One line on the comparison after the last step, worded from the numbers."""
+    last = diffs[-1]
     n, rel, over = job["steps"], last["param_max_rel_diff"], int(last["params_over_bound"])
+    if diffs[0]["param_max_rel_diff"] > 0:
+        return (f"differ from the start (init={job['specs']['torch']['init']}): {diffs[0]['param_max_rel_diff']:.1e} "
+                f"apart before the first step, {rel:.1e} after {n}; each framework is within "
+                f"{max(last['param_torch_vs_f64'], last['param_tf_vs_f64']):.1e} of float64 from its own start")
     rule = METHODS[job["specs"]["torch"]["optimizer"]["name"]].rule
     exact = (f"float64 arithmetic of the same formula is {last['param_torch_vs_f64']:.1e} from torch and "
              f"{last['param_tf_vs_f64']:.1e} from tensorflow")
@@ -423,7 +430,7 @@ def print_table(job: Mapping[str, Any], diffs: Sequence[Mapping[str, float]]) ->
         r = diffs[step]
         print(f"{step:>5} {_fmt(r.get(keys[0]), '.6f'):>10} {_fmt(r.get(keys[1]), '.6f'):>10}"
               + "".join(f" {_fmt(r.get(k)):>12}" for k in keys[2:]))
-    print(verdict(job, diffs[job["steps"]]))
+    print(verdict(job, diffs))
 
 
 def run(cfg: Mapping[str, Any], overrides: Sequence[str] = ()) -> int:
@@ -484,8 +491,8 @@ def _display(summary) -> Any:
         ["optimizer", "impl", "setup", "loss@1", "loss@10", "loss@N", "param@1", "param@10", "param@N",
          "params_over_bound", "param_torch_vs_f64", "param_tf_vs_f64", "param_forms_diff", "agree"]
     ].rename(columns={
-        "optimizer": "method", "loss@1": "loss rel diff @1", "loss@10": "@10", "loss@N": "@N",
-        "param@1": "param rel diff @1", "param@10": "@10 ", "param@N": "@N ",
+        "optimizer": "method", "loss@1": "loss @1", "loss@10": "loss @10", "loss@N": "loss @N",
+        "param@1": "params @1", "param@10": "params @10", "param@N": "params @N",
         "params_over_bound": f"weights over {BOUND} @N", "param_torch_vs_f64": "torch vs float64 @N",
         "param_tf_vs_f64": "tf vs float64 @N", "param_forms_diff": "formulas apart @N",
         "agree": f"agree (≤{BOUND})"})
@@ -506,8 +513,13 @@ def _figure(csv_paths: Sequence[Path], out: Path) -> Path | None:
         if df.empty:
             continue
         first = df.iloc[0]
-        style = "-" if first["impl"] == "reference" else "--"
-        ax.plot(df["step"], df["param_max_rel_diff"], style, label=f"{first['optimizer']} {first['impl']}")
+        style = "-" if first["impl"] == "reference" else "--"  # colour = method, line = impl
+        colour = f"C{list(METHODS).index(first['optimizer'])}" if first["optimizer"] in METHODS else None
+        label = f"{first['optimizer']} {first['impl']}" + (f" init {first['init']}" if first["init"] != "shared" else "")
+        if first["seed"] != 0:
+            label += f" seed {first['seed']}"
+        ax.plot(df["step"], df["param_max_rel_diff"], style, color=colour, label=label,
+                lw=0.8 if first["init"] != "shared" else 1.5)
         drawn += 1
     if not drawn:
         plt.close(fig)
@@ -527,8 +539,9 @@ def _words(summary) -> str:
     """The explanation, worded from the numbers in ``summary`` (one row per parity CSV)."""
     paras = [
         "Each check trains the same MLP for N steps in PyTorch and in TensorFlow, in separate processes, "
-        "from the same initial weights on the same batches (the first N of a real run). *param rel diff* "
-        "is the largest element difference in any weight tensor divided by that tensor's largest magnitude; "
+        "from the same initial weights on the same batches (the first N of a real run). *loss* is the "
+        "relative difference of the step's training loss; *params* the largest element difference in any "
+        "weight tensor divided by that tensor's largest magnitude; "
         f"*weights over* counts the elements beyond {BOUND} of their tensor's scale. *torch/tf vs "
         "float64* measure each framework against exact (float64 numpy) arithmetic of the formula it is meant "
         "to compute, *formulas apart* the exact runs of the two frameworks' formulas against each other "
@@ -567,10 +580,11 @@ def _words(summary) -> str:
                 f"Not a bug: {residual}. Exact arithmetic of torch's formula (the seed's) and of Keras' formula "
                 f"gives runs {r['param_forms_diff']:.1e} apart, while each framework is within "
                 f"{max(r['param_torch_vs_f64'], r['param_tf_vs_f64']):.1e} of its own formula: the difference is "
-                f"the ε placement, largest for weights whose gradients are tiny (√s comparable to ε).")
+                f"the ε placement, largest for weights whose gradients are tiny (√s or √v̂ comparable to ε).")
         else:
+            how = " (with lr·(1−β) for the seed's EMA momentum)" if rule == "momentum" else ""
             paras.append(f"Native {r['optimizer']}: {r['param@N']:.1e} apart after {r['n']} steps{versus}; the "
-                         f"built-in optimizers compute the seed's update here (momentum with lr·(1−β)).")
+                         f"built-in optimizers compute the seed's update here{how}.")
     for _, r in summary[summary["init"] == "native"].iterrows():
         paras.append(
             f"init=native ({r['optimizer']}, {r['impl']}): each framework's own default initialisation; the "
@@ -597,34 +611,47 @@ def report_section(results_dir: Path) -> ReportSection | None:
 
 
 # ------------------------------------------------------------------ entry points
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends the check the way Ctrl-C does: children ended first
+
+
 def main() -> int:
     import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.errors import HydraException
     from omegaconf import DictConfig, OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
-    result: list[int] = []
+    from bench.__main__ import one_line
+
+    codes: list[int] = []
 
     @hydra.main(version_base="1.3", config_path="../conf", config_name="parity")
     def _main(cfg: DictConfig) -> None:
-        from hydra.core.hydra_config import HydraConfig
-
         try:
-            result.append(run(OmegaConf.to_container(cfg, resolve=True), HydraConfig.get().overrides.task))
+            codes.append(run(OmegaConf.to_container(cfg, resolve=True), HydraConfig.get().overrides.task))
         except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr, flush=True)
-            result.append(EXIT_BAD_INPUT)
+            codes.append(EXIT_BAD_INPUT)
         except ParityError as exc:
             print(f"error: {exc}", file=sys.stderr, flush=True)
-            result.append(EXIT_BAD_INPUT if exc.code == EXIT_BAD_INPUT else 1)
+            codes.append(EXIT_BAD_INPUT if exc.code == EXIT_BAD_INPUT else 1)
 
+    signal.signal(signal.SIGTERM, _interrupt)
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing; one line is printed here
     try:
         _main()
-    except SystemExit as exc:  # Hydra's own errors (unknown group choice, bad override) exit 1
-        if exc.code not in (0, None):
-            return EXIT_BAD_INPUT
+    except (HydraException, OmegaConfBaseException) as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:
+        print(f"error: cannot write {exc.filename or ''}: {exc.strerror or exc}; choose a writable results_dir",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    return result[0] if result else 0
+    return max(codes, default=0)  # with -m, the worst of the checks
 
 
 if __name__ == "__main__":

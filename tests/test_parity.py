@@ -71,7 +71,7 @@ def test_native_rmsprop_and_adam_differ_by_kerass_eps(batch: dict, name: str) ->
     # ...and each framework is close to its own formula: the difference is the formula, not rounding.
     assert native["param_tf_vs_f64"] < 1e-2 * measured and native["param_torch_vs_f64"] < 1e-2 * measured, native
     assert native["params_over_bound"] > parity.ISOLATED  # not a few weights: all the small-gradient ones
-    assert "differ by formula" in parity.verdict(batch[f"{name}-native"]["job"], native)
+    assert "differ by formula" in parity.verdict(batch[f"{name}-native"]["job"], batch[f"{name}-native"]["rows"])
 
 
 def test_rounding_alone_can_cross_the_bound_in_isolated_weights(batch: dict) -> None:
@@ -86,7 +86,7 @@ def test_rounding_alone_can_cross_the_bound_in_isolated_weights(batch: dict) -> 
     assert last["param_max_rel_diff"] > 1e-4, last  # if this fails, the example needs a new seed
     assert 0 < last["params_over_bound"] <= parity.ISOLATED, last
     assert last["loss_rel_diff"] < 1e-6 and last["param_forms_diff"] == 0.0, last
-    assert "agree to float32 rounding" in parity.verdict(entry["job"], last)
+    assert "agree to float32 rounding" in parity.verdict(entry["job"], entry["rows"])
 
 
 def test_shared_init_is_identical_and_native_init_is_not(batch: dict) -> None:
@@ -94,6 +94,7 @@ def test_shared_init_is_identical_and_native_init_is_not(batch: dict) -> None:
         assert batch[f"{name}-reference"]["rows"][0]["param_max_rel_diff"] == 0.0
     native = batch["init-native"]
     assert native["rows"][0]["param_max_rel_diff"] > 0.5
+    assert parity.verdict(native["job"], native["rows"]).startswith("differ from the start (init=native)")
     torch0, tf0 = native["raw"]["torch"], native["raw"]["tensorflow"]
     assert np.all(tf0["b1"][0] == 0) and np.all(tf0["b2"][0] == 0)  # Keras: zero biases
     assert np.all(torch0["b1"][0] != 0)  # torch: U(±1/√fan_in) biases
