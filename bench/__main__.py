@@ -17,6 +17,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
+from bench.spec import ConfigError
 from bench.launch import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, SWEEP_PID_ENV, SweepProgress, mark_interrupted,
                           objective_value, run_job, stop_sweep_processes)
 
@@ -25,11 +26,11 @@ _result: list[int] = []
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def _main(cfg: DictConfig) -> int | float:
-    outcome = run_job(cfg)
+    outcome = run_job(cfg, raise_errors=cfg.get("objective") is not None)
     code = EXIT_BAD_INPUT if outcome is None else outcome.code
     _result.append(code)
     if cfg.get("objective"):  # a tuning sweep: the sweeper (Optuna) reads the return value
-        return objective_value(outcome, cfg.objective) if outcome is not None else float("nan")
+        return objective_value(outcome, cfg.objective)
     return code
 
 
@@ -82,6 +83,9 @@ def main() -> int:
         _main()
     except (HydraException, OmegaConfBaseException) as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ConfigError as exc:  # a tuning trial's bad input, re-raised by the Optuna sweeper
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:  # Hydra creating its output folder under results_dir
         print(f"error: cannot write {exc.filename or ''}: {exc.strerror or exc}; choose a writable results_dir",

@@ -247,11 +247,21 @@ def objective_value(outcome: RunOutcome, objective: str) -> float:
     return value if math.isfinite(value) else FAILED_OBJECTIVE
 
 
-def _check_task_config(cfg: dict[str, Any]) -> None:
+def _sweeper() -> str:
+    try:
+        return str(HydraConfig.get().sweeper.get("_target_", ""))
+    except ValueError:  # not under Hydra
+        return ""
+
+
+def _check_task_config(cfg: dict[str, Any], sweeper: str = "") -> None:
     extra = unknown_keys(cfg)
     if extra:
         raise ConfigError(f"unknown key(s) {', '.join(extra)}: no config file in conf/ declares them")
     objective = cfg.get("objective")
+    if sweeper.endswith("OptunaSweeper") and objective is None:
+        raise ConfigError("an Optuna sweep maximises what each run returns: add objective=val_acc "
+                          "(and data.val_size > 0)")
     if objective is not None:
         if objective not in OBJECTIVES:
             raise ConfigError(f"objective={objective!r} is not one of {', '.join(OBJECTIVES)}")
@@ -281,8 +291,12 @@ def _report_progress(pdir: Path) -> None:
     print(f"[sweep] {done} done ({failed} failed), {running} running, {left} left", flush=True)
 
 
-def run_job(cfg: DictConfig) -> RunOutcome | None:
-    """The Hydra task: validate, then one run. Returns its outcome, or None for bad input."""
+def run_job(cfg: DictConfig, raise_errors: bool = False) -> RunOutcome | None:
+    """The Hydra task: validate, then one run. Returns its outcome, or None for bad input.
+
+    Bad input is printed as one line, or raised as ConfigError when ``raise_errors`` (a tuning
+    trial: Optuna then stops and ``python -m bench`` prints the line, exit code 2).
+    """
     if os.environ.get(SWEEP_PID_ENV) == str(os.getppid()):  # a local worker of the sweep
         die_with_parent()
     pdir = _progress_dir()
@@ -295,11 +309,13 @@ def run_job(cfg: DictConfig) -> RunOutcome | None:
     outcome = None
     try:
         plain = OmegaConf.to_container(cfg, resolve=True)
-        _check_task_config(plain)
+        _check_task_config(plain, _sweeper())
         spec = build_spec(plain)
         check_results_dir(str(cfg.results_dir))
         outcome = execute(spec, str(cfg.results_dir), bool(cfg.force))
     except ConfigError as exc:
+        if raise_errors:
+            raise
         print(f"error: {exc}", file=sys.stderr, flush=True)
     finally:
         if marker is not None:
@@ -316,9 +332,20 @@ class SweepProgress(Callback):
     results_dir: str | None = None  # where to mark runs interrupted if the sweep is stopped
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            self._start(config)
+        except ConfigError as exc:
+            # Hydra turns a callback's exceptions into warnings and sweeps on; SystemExit gets through.
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(EXIT_BAD_INPUT) from None
+
+    def _start(self, config: DictConfig) -> None:
         from hydra.core.override_parser.overrides_parser import OverridesParser
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
+        # A tuning sweep's trials would all fail the same way: say it once, before the first one.
+        task = {k: v for k, v in OmegaConf.to_container(config, resolve=False).items() if k != "hydra"}
+        _check_task_config(task, str(config.hydra.sweeper.get("_target_", "")))
         overrides = list(config.hydra.overrides.task)
         overrides += [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
         total = None

@@ -127,9 +127,17 @@ def test_optuna_sweep_with_three_trials_writes_its_best_parameters(results: Path
     assert tuned in lrs and default == default_lr("minibatch") == 0.01
 
 
-def test_tuning_needs_a_validation_split() -> None:
-    proc = run_cli("-m", "hydra/sweeper=tune_lr", "objective=val_acc", *TOY, "results_dir=/nonexistent/never")
-    assert proc.returncode != 0 and "data.val_size > 0" in proc.stderr
+@pytest.mark.parametrize("overrides, message", [
+    (["objective=val_acc"], "set data.val_size > 0"),
+    (["data.val_size=64"], "add objective=val_acc"),
+    (["objective=test_acc", "data.val_size=64"], "objective='test_acc' is not one of val_acc"),
+])
+def test_a_misconfigured_tuning_sweep_stops_before_its_first_trial(overrides: list[str], message: str,
+                                                                     results: Path) -> None:
+    proc = run_cli("-m", "hydra/sweeper=tune_lr", *overrides, *TOY, f"results_dir={results}")
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+    assert not (results / "runs").exists()
 
 
 def test_sweeper_choices_compose() -> None:
