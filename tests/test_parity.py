@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 
 from bench import parity
 from bench.optimizers import METHODS
+from bench.results import METRIC_COLUMNS
 from conftest import ROOT, run_cli
 
 N = 50
@@ -127,8 +128,14 @@ def test_report_section_explains_the_native_residuals(batch: dict, tmp_path: Pat
         name = parity.result_name(entry["job"])
         parity.write_csv(tmp_path / "parity" / f"{name}.csv", parity.result_rows(entry["job"], entry["rows"]),
                          parity.COLUMNS)
+    for fw, loss in (("torch", 0.5), ("tensorflow", 0.5001)):  # two full runs, one epoch each
+        parity.write_csv(tmp_path / "runs" / fw / "metrics.csv", [
+            {"framework": fw, "optimizer": "adam", "impl": "reference", "mode": "eager", "lr": 0.001,
+             "batch_size": 32, "seed": 0, "dataset": "mnist_embedded", "n_train": 4000, "device": "cpu",
+             "epoch": epoch, "train_loss": 2.3 if epoch == 0 else loss} for epoch in (0, 1)], METRIC_COLUMNS)
     section = parity.report_section(tmp_path)
     assert section is not None and len(section.table) == 6
+    assert "per-epoch training losses agree to 2.0e-04 relative at worst (adam" in section.text
     assert "2 of 2 checks agree" in section.text
     assert "ε inside the root" in section.text and "ε-hat" in section.text
     assert "init=native" in section.text
