@@ -189,8 +189,13 @@ def run_jobs(jobs: Sequence[Mapping[str, Any]], workdir: Path) -> dict[str, dict
             spec = jobs[0]["specs"][fw]
             log = open(workdir / f"stderr-{fw}.log", "w")
             python = spec["framework"].get("python") or sys.executable
-            procs[fw] = (subprocess.Popen([python, "-m", "bench.parity", "--child", str(workdir), fw],
-                                          env=child_env(spec), stdout=log, stderr=subprocess.STDOUT), log)
+            try:
+                proc = subprocess.Popen([python, "-m", "bench.parity", "--child", str(workdir), fw],
+                                        env=child_env(spec), stdout=log, stderr=subprocess.STDOUT)
+            except OSError as exc:
+                log.close()
+                raise ParityError(f"cannot start {python} for {fw}: {exc.strerror or exc}", EXIT_BAD_INPUT) from None
+            procs[fw] = (proc, log)
         codes = {fw: proc.wait() for fw, (proc, _) in procs.items()}
     finally:
         for proc, log in procs.values():
