@@ -20,7 +20,7 @@ from bench.results import METRIC_COLUMNS
 from conftest import ROOT, run_cli
 
 N = 50
-SLOW_RULES = ("rmsprop", "adam")  # the adaptive rules: Keras' native ε differs from the seed's
+ADAPTIVE_RULES = ("rmsprop", "adam")  # the adaptive rules: Keras' native ε differs from the seed's
 
 
 def _jobs() -> list[dict]:
@@ -48,19 +48,21 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 @pytest.mark.parametrize("name", list(METHODS))
 def test_reference_agrees_to_1e4_after_50_steps(batch: dict, name: str) -> None:
+    """At the default seed 0. For RMSProp and Adam the bound is not seed-proof: see
+    test_rounding_alone_can_cross_the_bound_in_isolated_weights."""
     last = batch[f"{name}-reference"]["rows"][N]
     assert last["param_max_rel_diff"] < 1e-4 and last["params_over_bound"] == 0, last
     assert last["loss_rel_diff"] < 1e-6, last
     assert last["param_forms_diff"] == 0.0  # both frameworks are meant to compute the same formula
 
 
-@pytest.mark.parametrize("name", [n for n in METHODS if METHODS[n].rule not in SLOW_RULES])
+@pytest.mark.parametrize("name", [n for n in METHODS if METHODS[n].rule not in ADAPTIVE_RULES])
 def test_native_sgd_and_momentum_agree_to_1e4(batch: dict, name: str) -> None:
     last = batch[f"{name}-native"]["rows"][N]
     assert last["param_max_rel_diff"] < 1e-4, last
 
 
-@pytest.mark.parametrize("name", SLOW_RULES)
+@pytest.mark.parametrize("name", ADAPTIVE_RULES)
 def test_native_rmsprop_and_adam_differ_by_kerass_eps(batch: dict, name: str) -> None:
     """The gap is the ε placement: numpy with Keras' formula reproduces it, rounding cannot."""
     native = batch[f"{name}-native"]["rows"][N]
