@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from threadpoolctl import threadpool_limits  # installed with mlxtend (via scikit-learn)
+from threadpoolctl import threadpool_limits
 
 from bench.data import Dataset, DataError, as_float, epoch_order, load_dataset
 from bench.optimizers import METHODS, REQUIRED_HPARAMS, RESIDUAL
