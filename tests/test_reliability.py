@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from bench import data as D
-from bench.results import run_dir
+from bench.results import run_dir, write_csv
 from bench.spec import run_id
 from conftest import ROOT, SMALL, run_cli
 
@@ -354,6 +354,26 @@ def test_two_sweeps_into_one_results_dir_do_not_collide(results: Path, tmp_path:
         rows = list(csv.DictReader(open(run / "metrics.csv")))
         assert [r["epoch"] for r in rows] == ["0", "1"]
     assert len(_runs(results)) == 2 and not list(results.rglob("*.tmp"))
+
+
+def test_a_failed_write_leaves_the_previous_file_and_no_temp(tmp_path: Path, monkeypatch) -> None:
+    target = tmp_path / "metrics.csv"
+    write_csv(target, [{"epoch": 0}], ("epoch",))
+    before = target.read_text()
+
+    def crash(*args: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        write_csv(target, [{"epoch": 0}, {"epoch": 1}], ("epoch",))
+    assert target.read_text() == before and [p.name for p in tmp_path.iterdir()] == ["metrics.csv"]
+
+
+def test_bad_key_in_a_sweep_stops_it_before_any_run(results: Path) -> None:
+    proc = run_cli("-m", *FAST, "seed=0,1", "+optimizer.betas=0.5", f"results_dir={results}")
+    _assert_one_line_error(proc, "unknown key", "optimizer.betas")
+    assert _runs(results) == []
 
 
 # ------------------------------------------------------------------ security
