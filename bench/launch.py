@@ -147,7 +147,8 @@ def execute(spec: dict[str, Any], results_dir: str, force: bool = False) -> RunO
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-            update_run_json(out, status="interrupted", end_time=time.time())
+            if run_status(out) not in FINISHED:  # it may have finished just before the signal
+                update_run_json(out, status="interrupted", end_time=time.time())
             raise
         reader.join(timeout=5)
         status = run_status(out)
