@@ -17,9 +17,9 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from bench.spec import ConfigError
 from bench.launch import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, SWEEP_PID_ENV, SweepProgress, mark_interrupted,
                           objective_value, run_job, stop_sweep_processes)
+from bench.spec import ConfigError
 
 _result: list[int] = []
 
