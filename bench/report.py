@@ -18,8 +18,9 @@ from __future__ import annotations
 import argparse
 import base64
 import html
+import io
+import json
 import math
-import pickle
 import re
 import subprocess
 import sys
@@ -818,7 +819,7 @@ def collect_section(module: str, results_dir: Path, timeout: float = 600) -> tup
     A missing module, a missing function or a None result give (None, ""): nothing to show.
     """
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "section.pkl"
+        out = Path(tmp) / "section.json"
         code = ("import sys; from bench.report import _section_child; "
                 "_section_child(sys.argv[1], sys.argv[2], sys.argv[3])")
         try:
@@ -829,10 +830,9 @@ def collect_section(module: str, results_dir: Path, timeout: float = 600) -> tup
         if not out.exists():
             last = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
             return None, f"{module}.report_section crashed ({last}); section skipped"
-        with open(out, "rb") as fh:
-            kind, payload = pickle.load(fh)
+        kind, payload = json.loads(out.read_text(encoding="utf-8"))
     if kind == "ok":
-        return payload, ""
+        return _section_from_json(payload), ""
     if kind == "error":
         return None, f"{module}.report_section failed ({payload}); section skipped"
     return None, ""  # module absent, no report_section, or nothing to show
@@ -855,11 +855,27 @@ def _section_child(module: str, results_dir: str, out: str) -> None:
         else:
             try:
                 section = fn(Path(results_dir))
-                result = ("ok", section) if isinstance(section, ReportSection) else ("missing", None)
+                result = ("ok", _section_to_json(section)) if isinstance(section, ReportSection) else (
+                    "missing", None)
             except Exception as exc:
                 result = ("error", f"{type(exc).__name__}: {exc}")
-    with open(out, "wb") as fh:
-        pickle.dump(result, fh)
+    Path(out).write_text(json.dumps(result), encoding="utf-8")
+
+
+# The section crosses a process boundary as JSON: no pickle anywhere in the project.
+def _section_to_json(section: ReportSection) -> dict[str, Any]:
+    table = section.table
+    return {"title": section.title, "text": section.text,
+            "table": None if table is None else table.to_json(orient="split", double_precision=15),
+            "figures": [str(p) for p in section.figures]}
+
+
+def _section_from_json(obj: dict[str, Any]) -> ReportSection:
+    table = obj.get("table")
+    return ReportSection(
+        title=str(obj["title"]), text=str(obj["text"]),
+        table=None if table is None else pd.read_json(io.StringIO(table), orient="split"),
+        figures=[Path(p) for p in obj.get("figures", [])])
 
 
 # ====================================================================== render
