@@ -18,11 +18,17 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-# Quick sweep: 6 methods x 2 frameworks, each run in its own process, then the report.
+# Quick sweep: 6 methods x 2 frameworks, each run in its own process, then the seed's toy
+# paths and the report. The report is built even when some run failed (it lists them);
+# make still exits with the sweep's non-zero status then.
 bench: $(STAMP)
+	status=0; \
 	$(PYTHON) -m bench -m framework=torch,tensorflow optimizer=$(METHODS) profile=$(PROFILE) \
-	    device=$(DEVICE) data=$(DATA) results_dir=$(RESULTS) $(ARGS)
-	$(PYTHON) -m bench.report $(RESULTS)
+	    device=$(DEVICE) data=$(DATA) results_dir=$(RESULTS) $(ARGS) || status=$$?; \
+	[ $$status -eq 2 ] && exit 2; \
+	$(PYTHON) -m bench.toy --out $(RESULTS)/toy || status=$$?; \
+	$(PYTHON) -m bench.report $(RESULTS) || status=$$?; \
+	exit $$status
 
 test: $(STAMP)
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
@@ -31,7 +37,7 @@ report: $(STAMP)
 	$(PYTHON) -m bench.report $(RESULTS)
 
 toy: $(STAMP)
-	$(PYTHON) -m bench.toy
+	$(PYTHON) -m bench.toy --out $(RESULTS)/toy
 
 # Per-step proof that both frameworks compute the same math (reference impl of all six).
 parity: $(STAMP)
