@@ -323,6 +323,7 @@ def report_section(results_dir: Path) -> ReportSection | None:
     if not path.is_file():
         return None
     df = pd.read_csv(path, keep_default_na=False, na_values=["nan", ""])
+    df["error"] = ["" if pd.isna(e) else str(e) for e in df["error"]]  # an empty cell means the case ran
     meta = {}
     try:
         meta = json.loads((path.parent / "perf.json").read_text())
@@ -333,7 +334,7 @@ def report_section(results_dir: Path) -> ReportSection | None:
                 "cpu_x_floor", "overhead_frac"]].copy()
     table = table.rename(columns={
         "vs_naive_torch": "× faster than naive torch", "vs_naive_tf": "× faster than Keras fit",
-        "x_floor": "× FLOP floor", "cpu_vs_naive_torch": "same, CPU time: × naive torch",
+        "x_floor": "× FLOP floor", "cpu_vs_naive_torch": "CPU time: × naive torch",
         "cpu_vs_naive_tf": "CPU time: × Keras fit", "cpu_x_floor": "CPU time: × floor"})
     lines = [
         f"`{meta.get('command', 'python -m bench.perf')}` on {meta.get('cpu', '?')} "
@@ -344,7 +345,7 @@ def report_section(results_dir: Path) -> ReportSection | None:
         f"and on process CPU time; with one thread the CPU-time ratios are the ones a busy machine "
         f"disturbs least."
     ]
-    ok = df[df["error"] == ""] if "error" in df else df
+    ok = df[df["error"] == ""]
     for batch in ok["batch_size"].astype(str).unique():
         best = []
         for fw in ("torch", "tensorflow"):
@@ -360,7 +361,7 @@ def report_section(results_dir: Path) -> ReportSection | None:
             lines.append(f"Batch {batch}, best mode — " + "; ".join(best) + ".")
     if meta.get("data_note"):
         lines.append(meta["data_note"])
-    failed = df[df["error"] != ""] if "error" in df else df.iloc[0:0]
+    failed = df[df["error"] != ""]
     if len(failed):
         lines.append("Failed cases: " + "; ".join(f"{c} (bs {b}): {e}" for c, b, e in
                                                   zip(failed["case"], failed["batch_size"], failed["error"])))

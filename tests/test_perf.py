@@ -51,6 +51,7 @@ def test_perf_quick_writes_a_sane_table(tmp_path: Path) -> None:
         assert float(row["floor_s"]) > 0 and float(row["x_floor"]) > 0
     section = report_section(tmp_path)
     assert isinstance(section, ReportSection) and section.title == "Speed" and len(section.table) == 4
+    assert "Batch 32, best mode" in section.text and "Failed" not in section.text
     assert report_section(tmp_path / "nothing") is None
 
 
