@@ -42,7 +42,7 @@ import numpy as np
 from bench.data import write_idx
 from bench.machine import PROJECT_ROOT, host_info
 from bench.optimizers import METHODS
-from bench.perf import _value, child_env, harness_spec, read_flat_yaml
+from bench.perf import child_env, harness_spec, parse_scalar, read_flat_yaml
 from bench.results import METRIC_COLUMNS, write_csv, write_json
 
 EXIT_BAD_INPUT = 2
@@ -61,7 +61,7 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
         key, eq, value = arg.partition("=")
         if not eq or key not in DEFAULTS:
             raise ValueError(f"unknown argument {arg!r}; expected key=value with key in {', '.join(DEFAULTS)}")
-        cfg[key] = value if key in ("perf_args", "out", "data_root") else _value(value)
+        cfg[key] = value if key in ("perf_args", "out", "data_root") else parse_scalar(value)
     if cfg["device"] not in ("cuda", "cpu"):
         raise ValueError(f"device must be cuda or cpu, got {cfg['device']!r}")
     for key in ("limit_train", "epochs", "timeout"):

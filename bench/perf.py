@@ -66,7 +66,7 @@ class UsageError(Exception):
 
 
 # ------------------------------------------------------------------ configuration
-def _value(text: str) -> Any:
+def parse_scalar(text: str) -> Any:
     """A scalar as the flat conf/*.yaml files and key=value arguments write it."""
     low = text.strip().lower()
     if low in ("true", "false"):
@@ -88,7 +88,7 @@ def read_flat_yaml(path: Path) -> dict[str, Any]:
         if not line or line.startswith("#") or line.startswith(" ") or ":" not in line:
             continue
         key, _, value = line.partition(":")
-        out[key.strip()] = _value(value)
+        out[key.strip()] = parse_scalar(value)
     return out
 
 
@@ -99,7 +99,7 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
         key, eq, value = arg.partition("=")
         if not eq or key not in DEFAULTS:
             raise UsageError(f"unknown argument {arg!r}; expected key=value with key in {', '.join(DEFAULTS)}")
-        given[key] = _value(value)
+        given[key] = parse_scalar(value)
     if given.get("quick"):
         cfg.update(QUICK)
     cfg.update(given)
@@ -477,8 +477,10 @@ def _harness(job: dict[str, Any], data) -> dict[str, Any]:
         warmup = (read_json(Path(tmp) / "run.json") or {}).get("warmup_time_s")
     if status != "completed":
         return {"error": f"run {status}"}
-    med = lambda key: statistics.median(float(r[key]) for r in rows)  # noqa: E731
-    return {"epoch_time_s": med("epoch_time_s"), "overhead_frac": med("overhead_frac"),
+    def median(key: str) -> float:
+        return statistics.median(float(r[key]) for r in rows)
+
+    return {"epoch_time_s": median("epoch_time_s"), "overhead_frac": median("overhead_frac"),
             "steps": -(-data.n_train // batch), "n_train": data.n_train, "reps": len(rows),
             "warmup_s": warmup, "dataset": data.name, "cpu_time_s": statistics.median(runner.cpu_times)}
 
