@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # Quick sweep: 6 methods x 2 frameworks, each run in its own process, then the seed's toy
-# paths and the report. The report is built even when some run failed (it lists them);
+# paths, the step-by-step parity check and the report. The report is built even when some run failed (it lists them);
 # make still exits with the sweep's non-zero status then.
 bench: $(STAMP)
 	status=0; \
@@ -27,6 +27,7 @@ bench: $(STAMP)
 	    device=$(DEVICE) data=$(DATA) results_dir=$(RESULTS) $(ARGS) || status=$$?; \
 	[ $$status -eq 2 ] && exit 2; \
 	$(PYTHON) -m bench.toy --out $(RESULTS)/toy || status=$$?; \
+	$(MAKE) --no-print-directory parity RESULTS=$(RESULTS) || status=$$?; \
 	$(PYTHON) -m bench.report $(RESULTS) || status=$$?; \
 	exit $$status
 
@@ -39,10 +40,13 @@ report: $(STAMP)
 toy: $(STAMP)
 	$(PYTHON) -m bench.toy --out $(RESULTS)/toy
 
-# Per-step proof that both frameworks compute the same math (reference impl of all six).
+# Per-step proof that both frameworks compute the same math: all six methods with the seed's
+# formulas (reference), and with the native optimizers to show what differs there.
+PARITY_IMPLS ?= reference native
 parity: $(STAMP)
-	for m in bgd sgd minibatch momentum rmsprop adam; do \
-	    $(PYTHON) -m bench.parity optimizer=$$m optimizer.impl=reference results_dir=$(RESULTS) $(ARGS) || exit 1; done
+	for impl in $(PARITY_IMPLS); do for m in bgd sgd minibatch momentum rmsprop adam; do \
+	    $(PYTHON) -m bench.parity optimizer=$$m optimizer.impl=$$impl results_dir=$(RESULTS) $(PARITY_ARGS) || exit 1; \
+	done; done
 
 perf: $(STAMP)
 	$(PYTHON) -m bench.perf results_dir=$(RESULTS) $(ARGS)
