@@ -2,8 +2,11 @@
 needs a framework runs in a subprocess (torch then TensorFlow in one process segfaults)."""
 from __future__ import annotations
 
+import http.server
 import os
 import subprocess
+import threading
+from functools import partial
 import sys
 from pathlib import Path
 
@@ -31,3 +34,16 @@ def run_python(code: str, timeout: float = 300) -> subprocess.CompletedProcess:
 @pytest.fixture
 def results(tmp_path: Path) -> Path:
     return tmp_path / "results"
+
+
+@pytest.fixture
+def http_server(tmp_path: Path):
+    """Plain HTTP on 127.0.0.1 (the only place bench.data allows http) serving ``tmp_path/srv``."""
+    root = tmp_path / "srv"
+    root.mkdir()
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a, **k: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield root, f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()

@@ -3,9 +3,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.server
-import threading
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -151,18 +148,6 @@ def test_missing_files_without_fallback_name_the_ways(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------ download
-@pytest.fixture
-def server(tmp_path: Path):
-    """A local HTTP server on 127.0.0.1 serving the folder ``tmp_path/srv``."""
-    root = tmp_path / "srv"
-    root.mkdir()
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a, **k: None
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{httpd.server_address[1]}/"
-    httpd.shutdown()
 
 
 def _source_for(root: Path) -> D.DataSource:
@@ -171,8 +156,8 @@ def _source_for(root: Path) -> D.DataSource:
     return D.DataSource(D._PARTS, md5, ("https://unused.invalid/",), "hint")
 
 
-def test_download_good_md5(server, tmp_path: Path) -> None:
-    srv, url = server
+def test_download_good_md5(http_server, tmp_path: Path) -> None:
+    srv, url = http_server
     arrays = _fake_mnist()
     _write_dir(srv, arrays)
     dest = tmp_path / "dest"
@@ -183,8 +168,8 @@ def test_download_good_md5(server, tmp_path: Path) -> None:
     assert not list(dest.glob("*.part"))
 
 
-def test_download_bad_md5_leaves_nothing(server, tmp_path: Path) -> None:
-    srv, url = server
+def test_download_bad_md5_leaves_nothing(http_server, tmp_path: Path) -> None:
+    srv, url = http_server
     _write_dir(srv, _fake_mnist())
     source = _source_for(srv)
     source = D.DataSource(source.files, {k: "0" * 32 for k in source.md5}, source.mirrors, "")
@@ -194,8 +179,8 @@ def test_download_bad_md5_leaves_nothing(server, tmp_path: Path) -> None:
     assert list(dest.iterdir()) == []
 
 
-def test_download_through_load_dataset_and_refuses_plain_http(server, tmp_path: Path, monkeypatch) -> None:
-    srv, url = server
+def test_download_through_load_dataset_and_refuses_plain_http(http_server, tmp_path: Path, monkeypatch) -> None:
+    srv, url = http_server
     arrays = _fake_mnist()
     _write_dir(srv, arrays)
     monkeypatch.setitem(D.SOURCES, "mnist", _source_for(srv))

@@ -8,16 +8,13 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
-import http.server
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
-import threading
 import time
-from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -235,17 +232,6 @@ def test_bad_data_is_one_line_exit_2(damage, needles: list[str], results: Path, 
     assert _runs(results) == []
 
 
-@pytest.fixture
-def http_server(tmp_path: Path):
-    """Plain HTTP on 127.0.0.1 (the only place bench.data allows http) serving ``tmp_path/srv``."""
-    root = tmp_path / "srv"
-    root.mkdir()
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a, **k: None
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield root, f"http://127.0.0.1:{httpd.server_address[1]}/"
-    httpd.shutdown()
 
 
 def test_md5_mismatch_on_download_deletes_the_file(http_server, results: Path, tmp_path: Path) -> None:
