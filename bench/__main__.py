@@ -17,7 +17,8 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from bench.launch import (EXIT_BAD_INPUT, EXIT_INTERRUPTED, SWEEP_PID_ENV, SweepProgress, mark_interrupted,
+from bench.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, sigterm_as_interrupt
+from bench.launch import (SWEEP_PID_ENV, SweepProgress, mark_interrupted,
                           objective_value, run_job, stop_sweep_processes)
 from bench.spec import ConfigError
 
@@ -68,12 +69,8 @@ def one_line(exc: BaseException) -> str:
     return "; ".join(parts)
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM ends a run the way Ctrl-C does: children ended, runs marked
-
-
 def main() -> int:
-    signal.signal(signal.SIGTERM, _interrupt)
+    sigterm_as_interrupt()
     # Hydra prints its errors as multi-line text and exits 1; with HYDRA_FULL_ERROR it raises,
     # and the errors are turned into one line and exit code 2 here.
     os.environ["HYDRA_FULL_ERROR"] = "1"

@@ -25,12 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from bench.data import DataError, load_dataset
+from bench.exits import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED, sigterm_as_interrupt
 from bench.loop import train
 from bench.results import update_run_json
 from models.init import initial_weights
 
-EXIT_DIVERGED = 3
-EXIT_INTERRUPTED = 130
 FAULTS = ("segv", "kill", "raise", "hang")
 
 
@@ -69,10 +68,6 @@ def with_fault(runner, run_id: str, setting: str | None):
     return _Faulty(runner, kind, int(epoch)) if match in run_id else runner
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM (the parent stopping, or the parent gone) ends the run cleanly
-
-
 def resolve_batch_size(spec: dict, n_train: int) -> int:
     batch = spec["batch_size"]
     if batch == "full":
@@ -93,7 +88,7 @@ def make_runner(spec: dict, data, weights):
 
 
 def main(spec_path: str) -> int:
-    signal.signal(signal.SIGTERM, _interrupt)
+    sigterm_as_interrupt()  # the parent stopping, or the parent gone, ends the run cleanly
     spec = json.loads(Path(spec_path).read_text())
     out_dir = Path(spec_path).parent
     try:
@@ -102,7 +97,7 @@ def main(spec_path: str) -> int:
     except DataError as exc:
         update_run_json(out_dir, status="failed", error=str(exc), end_time=time.time())
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     weights = initial_weights(spec["seed"])
     update_run_json(
         out_dir, status="running", dataset=data.name, data_source=data.source, data_notes=data.notes,

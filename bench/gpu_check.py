@@ -40,12 +40,12 @@ from typing import Any
 import numpy as np
 
 from bench.data import write_idx
+from bench.exits import EXIT_BAD_INPUT
 from bench.machine import PROJECT_ROOT, host_info
 from bench.optimizers import METHODS
 from bench.perf import child_env, harness_spec, parse_scalar, read_flat_yaml
 from bench.results import METRIC_COLUMNS, write_csv, write_json
 
-EXIT_BAD_INPUT = 2
 DEFAULTS: dict[str, Any] = {
     "device": "cuda", "out": None, "data_root": None, "limit_train": 10000,
     "methods": ",".join(METHODS), "modes": "eager,compiled", "epochs": 1, "perf": True,

@@ -25,12 +25,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from bench.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 from bench.machine import PROJECT_ROOT, git_commit, host_info
 from bench.results import FINISHED, run_dir, run_status, update_run_json, write_json
 from bench.spec import ConfigError, build_spec, unknown_keys
 
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
 STDERR_TAIL = 40
 SWEEP_PID_ENV = "OPTBENCH_SWEEP_PID"  # set by `python -m bench`; workers whose parent it is die with it
 OBJECTIVES = ("val_acc",)  # what a tuning sweep (hydra/sweeper=tune_lr) maximises

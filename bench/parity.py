@@ -37,7 +37,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -49,6 +48,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from bench.data import Dataset, DataError, as_float, epoch_order, load_dataset
+from bench.exits import EXIT_BAD_INPUT, sigterm_as_interrupt
 from bench.optimizers import METHODS, REQUIRED_HPARAMS, RESIDUAL
 from bench.results import ReportSection, write_csv, write_json
 from bench.spec import FRAMEWORKS, IMPLS, ConfigError, build_spec
@@ -56,7 +56,6 @@ from models.init import LAYERS, PARAM_NAMES
 
 TOLERANCE = 1e-4  # the claim: reference implementations agree to this after N steps (float32)
 BOUND = f"{TOLERANCE:.0e}".replace("e-0", "e-")  # "1e-4", for tables and messages
-EXIT_BAD_INPUT = 2
 COLUMNS = (
     "optimizer", "impl", "framework_a", "framework_b", "batch_size", "seed", "steps", "dataset",
     "n_train", "init", "mode", "device", "precision", "lr", "step", "loss_torch", "loss_tensorflow",
@@ -652,10 +651,6 @@ def report_section(results_dir: Path) -> ReportSection | None:
 
 
 # ------------------------------------------------------------------ entry points
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # SIGTERM ends the check the way Ctrl-C does: children ended first
-
-
 def main() -> int:
     import hydra
     from hydra.core.hydra_config import HydraConfig
@@ -678,7 +673,7 @@ def main() -> int:
             print(f"error: {exc}", file=sys.stderr, flush=True)
             codes.append(EXIT_BAD_INPUT if exc.code == EXIT_BAD_INPUT else 1)
 
-    signal.signal(signal.SIGTERM, _interrupt)
+    sigterm_as_interrupt()  # a stop ends the check the way Ctrl-C does: children ended first
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing; one line is printed here
     try:
         _main()

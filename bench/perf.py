@@ -36,16 +36,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.exits import EXIT_BAD_INPUT
 from bench.machine import PROJECT_ROOT, cpu_name
 from bench.results import ReportSection, write_csv, write_json
+from models.init import LAYERS
 
-EXIT_BAD_INPUT = 2
 RESULT_TAG = "PERF_RESULT "  # the worker's last stdout line: this tag + one JSON object
-LAYERS = ((784, 128), (128, 10))
 # Multiply-adds per sample of one training step, x2 for FLOPs: forward (both layers),
 # backward weight gradients (both layers) and the hidden-layer input gradient; the input
 # layer's input gradient is never needed. 409,088 FLOP/sample: 24.5 GFLOP per 60k epoch.
-FLOP_PER_SAMPLE = 2 * (2 * (784 * 128 + 128 * 10) + 128 * 10)
+FLOP_PER_SAMPLE = 2 * (2 * sum(i * o for i, o in LAYERS) + LAYERS[1][0] * LAYERS[1][1])
 COLUMNS = (
     "case", "framework", "mode", "batch_size", "n_train", "steps", "reps", "epoch_time_s",
     "step_time_us", "samples_per_s", "cpu_time_s", "vs_naive_torch", "vs_naive_tf",

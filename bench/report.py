@@ -36,11 +36,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from bench.exits import EXIT_BAD_INPUT
 from bench.machine import PROJECT_ROOT
 from bench.optimizers import METHODS
 from bench.results import STATUSES, ReportSection, atomic_write_text, read_json
 
-EXIT_BAD_INPUT = 2
 # Target test accuracy per dataset: the usual "solved" bar on MNIST, a reachable one on
 # Fashion-MNIST, and on the 4,000-image embedded subset what the good methods reach in a
 # quick run (it has no full-MNIST meaning).

@@ -37,10 +37,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from bench.exits import EXIT_BAD_INPUT
 from bench.machine import PROJECT_ROOT
 from bench.optimizers import METHODS, native_kwargs
 
-EXIT_BAD_INPUT = 2
 SEED = 0
 FRAMEWORKS = ("torch", "tensorflow")
 METHOD_COLOURS = {"bgd": "#000000", "sgd": "#9c36b5", "minibatch": "#2f9e44", "momentum": "#e67700",
