@@ -55,7 +55,7 @@ perf: $(STAMP)
 # no Hydra, no TensorFlow). Outputs go to $OUT if set, else results/gpu_check.
 GPU_PYTHON ?= python3
 gpu-check:
-	$(GPU_PYTHON) -m bench.gpu_check $(ARGS)
+	$(GPU_PYTHON) -m bench.perf.gpu_check $(ARGS)
 
 # Before sending the checkout to a GPU box: copy Fashion-MNIST into data/ (git-ignored) so it travels.
 gpu-pack:

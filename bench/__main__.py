@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from bench.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, sigterm_as_interrupt
-from bench.launch import (SWEEP_PID_ENV, SweepProgress, mark_interrupted,
+from bench.run.launch import (SWEEP_PID_ENV, SweepProgress, mark_interrupted,
                           objective_value, run_job, stop_sweep_processes)
 from bench.spec import ConfigError
 

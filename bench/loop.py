@@ -1,6 +1,6 @@
 """The framework-neutral training loop: one contract, two thin runners.
 
-A runner (``bench/runner_torch.py``, ``bench/runner_tf.py``) only says how to put the data
+A runner (``bench/frameworks/torch/runner.py``, ``bench/frameworks/tf/runner.py``) only says how to put the data
 and the model on its device, run one epoch of steps in a given order, and evaluate.
 Everything else — batch order, clocks, divergence, logging, progress — is here, once.
 This module imports neither framework.

@@ -164,7 +164,7 @@ def _torch_paths(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     try:
-        from bench.reference_torch import ReferenceOptimizer
+        from bench.frameworks.torch.reference import ReferenceOptimizer
     except ImportError:
         ReferenceOptimizer = None
     out: dict[str, Any] = {"version": torch.__version__, "paths": {}, "notes": []}
@@ -178,7 +178,7 @@ def _torch_paths(job: dict[str, Any]) -> dict[str, Any]:
                     cls, kwargs = native_kwargs(rule, "torch", hp)
                     opt = getattr(torch.optim, cls)([theta], **kwargs)
                 elif ReferenceOptimizer is None:
-                    out["notes"].append("bench.reference_torch not importable: no torch reference paths")
+                    out["notes"].append("bench.frameworks.torch.reference not importable: no torch reference paths")
                     break
                 else:
                     opt = ReferenceOptimizer([theta], rule=rule, hp=hp)
@@ -197,7 +197,7 @@ def _tf_paths(job: dict[str, Any]) -> dict[str, Any]:
     import tensorflow as tf
 
     try:
-        from bench.reference_tf import ReferenceOptimizer
+        from bench.frameworks.tf.reference import ReferenceOptimizer
     except ImportError:
         ReferenceOptimizer = None
     out: dict[str, Any] = {"version": tf.__version__, "paths": {}, "notes": []}
@@ -211,7 +211,7 @@ def _tf_paths(job: dict[str, Any]) -> dict[str, Any]:
                     cls, kwargs = native_kwargs(rule, "tensorflow", hp)
                     opt = getattr(keras.optimizers, cls)(**kwargs)
                 elif ReferenceOptimizer is None:
-                    out["notes"].append("bench.reference_tf not importable: no tensorflow reference paths")
+                    out["notes"].append("bench.frameworks.tf.reference not importable: no tensorflow reference paths")
                     break
                 else:
                     opt = ReferenceOptimizer(rule=rule, hp=hp)

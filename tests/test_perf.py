@@ -1,4 +1,4 @@
-"""Execution modes compute the same thing; bench.perf and bench.gpu_check run and write sane
+"""Execution modes compute the same thing; bench.perf and bench.perf.gpu_check run and write sane
 tables. No speed is asserted here: timings on a shared machine are not test material."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.perf import COLUMNS, FLOP_PER_SAMPLE, build_rows, report_section
+from bench.perf.core import COLUMNS, FLOP_PER_SAMPLE, build_rows, report_section
 from bench.results import ReportSection
 from tests.conftest import SMALL, run_cli
 
@@ -82,7 +82,7 @@ def test_perf_bad_input_is_one_line_and_exit_2(args: list[str]) -> None:
 
 def test_gpu_check_runs_its_path_on_cpu(tmp_path: Path) -> None:
     proc = run_cli("device=cpu", f"out={tmp_path}", "methods=sgd,adam", "modes=eager", "limit_train=64",
-                   "perf=false", module="bench.gpu_check", timeout=300)
+                   "perf=false", module="bench.perf.gpu_check", timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     with open(tmp_path / "gpu_check.csv", newline="") as fh:
         summary = list(csv.DictReader(fh))

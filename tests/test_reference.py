@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from bench.optimizers import METHODS, RESIDUAL
-from bench.parity import update_float64
+from bench.parity.core import update_float64
 from conftest import run_python
 
 STEPS = 20
@@ -103,7 +103,7 @@ out = {{}}
 
 TORCH = _PREAMBLE + """
 import torch
-from bench.runner_torch import make_optimizer
+from bench.frameworks.torch.runner import make_optimizer
 a = [torch.tensor(x) for x in P["a"]]
 c = [torch.tensor(x) for x in P["c"]]
 for name, impl in CASES:
@@ -120,7 +120,7 @@ print(json.dumps(out))
 TENSORFLOW = _PREAMBLE + """
 import tensorflow as tf
 from tensorflow.python.framework import config as tf_config
-from bench.runner_tf import configure, make_optimizer
+from bench.frameworks.tf.runner import configure, make_optimizer
 configure({"threads": 1, "device": "cpu", "precision": "fp32", "deterministic": True})
 out["tf32"] = tf.config.experimental.tensor_float_32_execution_enabled()
 out["op_determinism"] = tf_config.is_op_determinism_enabled()

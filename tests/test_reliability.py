@@ -2,7 +2,7 @@
 interruptions end every process and lose nothing, re-runs skip what is complete.
 
 Runs are tiny (256 training images, one epoch, torch). Faults are injected with
-``OPTBENCH_FAULT`` (see bench/child.py)."""
+``OPTBENCH_FAULT`` (see bench/run/child.py)."""
 from __future__ import annotations
 
 import csv

@@ -16,7 +16,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 
 from bench.__main__ import expand_seeds
-from bench.launch import FAILED_OBJECTIVE, RunOutcome, objective_value
+from bench.run.launch import FAILED_OBJECTIVE, RunOutcome, objective_value
 from bench.results import METRIC_COLUMNS, write_csv, write_json
 from bench.tuning import best_lrs, default_lr, final_rows, report_section
 from conftest import ROOT, run_cli

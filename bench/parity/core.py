@@ -99,7 +99,7 @@ def param_steps(steps: int, points: int) -> list[int]:
 # ------------------------------------------------------------------ child side
 def child_main(workdir: Path, framework: str) -> int:
     """Run every job of ``workdir/jobs.json`` in this framework; one npz + json per job."""
-    from bench.child import make_runner
+    from bench.run.child import make_runner
     from models.init import initial_weights
 
     jobs = json.loads((workdir / "jobs.json").read_text())
@@ -146,7 +146,7 @@ def make_job(key: str, cfg: Mapping[str, Any], overrides: Sequence[str] = ()) ->
     ``overrides`` are the command line's, to catch ``impl=`` and ``optimizer.impl=`` disagreeing.
     Raises ConfigError on bad input, bad data included.
     """
-    from bench.child import resolve_batch_size
+    from bench.run.child import resolve_batch_size
 
     plain = json.loads(json.dumps(dict(cfg)))  # a deep, plain copy
     impl = plain.pop("impl", None)
@@ -178,7 +178,7 @@ def run_jobs(jobs: Sequence[Mapping[str, Any]], workdir: Path) -> dict[str, dict
 
     Results per key: ``{"torch": npz arrays, "tensorflow": npz arrays, "describe": {fw: dict}}``.
     """
-    from bench.launch import child_env
+    from bench.run.launch import child_env
 
     workdir.mkdir(parents=True, exist_ok=True)
     write_json(workdir / "jobs.json", list(jobs))
@@ -662,7 +662,7 @@ def main() -> int:
 
     codes: list[int] = []
 
-    @hydra.main(version_base="1.3", config_path="../conf", config_name="parity")
+    @hydra.main(version_base="1.3", config_path="../../conf", config_name="parity")
     def _main(cfg: DictConfig) -> None:
         try:
             codes.append(run(OmegaConf.to_container(cfg, resolve=True), HydraConfig.get().overrides.task))
@@ -689,8 +689,3 @@ def main() -> int:
         return 130
     return max(codes, default=0)  # with -m, the worst of the checks
 
-
-if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--child":
-        sys.exit(child_main(Path(sys.argv[2]), sys.argv[3]))
-    sys.exit(main())

@@ -60,7 +60,7 @@ REQUIRED_STEPS = ("run_id", "epoch", "step", "loss")
 # A group is one configuration; its runs differ only by seed.
 GROUP_KEYS = ("dataset", "device", "framework", "optimizer", "batch_size", "impl", "mode", "lr", "n_train")
 SHOWN_ALWAYS = ("framework", "optimizer", "batch_size")
-EXTRA_MODULES = ("bench.parity", "bench.perf", "bench.tuning")
+EXTRA_MODULES = ("bench.parity.core", "bench.perf.core", "bench.tuning")
 
 matplotlib.rcParams.update({"svg.hashsalt": "optbench", "font.size": 9})  # reproducible SVG ids
 
@@ -820,7 +820,7 @@ def collect_section(module: str, results_dir: Path, timeout: float = 600) -> tup
     """
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "section.json"
-        code = ("import sys; from bench.report import _section_child; "
+        code = ("import sys; from bench.report.build import _section_child; "
                 "_section_child(sys.argv[1], sys.argv[2], sys.argv[3])")
         try:
             proc = subprocess.run([sys.executable, "-c", code, module, str(results_dir), str(out)],
@@ -1166,6 +1166,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"report: {index}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

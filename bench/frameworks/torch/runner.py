@@ -22,7 +22,7 @@ def make_optimizer(params, spec: dict[str, Any]) -> torch.optim.Optimizer:
     opt = spec["optimizer"]
     rule = METHODS[opt["name"]].rule
     if opt["impl"] == "reference":
-        from bench.reference_torch import ReferenceOptimizer
+        from bench.frameworks.torch.reference import ReferenceOptimizer
 
         return ReferenceOptimizer(params, rule=rule, hp=opt)
     cls, kwargs = native_kwargs(rule, "torch", opt)

@@ -1,6 +1,6 @@
 """The seed's update rules, written as a Keras ``Optimizer`` (``optimizer.impl=reference``).
 
-The same formulas, operations and order as ``bench/reference_torch.py`` (see there), so the
+The same formulas, operations and order as ``bench/frameworks/torch/reference.py`` (see there), so the
 two frameworks differ only by float32 rounding. Keras' own machinery is used: ``build()``
 creates the slot variables, ``apply_gradients`` calls :meth:`update_step` inside the
 runner's ``tf.function`` (per step, or a whole epoch with mode=compiled), and

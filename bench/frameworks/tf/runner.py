@@ -57,7 +57,7 @@ def make_optimizer(spec: dict[str, Any]):
     opt = spec["optimizer"]
     rule = METHODS[opt["name"]].rule
     if opt["impl"] == "reference":
-        from bench.reference_tf import ReferenceOptimizer
+        from bench.frameworks.tf.reference import ReferenceOptimizer
 
         return ReferenceOptimizer(rule=rule, hp=opt)
     cls, kwargs = native_kwargs(rule, "tensorflow", opt)

@@ -1,6 +1,6 @@
 """The seed's update rules, written as a ``torch.optim.Optimizer`` (``optimizer.impl=reference``).
 
-Exactly the formulas of ``DESIGN.md``; the TensorFlow twin in ``bench/reference_tf.py`` does the
+Exactly the formulas of ``DESIGN.md``; the TensorFlow twin in ``bench/frameworks/tf/reference.py`` does the
 same operations in the same order, so the two frameworks differ only by float32 rounding:
 
     sgd       θ ← θ − ηg

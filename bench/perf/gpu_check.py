@@ -1,7 +1,7 @@
-"""``python -m bench.gpu_check [key=value ...]`` (``make gpu-check``): the GPU smoke test.
+"""``python -m bench.perf.gpu_check [key=value ...]`` (``make gpu-check``): the GPU smoke test.
 
 Meant for a bare CUDA box with PyTorch preinstalled and no network: it needs torch and
-numpy only (no TensorFlow, no Hydra: runs are started through ``bench.child`` with specs
+numpy only (no TensorFlow, no Hydra: runs are started through ``bench.run.child`` with specs
 built from the conf files by ``bench.perf.harness_spec``). In about 5 minutes on one GPU:
 
 1. the torch runner for all six methods in both modes (eager, compiled = torch.compile
@@ -43,7 +43,7 @@ from bench.data import write_idx
 from bench.exits import EXIT_BAD_INPUT
 from bench.machine import PROJECT_ROOT, host_info
 from bench.optimizers import METHODS
-from bench.perf import child_env, harness_spec, parse_scalar, read_flat_yaml
+from bench.perf.core import child_env, harness_spec, parse_scalar, read_flat_yaml
 from bench.results import METRIC_COLUMNS, write_csv, write_json
 
 DEFAULTS: dict[str, Any] = {
@@ -111,13 +111,13 @@ def torch_facts(device: str) -> dict[str, Any]:
 
 
 def run_one(spec: dict[str, Any], work: Path, timeout: int) -> tuple[list[dict[str, str]], dict[str, Any]]:
-    """One harness run through ``bench.child``; returns its metrics rows and run.json."""
+    """One harness run through ``bench.run.child``; returns its metrics rows and run.json."""
     run = work / spec["run_id"]
     run.mkdir(parents=True, exist_ok=True)
     write_json(run / "spec.json", spec)
     write_json(run / "run.json", {"run_id": spec["run_id"], "status": "running", "config": spec})
     try:
-        proc = subprocess.run([sys.executable, "-m", "bench.child", str(run / "spec.json")],
+        proc = subprocess.run([sys.executable, "-m", "bench.run.child", str(run / "spec.json")],
                               env=child_env(spec["threads"], spec["device"]), capture_output=True,
                               text=True, timeout=timeout, cwd=PROJECT_ROOT)
         error = "" if proc.returncode == 0 else (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]

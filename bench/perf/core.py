@@ -4,8 +4,8 @@ One invocation measures, one case per child process (torch and TensorFlow never 
 process, and no two cases run at once):
 
 * this machine's single-precision matrix-product rate, which sets the FLOP floor;
-* the seed's loops as written (``bench/naive_torch.py``: DataLoader + per-sample
-  ToTensor/Normalize; ``bench/naive_tf.py``: Keras ``model.fit`` with defaults);
+* the seed's loops as written (``bench/frameworks/torch/naive.py``: DataLoader + per-sample
+  ToTensor/Normalize; ``bench/frameworks/tf/naive.py``: Keras ``model.fit`` with defaults);
 * the harness's runners, through the real training loop (``bench.loop.train``), in each
   execution mode;
 
@@ -157,7 +157,7 @@ def resolve_data(cfg: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
 
 # ------------------------------------------------------------------ parent side
 def child_env(threads: int, device: str) -> dict[str, str]:
-    """Thread counts fixed before the child imports its framework (as bench.launch does)."""
+    """Thread counts fixed before the child imports its framework (as bench.run.launch does)."""
     env = dict(os.environ)
     env.update({
         "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
@@ -408,11 +408,11 @@ def _matmul_rate(job: dict[str, Any]) -> dict[str, Any]:
 def _naive(job: dict[str, Any], data) -> dict[str, Any]:
     batch = data.n_train if job["batch"] == "full" else job["batch"]
     if job["framework"] == "torch":
-        from bench.naive_torch import epoch_times
+        from bench.frameworks.torch.naive import epoch_times
 
         times = epoch_times(data.x_train, data.y_train, batch, job["reps"], device=job["device"])
     else:
-        from bench.naive_tf import epoch_times
+        from bench.frameworks.tf.naive import epoch_times
 
         times = epoch_times(data.x_train, data.y_train, batch, job["reps"])
     return {"epoch_time_s": statistics.median(w for w, _ in times), "steps": -(-data.n_train // batch),
@@ -441,7 +441,7 @@ def harness_spec(framework: str, mode: str, batch: int | str, device: str, threa
                  data: dict[str, Any], epochs: int, optimizer: str = "adam", jit: bool = False,
                  deterministic: bool = True) -> dict[str, Any]:
     """A run spec as ``bench.spec.build_spec`` makes it, from the conf files but without
-    Hydra (``bench.gpu_check`` uses it on a box that may not have Hydra)."""
+    Hydra (``bench.perf.gpu_check`` uses it on a box that may not have Hydra)."""
     conf = Path(PROJECT_ROOT) / "conf"
     opt = read_flat_yaml(conf / "optimizer" / f"{optimizer}.yaml")
     fw = read_flat_yaml(conf / "framework" / f"{framework}.yaml")
@@ -461,7 +461,7 @@ def _harness(job: dict[str, Any], data) -> dict[str, Any]:
     import csv
     import tempfile
 
-    from bench.child import make_runner, resolve_batch_size
+    from bench.run.child import make_runner, resolve_batch_size
     from bench.loop import train
     from bench.results import read_json
     from models.init import initial_weights
@@ -497,8 +497,3 @@ def worker_main(payload: str) -> int:
     print(RESULT_TAG + json.dumps(result), flush=True)
     return 0
 
-
-if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
-        sys.exit(worker_main(sys.argv[2]))
-    sys.exit(main(sys.argv[1:]))

@@ -1,7 +1,7 @@
 """Parent side of a run: validate, skip what is done, start the child process, record the end.
 
 Runs inside ``python -m bench`` (or a Hydra launcher's worker). Imports neither framework:
-each run trains in its own ``python -m bench.child`` process, so torch and TensorFlow never
+each run trains in its own ``python -m bench.run.child`` process, so torch and TensorFlow never
 share a process and every run starts with fresh thread pools.
 """
 from __future__ import annotations
@@ -125,7 +125,7 @@ def execute(spec: dict[str, Any], results_dir: str, force: bool = False) -> RunO
                         git_commit=git_commit(), start_time=time.time(),
                         start_time_iso=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **host_info())
         python = spec["framework"].get("python") or sys.executable
-        cmd = [python, "-m", "bench.child", str(out / "spec.json")]
+        cmd = [python, "-m", "bench.run.child", str(out / "spec.json")]
         tail: collections.deque = collections.deque(maxlen=STDERR_TAIL)
         try:
             proc = subprocess.Popen(cmd, env=child_env(spec), stderr=subprocess.PIPE, text=True,

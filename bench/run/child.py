@@ -1,4 +1,4 @@
-"""Child-process entry: ``python -m bench.child <run dir>/spec.json``.
+"""Child-process entry: ``python -m bench.run.child <run dir>/spec.json``.
 
 Exactly one framework is imported here, after the data is loaded and checked and after
 the thread count and visible devices are fixed (the parent sets them in the environment).
@@ -79,10 +79,10 @@ def resolve_batch_size(spec: dict, n_train: int) -> int:
 
 def make_runner(spec: dict, data, weights):
     if spec["framework"]["name"] == "torch":
-        from bench.runner_torch import TorchRunner
+        from bench.frameworks.torch.runner import TorchRunner
 
         return TorchRunner(spec, data, weights)
-    from bench.runner_tf import TFRunner
+    from bench.frameworks.tf.runner import TFRunner
 
     return TFRunner(spec, data, weights)
 
@@ -123,6 +123,6 @@ def main(spec_path: str) -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        print("usage: python -m bench.child <run dir>/spec.json", file=sys.stderr)
+        print("usage: python -m bench.run.child <run dir>/spec.json", file=sys.stderr)
         sys.exit(2)
     sys.exit(main(sys.argv[1]))

@@ -1,0 +1,1 @@
+"""Do the frameworks agree? ``python -m bench.parity <overrides>``, step by step."""

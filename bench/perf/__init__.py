@@ -1,0 +1,1 @@
+"""The harness's speed against the naive loops: ``python -m bench.perf``, and ``make gpu-check``."""

@@ -1,0 +1,1 @@
+"""The comparison report: ``python -m bench.report [results_dir]``."""

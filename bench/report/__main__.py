@@ -1,0 +1,5 @@
+import sys
+
+from bench.report.build import main
+
+sys.exit(main())
