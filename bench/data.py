@@ -25,12 +25,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from bench.exits import BadInput
+
 IMAGE_MAGIC = 2051
 LABEL_MAGIC = 2049
 SPLIT_SEED = 20240601  # fixed: splits and slices never depend on the run's seed
 
 
-class DataError(Exception):
+class DataError(BadInput):
     """Bad or missing data; the message is one line meant for the user."""
 
 

@@ -20,3 +20,11 @@ def sigterm_as_interrupt() -> None:
     """Make SIGTERM raise KeyboardInterrupt, so a stop by a scheduler or ``kill`` takes the
     same clean-up path (children ended, runs marked) as Ctrl-C."""
     signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+class BadInput(Exception):
+    """Bad input of any command: the message is one line meant for the user; exit code 2.
+
+    Every entry point lets it through to ``bench.cli.entry``, which prints ``error: <message>``
+    and returns ``EXIT_BAD_INPUT``; nothing has been trained or written by then.
+    """

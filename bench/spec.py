@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 from omegaconf import OmegaConf
 
+from bench.exits import BadInput
 from bench.optimizers import METHODS, REQUIRED_HPARAMS
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -31,21 +32,17 @@ FRAMEWORKS = ("torch", "tensorflow")
 BOOKKEEPING = ("results_dir", "jobs", "force", "progress", "python")
 
 
-class ConfigError(Exception):
-    """Bad input; the message is one line meant for the user."""
-
-
 def _int(name: str, value: Any, minimum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name} must be an integer, got {value!r}")
+        raise BadInput(f"{name} must be an integer, got {value!r}")
     if minimum is not None and value < minimum:
-        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+        raise BadInput(f"{name} must be >= {minimum}, got {value}")
     return value
 
 
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
-        raise ConfigError(f"{name}={value!r} is not one of {', '.join(choices)}")
+        raise BadInput(f"{name}={value!r} is not one of {', '.join(choices)}")
     return value
 
 
@@ -53,9 +50,9 @@ def _positive_float(name: str, value: Any) -> float:
     try:
         out = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+        raise BadInput(f"{name} must be a number, got {value!r}") from None
     if isinstance(value, bool) or not math.isfinite(out) or out <= 0:
-        raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
+        raise BadInput(f"{name} must be a finite number > 0, got {value!r}")
     return out
 
 
@@ -85,7 +82,7 @@ def resolve_device(requested: str) -> str:
         found = "no nvidia-smi and no /proc/driver/nvidia" if not shutil.which("nvidia-smi") else "nvidia-smi lists no GPU"
         if cvd is not None:
             found += f", CUDA_VISIBLE_DEVICES={cvd!r}"
-        raise ConfigError(f"device=cuda but no GPU is visible ({found}); use device=cpu or device=auto")
+        raise BadInput(f"device=cuda but no GPU is visible ({found}); use device=cpu or device=auto")
     return "cpu"
 
 
@@ -126,12 +123,12 @@ def build_spec(cfg: Mapping[str, Any]) -> dict[str, Any]:
     rule = METHODS[name].rule
     missing = [k for k in REQUIRED_HPARAMS[rule] if opt.get(k) is None]
     if missing:
-        raise ConfigError(f"optimizer {name} needs {', '.join('optimizer.' + k for k in missing)}")
+        raise BadInput(f"optimizer {name} needs {', '.join('optimizer.' + k for k in missing)}")
     opt["lr"] = _positive_float("optimizer.lr", opt["lr"])
     for key in REQUIRED_HPARAMS[rule][1:]:
         value = _positive_float(f"optimizer.{key}", opt[key])
         if key.startswith("beta") and value >= 1:
-            raise ConfigError(f"optimizer.{key} must be < 1, got {value}")
+            raise BadInput(f"optimizer.{key} must be < 1, got {value}")
         opt[key] = value
     _choice("optimizer.impl", opt.get("impl"), IMPLS)
 

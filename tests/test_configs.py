@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from bench.optimizers import METHODS, native_kwargs
-from bench.spec import ConfigError, build_spec
+from bench.spec import BadInput, build_spec
 from conftest import ROOT, run_cli
 
 GROUPS = {
@@ -73,7 +73,7 @@ def test_run_id_is_stable_and_sensitive() -> None:
     ],
 )
 def test_bad_values_are_config_errors(override: str, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(BadInput, match=message):
         build_spec(_compose(override))
 
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -48,10 +47,12 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from bench.data import Dataset, DataError, as_float, epoch_order, load_dataset
-from bench.exits import EXIT_BAD_INPUT, sigterm_as_interrupt
+from bench.cli import entry, error
+from bench.exits import EXIT_BAD_INPUT
 from bench.optimizers import METHODS, REQUIRED_HPARAMS, RESIDUAL
+from bench.run.proc import spec_env, start
 from bench.results import ReportSection, write_csv, write_json
-from bench.spec import FRAMEWORKS, IMPLS, ConfigError, build_spec
+from bench.spec import FRAMEWORKS, IMPLS, BadInput, build_spec
 from models.init import LAYERS, PARAM_NAMES
 
 TOLERANCE = 1e-4  # the claim: reference implementations agree to this after N steps (float32)
@@ -74,7 +75,7 @@ class ParityError(Exception):
 
 def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        raise BadInput(f"{name} must be an integer >= 1, got {value!r}")
     return value
 
 
@@ -144,7 +145,7 @@ def make_job(key: str, cfg: Mapping[str, Any], overrides: Sequence[str] = ()) ->
     """One comparison from a composed ``conf/parity.yaml`` (``frameworks.<fw>`` holds each runner's group).
 
     ``overrides`` are the command line's, to catch ``impl=`` and ``optimizer.impl=`` disagreeing.
-    Raises ConfigError on bad input, bad data included.
+    Raises BadInput on bad input, bad data included.
     """
     from bench.run.child import resolve_batch_size
 
@@ -152,10 +153,10 @@ def make_job(key: str, cfg: Mapping[str, Any], overrides: Sequence[str] = ()) ->
     impl = plain.pop("impl", None)
     if impl is not None:
         if impl not in IMPLS:
-            raise ConfigError(f"impl={impl!r} is not one of {', '.join(IMPLS)}")
+            raise BadInput(f"impl={impl!r} is not one of {', '.join(IMPLS)}")
         given = [o.split("=", 1)[1] for o in overrides if o.startswith("optimizer.impl=")]
         if given and given[-1] != impl:
-            raise ConfigError(f"impl={impl} and optimizer.impl={given[-1]} disagree; give one")
+            raise BadInput(f"impl={impl} and optimizer.impl={given[-1]} disagree; give one")
         plain["optimizer"]["impl"] = impl
     steps = _positive_int("steps", plain["steps"])
     points = _positive_int("param_points", plain["param_points"])
@@ -168,7 +169,7 @@ def make_job(key: str, cfg: Mapping[str, Any], overrides: Sequence[str] = ()) ->
         data = _load(json.dumps(specs["torch"]["data"], sort_keys=True))
         batch_size = resolve_batch_size(specs["torch"], data.n_train)
     except DataError as exc:
-        raise ConfigError(str(exc)) from None
+        raise BadInput(str(exc)) from None
     return {"key": key, "specs": specs, "steps": steps, "batch_size": batch_size,
             "param_steps": param_steps(steps, points), "dataset": data.name, "n_train": data.n_train}
 
@@ -178,8 +179,6 @@ def run_jobs(jobs: Sequence[Mapping[str, Any]], workdir: Path) -> dict[str, dict
 
     Results per key: ``{"torch": npz arrays, "tensorflow": npz arrays, "describe": {fw: dict}}``.
     """
-    from bench.run.launch import child_env
-
     workdir.mkdir(parents=True, exist_ok=True)
     write_json(workdir / "jobs.json", list(jobs))
     procs = {}
@@ -189,8 +188,8 @@ def run_jobs(jobs: Sequence[Mapping[str, Any]], workdir: Path) -> dict[str, dict
             log = open(workdir / f"stderr-{fw}.log", "w")
             python = spec["framework"].get("python") or sys.executable
             try:
-                proc = subprocess.Popen([python, "-m", "bench.parity", "--child", str(workdir), fw],
-                                        env=child_env(spec), stdout=log, stderr=subprocess.STDOUT)
+                proc = start("bench.parity", ["--child", workdir, fw], env=spec_env(spec), python=python,
+                             stdout=log, stderr=subprocess.STDOUT)
             except OSError as exc:
                 log.close()
                 raise ParityError(f"cannot start {python} for {fw}: {exc.strerror or exc}", EXIT_BAD_INPUT) from None
@@ -654,11 +653,7 @@ def report_section(results_dir: Path) -> ReportSection | None:
 def main() -> int:
     import hydra
     from hydra.core.hydra_config import HydraConfig
-    from hydra.errors import HydraException
     from omegaconf import DictConfig, OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    from bench.__main__ import one_line
 
     codes: list[int] = []
 
@@ -666,26 +661,14 @@ def main() -> int:
     def _main(cfg: DictConfig) -> None:
         try:
             codes.append(run(OmegaConf.to_container(cfg, resolve=True), HydraConfig.get().overrides.task))
-        except ConfigError as exc:
-            print(f"error: {exc}", file=sys.stderr, flush=True)
-            codes.append(EXIT_BAD_INPUT)
+        except BadInput as exc:
+            codes.append(error(str(exc)))
         except ParityError as exc:
             print(f"error: {exc}", file=sys.stderr, flush=True)
             codes.append(EXIT_BAD_INPUT if exc.code == EXIT_BAD_INPUT else 1)
 
-    sigterm_as_interrupt()  # a stop ends the check the way Ctrl-C does: children ended first
-    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing; one line is printed here
-    try:
+    def _checks() -> int:
         _main()
-    except (HydraException, OmegaConfBaseException) as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except OSError as exc:
-        print(f"error: cannot write {exc.filename or ''}: {exc.strerror or exc}; choose a writable results_dir",
-              file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return max(codes, default=0)  # with -m, the worst of the checks
+        return max(codes, default=0)  # with -m, the worst of the checks
 
+    return entry(_checks)

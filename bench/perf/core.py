@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.exits import EXIT_BAD_INPUT
+from bench.exits import EXIT_BAD_INPUT, BadInput
 from bench.machine import PROJECT_ROOT, cpu_name
 from bench.results import ReportSection, write_csv, write_json
 from models.init import LAYERS
@@ -59,10 +59,6 @@ DEFAULTS: dict[str, Any] = {
     "deterministic": True, "data_root": None,
 }
 QUICK = {"limit_train": 1024, "reps": 1, "cap_steps": 64}
-
-
-class UsageError(Exception):
-    """Bad input; the message is one line meant for the user."""
 
 
 # ------------------------------------------------------------------ configuration
@@ -98,23 +94,23 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
     for arg in argv:
         key, eq, value = arg.partition("=")
         if not eq or key not in DEFAULTS:
-            raise UsageError(f"unknown argument {arg!r}; expected key=value with key in {', '.join(DEFAULTS)}")
+            raise BadInput(f"unknown argument {arg!r}; expected key=value with key in {', '.join(DEFAULTS)}")
         given[key] = parse_scalar(value)
     if given.get("quick"):
         cfg.update(QUICK)
     cfg.update(given)
     for key in ("threads", "reps", "cap_steps"):
         if isinstance(cfg[key], bool) or not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise UsageError(f"{key} must be an integer >= 1, got {cfg[key]!r}")
+            raise BadInput(f"{key} must be an integer >= 1, got {cfg[key]!r}")
     if cfg["limit_train"] is not None and (not isinstance(cfg["limit_train"], int) or cfg["limit_train"] < 2):
-        raise UsageError(f"limit_train must be an integer >= 2, got {cfg['limit_train']!r}")
+        raise BadInput(f"limit_train must be an integer >= 2, got {cfg['limit_train']!r}")
     if cfg["device"] not in ("cpu", "cuda"):
-        raise UsageError(f"device must be cpu or cuda, got {cfg['device']!r}")
+        raise BadInput(f"device must be cpu or cuda, got {cfg['device']!r}")
     cfg["batches"] = [_batch(b) for b in str(cfg["batches"]).split(",")]
     cfg["frameworks"] = _choices("frameworks", cfg["frameworks"], ("torch", "tensorflow"))
     cfg["modes"] = _choices("modes", cfg["modes"], ("eager", "compiled"))
     if not (Path(PROJECT_ROOT) / "conf" / "data" / f"{cfg['data']}.yaml").is_file():
-        raise UsageError(f"data={cfg['data']!r}: no conf/data/{cfg['data']}.yaml")
+        raise BadInput(f"data={cfg['data']!r}: no conf/data/{cfg['data']}.yaml")
     return cfg
 
 
@@ -123,7 +119,7 @@ def _batch(text: str) -> int | str:
     if text == "full":
         return "full"
     if not text.isdigit() or int(text) < 1:
-        raise UsageError(f"batches: {text!r} is not a positive integer or 'full'")
+        raise BadInput(f"batches: {text!r} is not a positive integer or 'full'")
     return int(text)
 
 
@@ -131,7 +127,7 @@ def _choices(key: str, value: Any, allowed: tuple[str, ...]) -> list[str]:
     items = [v.strip() for v in str(value).split(",") if v.strip()]
     bad = [v for v in items if v not in allowed]
     if bad or not items:
-        raise UsageError(f"{key}={value!r}: choose from {', '.join(allowed)}")
+        raise BadInput(f"{key}={value!r}: choose from {', '.join(allowed)}")
     return items
 
 
@@ -274,7 +270,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 def main(argv: list[str]) -> int:
     try:
         cfg = parse_args(argv)
-    except UsageError as exc:
+    except BadInput as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     data, note = resolve_data(cfg)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import csv
-import ctypes
 import fcntl
 import math
 import os
@@ -26,9 +25,10 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from bench.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED
-from bench.machine import PROJECT_ROOT, git_commit, host_info
+from bench.machine import git_commit, host_info
+from bench.run.proc import NOISE, die_with_parent, spec_env, start
 from bench.results import FINISHED, run_dir, run_status, update_run_json, write_json
-from bench.spec import ConfigError, build_spec, unknown_keys
+from bench.spec import BadInput, build_spec, unknown_keys
 
 STDERR_TAIL = 40
 SWEEP_PID_ENV = "OPTBENCH_SWEEP_PID"  # set by `python -m bench`; workers whose parent it is die with it
@@ -43,52 +43,15 @@ class RunOutcome(NamedTuple):
     skipped: bool = False  # already finished (or running elsewhere): no child was started
 
 
-def child_env(spec: dict[str, Any]) -> dict[str, str]:
-    """Threads and visible devices are fixed here, before the child imports its framework."""
-    env = dict(os.environ)
-    threads = str(spec["threads"])
-    env.update({
-        "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
-        "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1",
-        "TF_CPP_MIN_LOG_LEVEL": env.get("TF_CPP_MIN_LOG_LEVEL", "3"),
-        "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])),
-        "PYTHONUNBUFFERED": "1",
-    })
-    if spec["device"] == "cpu":
-        env["CUDA_VISIBLE_DEVICES"] = ""
-    if spec["deterministic"] and spec["framework"]["name"] == "tensorflow":
-        env["TF_DETERMINISTIC_OPS"] = "1"
-    return env
-
-
-# TensorFlow start-up chatter printed before its log level applies; kept in stderr.log only.
-_NOISE = ("All log messages before absl::InitializeLog()", "oneDNN custom operations are on")
-
-
 def _tee(stream, sink, tail: collections.deque, log_path: Path) -> None:
     with open(log_path, "a", encoding="utf-8", errors="replace") as log:
         for line in iter(stream.readline, ""):
             tail.append(line.rstrip("\n"))
             log.write(line)
             log.flush()
-            if not any(noise in line for noise in _NOISE):
+            if not any(noise in line for noise in NOISE):
                 sink.write(line)
                 sink.flush()
-
-
-def die_with_parent() -> None:
-    """Get SIGTERM when the parent process dies (Linux; a no-op elsewhere).
-
-    Used in each run's child (before exec) and in the local sweep workers: a ``kill -9`` of
-    ``python -m bench`` must not leave orphans training on and holding their run folders.
-    """
-    parent = os.getppid()
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _signal_name(code: int) -> str:
@@ -125,12 +88,10 @@ def execute(spec: dict[str, Any], results_dir: str, force: bool = False) -> RunO
                         git_commit=git_commit(), start_time=time.time(),
                         start_time_iso=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **host_info())
         python = spec["framework"].get("python") or sys.executable
-        cmd = [python, "-m", "bench.run.child", str(out / "spec.json")]
         tail: collections.deque = collections.deque(maxlen=STDERR_TAIL)
         try:
-            proc = subprocess.Popen(cmd, env=child_env(spec), stderr=subprocess.PIPE, text=True,
-                                    errors="replace", cwd=os.getcwd(),
-                                    preexec_fn=die_with_parent if sys.platform == "linux" else None)
+            proc = start("bench.run.child", [out / "spec.json"], env=spec_env(spec), python=python,
+                         stderr=subprocess.PIPE)
         except OSError as exc:
             update_run_json(out, status="failed", error=f"cannot start {python}: {exc}", end_time=time.time())
             print(f"error: cannot start framework.python={python}: {exc.strerror or exc}", file=sys.stderr)
@@ -231,7 +192,7 @@ def check_results_dir(results_dir: str) -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
-        raise ConfigError(f"results_dir={results_dir} cannot be written ({exc.strerror or exc})") from None
+        raise BadInput(f"results_dir={results_dir} cannot be written ({exc.strerror or exc})") from None
 
 
 def objective_value(outcome: RunOutcome, objective: str) -> float:
@@ -257,16 +218,16 @@ def _sweeper() -> str:
 def _check_task_config(cfg: dict[str, Any], sweeper: str = "") -> None:
     extra = unknown_keys(cfg)
     if extra:
-        raise ConfigError(f"unknown key(s) {', '.join(extra)}: no config file in conf/ declares them")
+        raise BadInput(f"unknown key(s) {', '.join(extra)}: no config file in conf/ declares them")
     objective = cfg.get("objective")
     if sweeper.endswith("OptunaSweeper") and objective is None:
-        raise ConfigError("an Optuna sweep maximises what each run returns: add objective=val_acc "
+        raise BadInput("an Optuna sweep maximises what each run returns: add objective=val_acc "
                           "(and data.val_size > 0)")
     if objective is not None:
         if objective not in OBJECTIVES:
-            raise ConfigError(f"objective={objective!r} is not one of {', '.join(OBJECTIVES)}")
+            raise BadInput(f"objective={objective!r} is not one of {', '.join(OBJECTIVES)}")
         if not cfg["data"].get("val_size"):
-            raise ConfigError(f"objective={objective} is measured on a validation split: set data.val_size > 0")
+            raise BadInput(f"objective={objective} is measured on a validation split: set data.val_size > 0")
 
 
 # ------------------------------------------------------------------ sweep progress
@@ -294,7 +255,7 @@ def _report_progress(pdir: Path) -> None:
 def run_job(cfg: DictConfig, raise_errors: bool = False) -> RunOutcome | None:
     """The Hydra task: validate, then one run. Returns its outcome, or None for bad input.
 
-    Bad input is printed as one line, or raised as ConfigError when ``raise_errors`` (a tuning
+    Bad input is printed as one line, or raised as BadInput when ``raise_errors`` (a tuning
     trial: Optuna then stops and ``python -m bench`` prints the line, exit code 2).
     """
     if os.environ.get(SWEEP_PID_ENV) == str(os.getppid()):  # a local worker of the sweep
@@ -313,7 +274,7 @@ def run_job(cfg: DictConfig, raise_errors: bool = False) -> RunOutcome | None:
         spec = build_spec(plain)
         check_results_dir(str(cfg.results_dir))
         outcome = execute(spec, str(cfg.results_dir), bool(cfg.force))
-    except ConfigError as exc:
+    except BadInput as exc:
         if raise_errors:
             raise
         print(f"error: {exc}", file=sys.stderr, flush=True)
@@ -334,7 +295,7 @@ class SweepProgress(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
             self._start(config)
-        except ConfigError as exc:
+        except BadInput as exc:
             # Hydra turns a callback's exceptions into warnings and sweeps on; SystemExit gets through.
             print(f"error: {exc}", file=sys.stderr, flush=True)
             raise SystemExit(EXIT_BAD_INPUT) from None
@@ -347,7 +308,7 @@ class SweepProgress(Callback):
         if "Joblib" in config.hydra.launcher.get("_target_", "") and lanes * threads > cores:
             # Oversubscribed lanes distort every timing (measured here: batch 32 went from 5 s to
             # 151 s per epoch with 2 threads on a loaded 2-core CPU), so refuse rather than warn.
-            raise ConfigError(f"jobs={lanes} x threads={threads} = {lanes * threads} threads on {cores} cores "
+            raise BadInput(f"jobs={lanes} x threads={threads} = {lanes * threads} threads on {cores} cores "
                               f"would oversubscribe them: lower jobs or threads")
         # A tuning sweep's trials would all fail the same way: say it once, before the first one.
         task = {k: v for k, v in OmegaConf.to_container(config, resolve=False).items() if k != "hydra"}

@@ -1,0 +1,74 @@
+"""The one entry wrapper of every command: bad input is one line and exit 2, Ctrl-C is 130.
+
+``python -m bench``, ``bench.report``, ``bench.parity``, ``bench.perf``, ``bench.toy``,
+``bench.tuning`` and ``bench.perf.gpu_check`` all end in :func:`entry`, so their exit codes
+and their error lines cannot drift apart. Imports neither Hydra nor a framework at module
+level: ``make gpu-check`` runs on a box that has neither Hydra nor TensorFlow.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Callable
+
+from bench.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, BadInput, sigterm_as_interrupt
+
+
+def _config_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from hydra.errors import HydraException
+        from omegaconf.errors import OmegaConfBaseException
+    except ImportError:
+        return ()
+    return (HydraException, OmegaConfBaseException)
+
+
+def one_line(exc: BaseException) -> str:
+    """Hydra's and OmegaConf's multi-line messages as one line (choices kept, search path dropped)."""
+    parts: list[str] = []
+    for err in (exc, exc.__cause__):
+        if err is None:
+            continue
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        for i, line in enumerate(lines):
+            if line.startswith(("Config search path", "full_key:", "object_type=", "Set the environment")):
+                break
+            if line.startswith("Available options in"):
+                options = [ln for ln in lines[i + 1:] if not ln.startswith(("Config search path", "provider="))]
+                parts.append(f"choose one of: {', '.join(options)}")
+                break
+            if line not in parts and not line.startswith("To append to your config"):  # we refuse new keys
+                parts.append(line.rstrip("."))
+    return "; ".join(parts)
+
+
+def error(message: str) -> int:
+    """Print the one line of bad input and return its exit code."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return EXIT_BAD_INPUT
+
+
+def entry(main: Callable[[], int | None], on_interrupt: Callable[[], str] | None = None) -> int:
+    """Run a command's ``main`` and turn its ends into the project's exit codes.
+
+    0/1 come from ``main``; ``BadInput`` (and Hydra's config errors) print one line and give
+    2; an ``OSError`` escaping ``main`` is an unwritable output and gives 2 too; Ctrl-C or
+    SIGTERM gives 130 after ``on_interrupt`` (which returns a line to print) has cleaned up.
+    """
+    sigterm_as_interrupt()
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing; one line is printed here
+    try:
+        code = main()
+    except BadInput as exc:
+        return error(str(exc))
+    except _config_errors() as exc:
+        return error(one_line(exc))
+    except OSError as exc:
+        return error(f"cannot write {exc.filename or ''}: {exc.strerror or exc}; choose a writable results_dir")
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
+        line = on_interrupt() if on_interrupt else ""
+        print(line or "interrupted", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    return int(code or 0)
