@@ -16,7 +16,6 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -111,17 +110,3 @@ def update_run_json(path: str | os.PathLike, **fields: Any) -> dict[str, Any]:
     write_json(file, info)
     return info
 
-
-@dataclass
-class ReportSection:
-    """A section that another module contributes to the report (parity, speed, tuning).
-
-    Modules expose ``report_section(results_dir: Path) -> ReportSection | None``;
-    ``bench.report`` renders each one (text escaped in HTML, table as HTML and markdown,
-    figures embedded).
-    """
-
-    title: str
-    text: str  # markdown paragraphs; plain text in the HTML
-    table: Any = None  # a pandas.DataFrame or None
-    figures: list[Path] = field(default_factory=list)  # PNG files already written

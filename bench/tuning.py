@@ -25,7 +25,8 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from bench.results import FINISHED, ReportSection, read_json
+from bench.report.sections import ReportSection
+from bench.results import FINISHED, read_json
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 TUNE_KEYS = ("dataset", "framework", "optimizer", "impl", "batch_size")  # one tuning problem each

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench.perf.core import COLUMNS, FLOP_PER_SAMPLE, build_rows, report_section
-from bench.results import ReportSection
+from bench.report.sections import ReportSection
 from tests.conftest import SMALL, run_cli
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from bench import report
-from bench.results import METRIC_COLUMNS, STEP_COLUMNS, write_csv, write_json
 from conftest import run_cli
+
+from bench.report import aggregate, claims, load, render, sections, tables
+from bench.results import METRIC_COLUMNS, STEP_COLUMNS, write_csv, write_json
 
 N_TRAIN = 400
 OWN_BATCH = {"bgd": N_TRAIN, "sgd": 1, "minibatch": 32, "momentum": 32, "rmsprop": 32, "adam": 32}
@@ -71,8 +71,8 @@ def sweep(results: Path, seeds: tuple[int, ...] = (0, 1)) -> None:
 def test_seeds_fold_into_mean_and_std(tmp_path: Path) -> None:
     make_run(tmp_path, "torch", "adam", 0, [0.1, 0.80, 0.90], [1.0, 2.0])
     make_run(tmp_path, "torch", "adam", 1, [0.1, 0.84, 0.94], [3.0, 4.0])
-    runs = report.load_runs(tmp_path)
-    summary = report.summarize(report.run_stats(runs.metrics, runs.steps, target=0.85))
+    runs = load.load_runs(tmp_path)
+    summary = aggregate.summarize(aggregate.run_stats(runs.metrics, runs.steps, target=0.85))
     row = summary.iloc[0]
     assert row["runs"] == 2 and row["seeds"] == "0,1"
     assert row["final_acc_mean"] == pytest.approx(0.92)
@@ -80,7 +80,7 @@ def test_seeds_fold_into_mean_and_std(tmp_path: Path) -> None:
     assert row["epoch_time_s_mean"] == pytest.approx((1.5 + 3.5) / 2)  # per-run medians, then the mean
     # seed 0 reaches 0.85 at epoch 2 (after 3 s of training), seed 1 at epoch 2 (after 7 s)
     assert row["epochs_to_target_mean"] == 2 and row["seconds_to_target_mean"] == pytest.approx(5.0)
-    curves = report.aggregate_curves(runs.metrics)
+    curves = aggregate.aggregate_curves(runs.metrics)
     last = curves[curves["epoch"] == 2].iloc[0]
     assert (last["n"], last["test_acc_min"], last["test_acc_max"]) == (2, 0.90, 0.94)
     assert last["test_acc_mean"] == pytest.approx(0.92)
@@ -88,29 +88,29 @@ def test_seeds_fold_into_mean_and_std(tmp_path: Path) -> None:
 
 def test_time_to_target_never_reached_is_nan(tmp_path: Path) -> None:
     make_run(tmp_path, "torch", "bgd", 0, [0.1, 0.2, 0.3])
-    run = report.load_runs(tmp_path).metrics
-    assert all(math.isnan(v) for v in report.time_to_target(run, 0.9))
-    assert report.time_to_target(run, 0.25) == (2.0, 1.0)
+    run = load.load_runs(tmp_path).metrics
+    assert all(math.isnan(v) for v in aggregate.time_to_target(run, 0.9))
+    assert aggregate.time_to_target(run, 0.25) == (2.0, 1.0)
 
 
 def test_step_stability_separates_jitter_from_a_smooth_descent() -> None:
-    smooth = report.step_stability(np.linspace(2, 1, 100))
-    noisy = report.step_stability(np.linspace(2, 1, 100) + np.tile([0.5, -0.5], 50))
+    smooth = aggregate.step_stability(np.linspace(2, 1, 100))
+    noisy = aggregate.step_stability(np.linspace(2, 1, 100) + np.tile([0.5, -0.5], 50))
     assert smooth["loss_up_share"] == 0 and noisy["loss_up_share"] > 0.4
     assert noisy["step_loss_std"] > 5 * smooth["step_loss_std"]
-    assert math.isnan(report.step_stability([1.0])["step_loss_std"])
+    assert math.isnan(aggregate.step_stability([1.0])["step_loss_std"])
 
 
 def test_diverged_runs_count_as_diverged_not_as_zero(tmp_path: Path) -> None:
     make_run(tmp_path, "torch", "sgd", 0, [0.1, 0.5, math.nan], status="diverged")
     make_run(tmp_path, "torch", "sgd", 1, [0.1, 0.6, 0.7])
-    runs = report.load_runs(tmp_path)
-    summary = report.summarize(report.run_stats(runs.metrics, runs.steps))
+    runs = load.load_runs(tmp_path)
+    summary = aggregate.summarize(aggregate.run_stats(runs.metrics, runs.steps))
     assert summary.iloc[0]["diverged"] == 1
     assert summary.iloc[0]["final_acc_mean"] == pytest.approx(0.7)  # the diverged seed is not a 0
     make_run(tmp_path, "torch", "sgd", 1, [0.1, 0.6, math.nan], status="diverged")
-    runs = report.load_runs(tmp_path)
-    table = report.comparison_table(report.summarize(report.run_stats(runs.metrics, runs.steps)))
+    runs = load.load_runs(tmp_path)
+    table = tables.comparison_table(aggregate.summarize(aggregate.run_stats(runs.metrics, runs.steps)))
     assert table.iloc[0]["final acc"] == "diverged" and table.iloc[0]["diverged"] == "2"
 
 
@@ -132,7 +132,7 @@ def test_bad_files_are_skipped_with_a_warning_that_names_them(tmp_path: Path) ->
     failed.mkdir()
     write_json(failed / "run.json", {"status": "failed", "error": "DataError: no files"})
 
-    runs = report.load_runs(tmp_path)
+    runs = load.load_runs(tmp_path)
     assert set(runs.metrics["run_id"]) == {good, broken_steps}
     text = "\n".join(runs.warnings)
     for path in (runs_dir / truncated / "metrics.csv", foreign / "metrics.csv", runs_dir / "notes.csv",
@@ -143,42 +143,42 @@ def test_bad_files_are_skipped_with_a_warning_that_names_them(tmp_path: Path) ->
 
 def test_claims_follow_the_numbers(tmp_path: Path) -> None:
     sweep(tmp_path, seeds=(0,))
-    runs = report.load_runs(tmp_path)
-    claims = {(c.method, c.claim): c for c in report.check_claims(
-        report.summarize(report.run_stats(runs.metrics, runs.steps)))}
-    assert len(claims) == len(report.CLAIMS)
-    assert claims[("bgd", "converges stably")].verdict == "supported"
-    assert claims[("sgd", "unstable path, large fluctuations")].verdict == "supported"
-    assert claims[("sgd", "computationally efficient")].verdict == "not supported"  # 4 s vs 0.3 s per epoch
-    assert "torch:" in claims[("bgd", "converges stably")].evidence
-    assert "tensorflow:" in claims[("bgd", "converges stably")].evidence
+    runs = load.load_runs(tmp_path)
+    found = {(c.method, c.claim): c for c in claims.check_claims(
+        aggregate.summarize(aggregate.run_stats(runs.metrics, runs.steps)))}
+    assert len(found) == len(claims.CLAIMS)
+    assert found[("bgd", "converges stably")].verdict == "supported"
+    assert found[("sgd", "unstable path, large fluctuations")].verdict == "supported"
+    assert found[("sgd", "computationally efficient")].verdict == "not supported"  # 4 s vs 0.3 s per epoch
+    assert "torch:" in found[("bgd", "converges stably")].evidence
+    assert "tensorflow:" in found[("bgd", "converges stably")].evidence
 
 
 def test_max_concurrent_reads_overlapping_runs() -> None:
     runs = [{"start_time": 0, "end_time": 10}, {"start_time": 5, "end_time": 15}, {"start_time": 10, "end_time": 20},
             {"start_time": 1}]
-    assert report.max_concurrent(runs) == 2
+    assert aggregate.max_concurrent(runs) == 2
 
 
 def test_extra_sections_missing_none_raising_and_ok(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     mods = tmp_path / "mods"
     mods.mkdir()
     (mods / "sec_ok.py").write_text(
-        "import pandas as pd\nfrom bench.results import ReportSection\n"
+        "import pandas as pd\nfrom bench.report.sections import ReportSection\n"
         "def report_section(d):\n    return ReportSection('Extra <b>', 'text', pd.DataFrame({'a': ['<i>']}))\n")
     (mods / "sec_none.py").write_text("def report_section(d):\n    return None\n")
     (mods / "sec_raises.py").write_text("def report_section(d):\n    raise RuntimeError('boom')\n")
-    monkeypatch.setenv("PYTHONPATH", f"{mods}:{Path(report.__file__).resolve().parent.parent}")
-    section, warning = report.collect_section("sec_ok", tmp_path)
+    monkeypatch.setenv("PYTHONPATH", f"{mods}:{Path(sections.__file__).resolve().parents[2]}")
+    section, warning = sections.collect_section("sec_ok", tmp_path)
     assert section.title == "Extra <b>" and warning == ""
-    assert report.collect_section("sec_none", tmp_path) == (None, "")
-    assert report.collect_section("no_such_module_here", tmp_path) == (None, "")
-    section, warning = report.collect_section("sec_raises", tmp_path)
+    assert sections.collect_section("sec_none", tmp_path) == (None, "")
+    assert sections.collect_section("no_such_module_here", tmp_path) == (None, "")
+    section, warning = sections.collect_section("sec_raises", tmp_path)
     assert section is None and "RuntimeError: boom" in warning
 
 
 def test_section_text_is_escaped_before_its_markdown_is_rendered() -> None:
-    out = report._paragraphs("a *b* <i>`c`</i>\n\n**d** & e")
+    out = render._paragraphs("a *b* <i>`c`</i>\n\n**d** & e")
     assert out == "<p>a <em>b</em> &lt;i&gt;<code>c</code>&lt;/i&gt;</p><p><strong>d</strong> &amp; e</p>"
 
 

@@ -51,7 +51,8 @@ from bench.cli import entry, error
 from bench.exits import EXIT_BAD_INPUT
 from bench.optimizers import METHODS, REQUIRED_HPARAMS, RESIDUAL
 from bench.run.proc import spec_env, start
-from bench.results import ReportSection, write_csv, write_json
+from bench.report.sections import ReportSection
+from bench.results import write_csv, write_json
 from bench.spec import FRAMEWORKS, IMPLS, BadInput, build_spec
 from models.init import LAYERS, PARAM_NAMES
 

@@ -38,7 +38,8 @@ from typing import Any
 
 from bench.exits import EXIT_BAD_INPUT, BadInput
 from bench.machine import PROJECT_ROOT, cpu_name
-from bench.results import ReportSection, write_csv, write_json
+from bench.report.sections import ReportSection
+from bench.results import write_csv, write_json
 from models.init import LAYERS
 
 RESULT_TAG = "PERF_RESULT "  # the worker's last stdout line: this tag + one JSON object

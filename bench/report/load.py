@@ -1,0 +1,146 @@
+"""Read ``results_dir/runs/<run_id>/{run.json,metrics.csv,steps.csv}`` into tidy DataFrames.
+
+A malformed, partial or foreign file is skipped with a warning that names it; nothing here raises
+on a bad file.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.results import STATUSES, read_json
+
+REQUIRED_METRICS = (
+    "run_id", "framework", "optimizer", "impl", "lr", "batch_size", "seed", "dataset", "n_train",
+    "n_test", "device", "epoch", "steps", "train_loss", "test_loss", "test_acc", "epoch_time_s", "status",
+)
+NUMERIC_METRICS = ("lr", "batch_size", "seed", "n_train", "n_test", "epoch", "steps", "train_loss",
+                   "test_loss", "test_acc", "epoch_time_s", "wall_time_s", "samples_per_s")
+REQUIRED_STEPS = ("run_id", "epoch", "step", "loss")
+
+
+@dataclass
+class Runs:
+    """Everything usable under ``results_dir/runs``, plus what was not."""
+
+    metrics: pd.DataFrame  # one row per run and epoch, runs that completed or diverged
+    steps: pd.DataFrame  # sampled step losses of those runs
+    info: dict[str, dict[str, Any]]  # run_id -> run.json
+    problems: list[dict[str, str]] = field(default_factory=list)  # failed / unfinished runs
+    warnings: list[str] = field(default_factory=list)
+
+
+def read_table(path: Path, required: Sequence[str]) -> tuple[pd.DataFrame | None, str]:
+    try:
+        df = pd.read_csv(path)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        return None, f"unreadable ({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})"
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        return None, f"not an optbench file (missing columns {', '.join(missing)})"
+    if df.empty:
+        return None, "no rows"
+    return df, ""
+
+
+def read_metrics(path: Path) -> tuple[pd.DataFrame | None, str]:
+    """``metrics.csv`` as a typed DataFrame, or (None, why it cannot be used)."""
+    df, why = read_table(path, REQUIRED_METRICS)
+    if df is None:
+        return None, why
+    for col in NUMERIC_METRICS:
+        if col in df.columns:
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+    for col in ("framework", "optimizer", "status", "run_id", "dataset"):
+        if df[col].isna().any():
+            return None, f"partial (empty {col!r} cells)"
+        df[col] = df[col].astype(str)
+    if df["epoch"].isna().any() or (df["epoch"] % 1 != 0).any():
+        return None, "partial (bad epoch numbers)"
+    if df["run_id"].nunique() != 1:
+        return None, "holds several run_ids"
+    bad = sorted(set(df["status"]) - set(STATUSES))
+    if bad:
+        return None, f"unknown status {bad[0]!r}"
+    df = df.sort_values("epoch").reset_index(drop=True)
+    diverged = df["status"].iloc[-1] == "diverged"
+    must_be_finite = df.iloc[:-1] if diverged else df  # the diverged epoch's row holds NaNs by design
+    if not np.isfinite(must_be_finite[["test_acc", "train_loss"]].to_numpy(float)).all():
+        return None, "partial (missing loss or accuracy values)"
+    # Older or foreign writers may lack the derived columns; they follow from the required ones.
+    if "mode" not in df.columns:
+        df["mode"] = "eager"
+    df["mode"] = df["mode"].fillna("eager").astype(str)
+    df["impl"] = df["impl"].fillna("native").astype(str)
+    df["device"] = df["device"].fillna("cpu").astype(str)
+    if "wall_time_s" not in df.columns or df["wall_time_s"].isna().all():
+        df["wall_time_s"] = df["epoch_time_s"].fillna(0).cumsum()
+    if "samples_per_s" not in df.columns:
+        df["samples_per_s"] = df["n_train"] / df["epoch_time_s"].where(df["epoch_time_s"] > 0)
+    return df, ""
+
+
+def load_runs(results_dir: Path) -> Runs:
+    """Read every run folder; never raises on a bad file, records a warning instead."""
+    root = Path(results_dir) / "runs"
+    metrics, steps, info = [], [], {}
+    problems: list[dict[str, str]] = []
+    warnings: list[str] = []
+    for path in sorted(root.rglob("*.csv")):
+        rel = path.relative_to(root)
+        if len(rel.parts) != 2 or rel.name not in ("metrics.csv", "steps.csv"):
+            warnings.append(f"skipped {path}: not a run's metrics.csv or steps.csv")
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        run_info = read_json(folder / "run.json")
+        if run_info is None and (folder / "run.json").exists():
+            warnings.append(f"skipped {folder / 'run.json'}: unreadable JSON")
+        run_info = run_info or {}
+        status = run_info.get("status")
+        if status in ("failed", "interrupted", "running"):
+            reason = run_info.get("error") or run_info.get("exit_reason") or ""
+            if status == "running":
+                reason = reason or "no end recorded: still running, or its process died"
+            problems.append({"run_id": folder.name, "status": status, "reason": str(reason)})
+            continue
+        mfile = folder / "metrics.csv"
+        if not mfile.exists():
+            warnings.append(f"skipped {folder}: no metrics.csv")
+            continue
+        df, why = read_metrics(mfile)
+        if df is None:
+            warnings.append(f"skipped {mfile}: {why}")
+            continue
+        run_id = df["run_id"].iloc[0]
+        if run_id in info:
+            warnings.append(f"skipped {mfile}: run_id {run_id} already read from another folder")
+            continue
+        if status in ("completed", "diverged"):
+            df["status"] = status  # run.json is written last, so it is the authority
+        elif df["status"].iloc[-1] not in ("completed", "diverged"):
+            problems.append({"run_id": run_id, "status": str(df["status"].iloc[-1]),
+                             "reason": "metrics.csv ends before the run did"})
+            continue
+        info[run_id] = run_info
+        metrics.append(df)
+        sfile = folder / "steps.csv"
+        if sfile.exists():
+            sdf, why = read_table(sfile, REQUIRED_STEPS)
+            if sdf is not None:
+                for col in ("epoch", "step", "loss"):
+                    sdf[col] = pd.to_numeric(sdf[col], errors="coerce")
+                if sdf[["epoch", "step"]].isna().any().any():
+                    sdf, why = None, "partial (bad step numbers)"
+            if sdf is None:
+                warnings.append(f"skipped {sfile}: {why}")
+            else:
+                sdf["run_id"] = run_id
+                steps.append(sdf[list(REQUIRED_STEPS)])
+    metrics_df = pd.concat(metrics, ignore_index=True) if metrics else pd.DataFrame(columns=REQUIRED_METRICS)
+    steps_df = pd.concat(steps, ignore_index=True) if steps else pd.DataFrame(columns=REQUIRED_STEPS)
+    return Runs(metrics_df, steps_df, info, problems, warnings)
+

@@ -1,0 +1,134 @@
+"""Tables for people: strings from the summary, the environment, HTML and markdown cells."""
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.report.aggregate import max_concurrent, varying_keys
+from bench.report.load import Runs
+
+
+def fmt(x: float, digits: int = 3) -> str:
+    if x is None or not np.isfinite(x):
+        return "n/a"
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}g}"
+
+
+_f = fmt
+
+
+def _pm(mean: float, std: float, digits: int = 3) -> str:
+    if not np.isfinite(mean):
+        return "n/a"
+    return _f(mean, digits) + (f" ± {_f(std, 2)}" if np.isfinite(std) else "")
+
+
+def comparison_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The comparison table for people: strings, diverged shown as such, mean ± std over seeds."""
+    keys = [k for k in varying_keys(summary) if k != "dataset"]
+    out = []
+    for _, r in summary.iterrows():
+        row = {k: (int(r[k]) if k in ("batch_size", "n_train") else (f"{r[k]:g}" if k == "lr" else r[k])) for k in keys}
+        all_diverged = r["diverged"] == r["runs"]
+        row["seeds"] = str(r["runs"])
+        row["final acc"] = "diverged" if all_diverged else _pm(r["final_acc_mean"], r["final_acc_std"])
+        row["best acc"] = "diverged" if all_diverged else _pm(r["best_acc_mean"], r["best_acc_std"])
+        reach = f" ({r['reached']}/{r['runs']})" if 0 < r["reached"] < r["runs"] else ""
+        never = "—" if all_diverged else f"not in {r['epochs']}"
+        row[f"epochs to {r['target_acc']:g}"] = (_pm(r["epochs_to_target_mean"], r["epochs_to_target_std"], 2) + reach
+                                                  if r["reached"] else never)
+        row["seconds to target"] = (_pm(r["seconds_to_target_mean"], r["seconds_to_target_std"]) + reach
+                                    if r["reached"] else "—")
+        row["s/epoch"] = _pm(r["epoch_time_s_mean"], r["epoch_time_s_std"])
+        row["samples/s"] = _f(r["samples_per_s_mean"])
+        row["step-loss spread"] = _f(r["step_loss_std_mean"])
+        row["diverged"] = str(r["diverged"])
+        row["TF/torch time"] = _f(r["tf_over_torch_time"], 3)
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def _cell_text(v: Any) -> str:
+    """Floats from other modules' tables get 3 significant digits; NaN stays empty."""
+    if v is None:
+        return ""
+    if isinstance(v, (float, np.floating)):
+        if math.isnan(v):
+            return ""
+        return str(int(v)) if float(v).is_integer() and abs(v) < 1e6 else f"{v:.3g}"
+    return str(v)
+
+
+def html_table(df: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    body = []
+    for _, row in df.iterrows():
+        cells = []
+        for v in row:
+            text = _cell_text(v)
+            cls = ' class="bad"' if text == "diverged" or text.startswith("not supported") else (
+                ' class="good"' if text.startswith("supported") else "")
+            cells.append(f"<td{cls}>{html.escape(text)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _md_cell(v: Any) -> str:
+    text = _cell_text(v)
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def md_table(df: pd.DataFrame) -> str:
+    lines = ["| " + " | ".join(_md_cell(c) for c in df.columns) + " |",
+             "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(_md_cell(v) for v in row) + " |" for _, row in df.iterrows()]
+    return "\n".join(lines)
+
+
+def environment(runs: Runs) -> tuple[pd.DataFrame, list[str]]:
+    """What the numbers were measured on, and loud notes about the data actually used."""
+    rows: list[dict[str, str]] = []
+
+    def values(fw: str | None, key: str) -> str:
+        got = {str(i.get(key)) for i in runs.info.values()
+               if i.get(key) not in (None, "") and (fw is None or (i.get("config") or {}).get("framework", {}).get("name") == fw)}
+        return ", ".join(sorted(got))
+
+    frameworks = sorted({str(f) for f in runs.metrics["framework"]}, key=lambda f: (f != "torch", f))
+    for fw in frameworks:
+        for key, label in (("framework_version", "version"), ("keras_version", "keras"), ("cuda_version", "CUDA build"),
+                           ("device_name", "device"), ("threads", "threads"), ("mode_detail", "mode")):
+            v = values(fw, key)
+            if v:
+                rows.append({"what": f"{fw} {label}", "value": v})
+    for key, label in (("python", "python"), ("numpy", "numpy"), ("host", "host"), ("cpu", "cpu"),
+                       ("cpu_count", "cpu cores"), ("platform", "platform"), ("git_commit", "git commit")):
+        v = values(None, key)
+        if v:
+            rows.append({"what": label, "value": v})
+    rows.append({"what": "parallel lanes (most runs training at once)", "value": str(max_concurrent(runs.info.values()))})
+    notes: list[str] = []
+    for name, grp in runs.metrics[runs.metrics["epoch"] == 0].groupby("dataset"):
+        ids = set(grp["run_id"])
+        sources = {str(runs.info.get(i, {}).get("data_source")) for i in ids if runs.info.get(i, {}).get("data_source")}
+        rows.append({"what": f"dataset {name}", "value": f"{int(grp['n_train'].iloc[0]):,} train / "
+                     f"{int(grp['n_test'].iloc[0]):,} test images, {len(ids)} runs"
+                     + (f"; from {', '.join(sorted(sources))}" if sources else "")})
+        requested = {str((runs.info.get(i, {}).get("config") or {}).get("data", {}).get("name", name)) for i in ids}
+        for run_id in sorted(ids):
+            for note in runs.info.get(run_id, {}).get("data_notes") or []:
+                if str(note) not in notes:
+                    notes.append(str(note))
+        if name == "mnist_embedded":
+            asked = "MNIST was requested, but " if "mnist" in requested else ""
+            notes.append(f"{asked}the embedded 5,000-digit MNIST subset stood in for MNIST in {len(ids)} runs "
+                         f"({int(grp['n_train'].iloc[0]):,} train / {int(grp['n_test'].iloc[0]):,} test images): "
+                         "accuracies and times are NOT full-MNIST (60k/10k) numbers.")
+    return pd.DataFrame(rows), notes
+
