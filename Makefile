@@ -11,7 +11,10 @@ RESULTS ?= results
 ARGS    ?=
 METHODS := bgd,sgd,minibatch,momentum,rmsprop,adam
 
-.PHONY: bench test report toy parity perf gpu-check gpu-pack clean tune
+.PHONY: help bench test test-fast test-all lint report toy parity perf gpu-check gpu-pack clean tune
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
@@ -31,8 +34,17 @@ bench: $(STAMP)
 	$(PYTHON) -m bench.report $(RESULTS) || status=$$?; \
 	exit $$status
 
-test: $(STAMP)
+test: $(STAMP) ## the suite: everything but the stress tests (about 6 min on 2 cores)
+	$(PYTHON) -m pytest -m "not stress" $(PYTEST_ARGS)
+
+test-fast: $(STAMP) ## the edit loop: no slow, browser or stress tests (about 90 s)
+	$(PYTHON) -m pytest -m "not slow and not browser and not stress" $(PYTEST_ARGS)
+
+test-all: $(STAMP) ## everything, the stress tests included (what CI runs)
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff, with the config in pyproject.toml
+	$(PYTHON) -m ruff check .
 
 report: $(STAMP)
 	$(PYTHON) -m bench.report $(RESULTS)

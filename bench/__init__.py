@@ -1,5 +1,6 @@
-"""optbench: six gradient-descent methods, PyTorch vs TensorFlow, on the seed's MNIST MLP.
+"""optbench: six gradient-descent methods, PyTorch vs TensorFlow vs JAX, on the tutorial's MNIST MLP.
 
-This package's core imports neither framework; see bench/frameworks/torch/runner.py and bench/frameworks/tf/runner.py.
+The core imports no framework: framework code lives only in bench/frameworks/ and models/
+(tests/test_architecture.py checks it). docs/ARCHITECTURE.md draws the whole data flow.
 """
 __version__ = "0.1.0"

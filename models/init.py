@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-LAYERS = ((784, 128), (128, 10))  # the seed's MLP: Dense(128, relu) -> Dense(10)
+LAYERS = ((784, 128), (128, 10))  # the tutorial's MLP: Dense(128, relu) -> Dense(10)
 PARAM_NAMES = ("w1", "b1", "w2", "b2")
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import http.server
 import os
 import subprocess
+import sys
 import threading
 from functools import partial
-import sys
 from pathlib import Path
 
 import pytest
@@ -29,6 +29,22 @@ def run_python(code: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout,
                           env=env, cwd=ROOT)
+
+
+def compose_config(*overrides: str, config_name: str = "config") -> dict:
+    """The plain config dict Hydra composes from conf/ for ``overrides`` (no framework imported)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name=config_name, overrides=list(overrides))
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+@pytest.fixture
+def compose():
+    """``compose(*overrides, config_name="config") -> dict``: the one way tests compose configs."""
+    return compose_config
 
 
 @pytest.fixture

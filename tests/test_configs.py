@@ -4,24 +4,16 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from conftest import ROOT, compose_config, run_cli
 
 from bench.optimizers import METHODS, native_kwargs
 from bench.spec import BadInput, build_spec
-from conftest import ROOT, run_cli
 
 GROUPS = {
     "framework": ["torch", "tensorflow"],
     "optimizer": ["bgd", "sgd", "minibatch", "momentum", "rmsprop", "adam"],
     "data": ["mnist", "mnist_embedded", "fashion_mnist"],
 }
-
-
-def _compose(*overrides: str) -> dict:
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=list(overrides))
-    return OmegaConf.to_container(cfg, resolve=True)
 
 
 def test_group_folders_hold_exactly_the_documented_choices() -> None:
@@ -32,30 +24,30 @@ def test_group_folders_hold_exactly_the_documented_choices() -> None:
 
 @pytest.mark.parametrize("fw, opt, data", list(itertools.product(*GROUPS.values())))
 def test_every_combination_composes_and_validates(fw: str, opt: str, data: str) -> None:
-    spec = build_spec(_compose(f"framework={fw}", f"optimizer={opt}", f"data={data}"))
+    spec = build_spec(compose_config(f"framework={fw}", f"optimizer={opt}", f"data={data}"))
     assert spec["framework"]["name"] == fw and spec["optimizer"]["name"] == opt
     assert spec["data"]["name"] == data
 
 
 @pytest.mark.parametrize("profile, epochs", [("quick", 5), ("full", 10)])
 def test_profiles(profile: str, epochs: int) -> None:
-    assert _compose(f"profile={profile}")["epochs"] == epochs
-    assert _compose(f"profile={profile}", "epochs=2")["epochs"] == 2  # the command line wins
+    assert compose_config(f"profile={profile}")["epochs"] == epochs
+    assert compose_config(f"profile={profile}", "epochs=2")["epochs"] == 2  # the command line wins
 
 
 def test_each_method_has_its_own_batch_size() -> None:
     want = {"bgd": "full", "sgd": 1, "minibatch": 32, "momentum": 32, "rmsprop": 32, "adam": 32}
     for opt, batch in want.items():
-        assert build_spec(_compose(f"optimizer={opt}"))["batch_size"] == batch
-    assert build_spec(_compose("optimizer=sgd", "batch_size=64"))["batch_size"] == 64
+        assert build_spec(compose_config(f"optimizer={opt}"))["batch_size"] == batch
+    assert build_spec(compose_config("optimizer=sgd", "batch_size=64"))["batch_size"] == 64
 
 
 def test_run_id_is_stable_and_sensitive() -> None:
-    a = build_spec(_compose("optimizer=adam"))["run_id"]
-    assert a == build_spec(_compose("optimizer=adam", "results_dir=elsewhere", "jobs=7"))["run_id"]
-    assert a != build_spec(_compose("optimizer=adam", "seed=1"))["run_id"]
-    assert a != build_spec(_compose("optimizer=adam", "optimizer.lr=0.002"))["run_id"]
-    assert a != build_spec(_compose("optimizer=adam", "framework=tensorflow"))["run_id"]
+    a = build_spec(compose_config("optimizer=adam"))["run_id"]
+    assert a == build_spec(compose_config("optimizer=adam", "results_dir=elsewhere", "jobs=7"))["run_id"]
+    assert a != build_spec(compose_config("optimizer=adam", "seed=1"))["run_id"]
+    assert a != build_spec(compose_config("optimizer=adam", "optimizer.lr=0.002"))["run_id"]
+    assert a != build_spec(compose_config("optimizer=adam", "framework=tensorflow"))["run_id"]
 
 
 @pytest.mark.parametrize(
@@ -74,7 +66,7 @@ def test_run_id_is_stable_and_sensitive() -> None:
 )
 def test_bad_values_are_config_errors(override: str, message: str) -> None:
     with pytest.raises(BadInput, match=message):
-        build_spec(_compose(override))
+        build_spec(compose_config(override))
 
 
 def test_native_mapping_passes_every_hyperparameter_explicitly() -> None:

@@ -1,4 +1,4 @@
-"""The seed's Keras loop, kept as the baseline that ``bench.perf`` measures against:
+"""The tutorial's Keras loop, kept as the baseline that ``bench.perf`` measures against:
 ``model.compile`` + ``model.fit`` with Keras' defaults (which include its own tf.function
 and, where it can, XLA). Imported only inside a TensorFlow child process.
 """
@@ -26,7 +26,7 @@ class EpochClock(keras.callbacks.Callback):
         self.times.append((time.perf_counter() - self._t0, time.process_time() - self._c0))
 
 
-def seed_model() -> keras.Model:
+def tutorial_model() -> keras.Model:
     model = keras.Sequential([
         keras.Input(shape=(28, 28)),
         keras.layers.Flatten(),
@@ -44,7 +44,7 @@ def epoch_times(images: np.ndarray, labels: np.ndarray, batch_size: int,
     """(wall, process CPU) seconds per epoch of ``model.fit`` (Adam 1e-3); the first epoch (tracing, XLA) is
     run and dropped as the warm-up."""
     keras.utils.set_random_seed(0)
-    model = seed_model()
+    model = tutorial_model()
     clock = EpochClock()
     model.fit(images.astype(np.float32) / 255.0, labels, batch_size=batch_size, epochs=epochs + 1,
               verbose=0, callbacks=[clock])

@@ -1,4 +1,4 @@
-"""The seed's update rules, written as a Keras ``Optimizer`` (``optimizer.impl=reference``).
+"""The tutorial's update rules, written as a Keras ``Optimizer`` (``optimizer.impl=reference``).
 
 The same formulas, operations and order as ``bench/frameworks/torch/reference.py`` (see there), so the
 two frameworks differ only by float32 rounding. Keras' own machinery is used: ``build()``
@@ -21,7 +21,7 @@ _SLOTS = {"sgd": (), "momentum": ("v",), "rmsprop": ("s",), "adam": ("m", "v")}
 
 
 class ReferenceOptimizer(keras.optimizers.Optimizer):
-    """One optimizer for the four rule families; ``hp`` uses the seed's names (lr, beta, ...)."""
+    """One optimizer for the four rule families; ``hp`` uses the tutorial's names (lr, beta, ...)."""
 
     def __init__(self, rule: str, hp: Mapping[str, Any], name: str = "reference", **kwargs: Any) -> None:
         if rule not in REQUIRED_HPARAMS:

@@ -1,4 +1,4 @@
-"""The seed's PyTorch loop, kept as the baseline that ``bench.perf`` measures against.
+"""The tutorial's PyTorch loop, kept as the baseline that ``bench.perf`` measures against.
 
 Written the way the tutorial (and most MNIST examples) write it: a map-style dataset that
 hands out one PIL image at a time, torchvision's ``ToTensor`` + ``Normalize`` per sample,
@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # the seed's Normalize constants
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # the tutorial's Normalize constants
 
 
 class ImageArrayDataset(Dataset):
@@ -34,20 +34,20 @@ class ImageArrayDataset(Dataset):
         return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
 
 
-def seed_model() -> nn.Module:
+def tutorial_model() -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
 
 
 def epoch_times(images: np.ndarray, labels: np.ndarray, batch_size: int, epochs: int,
                 device: str = "cpu", warmup_steps: int = 20) -> list[tuple[float, float]]:
-    """(wall, process CPU) seconds per epoch of the seed's loop (Adam 1e-3) after a short warm-up.
+    """(wall, process CPU) seconds per epoch of the tutorial's loop (Adam 1e-3) after a short warm-up.
 
     Nothing here compiles, so a few warm-up steps (allocator, oneDNN/cuBLAS handles) are
     enough; the clock is read after the device is synchronised.
     """
     torch.manual_seed(0)
     dev = torch.device(device)
-    model = seed_model().to(dev)
+    model = tutorial_model().to(dev)
     criterion = nn.CrossEntropyLoss()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = DataLoader(ImageArrayDataset(images, labels), batch_size=batch_size, shuffle=True)

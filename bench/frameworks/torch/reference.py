@@ -1,6 +1,6 @@
-"""The seed's update rules, written as a ``torch.optim.Optimizer`` (``optimizer.impl=reference``).
+"""The tutorial's update rules, written as a ``torch.optim.Optimizer`` (``optimizer.impl=reference``).
 
-Exactly the formulas of ``DESIGN.md``; the TensorFlow twin in ``bench/frameworks/tf/reference.py`` does the
+Exactly the formulas of the tutorial (docs/ARCHITECTURE.md lists them); the TensorFlow twin in ``bench/frameworks/tf/reference.py`` does the
 same operations in the same order, so the two frameworks differ only by float32 rounding:
 
     sgd       θ ← θ − ηg
@@ -21,7 +21,7 @@ from bench.optimizers import REQUIRED_HPARAMS
 
 
 class ReferenceOptimizer(torch.optim.Optimizer):
-    """One optimizer for the four rule families; ``hp`` uses the seed's names (lr, beta, ...)."""
+    """One optimizer for the four rule families; ``hp`` uses the tutorial's names (lr, beta, ...)."""
 
     def __init__(self, params: Iterable[Any], rule: str, hp: Mapping[str, Any]) -> None:
         if rule not in REQUIRED_HPARAMS:

@@ -1,0 +1,80 @@
+"""The house rules that keep the architecture readable, checked on the source itself.
+
+* Framework imports (torch, tensorflow, keras, jax, optax, ...) appear only under
+  ``bench/frameworks/`` and ``models/``: the neutral core never loads a framework, so no
+  process can end up with two of them (torch then TensorFlow in one process segfaults).
+* Only ``bench/run/proc.py`` starts a child process.
+* No module grows past the size a reader can hold in mind.
+* The repository stands on its own: no reference to files outside it or to an issue tracker.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FRAMEWORK_MODULES = {"torch", "torchvision", "tensorflow", "keras", "tf_keras", "jax", "jaxlib", "optax", "flax"}
+FRAMEWORK_HOMES = ("bench/frameworks/", "models/")
+MAX_LINES = 460
+
+
+def sources() -> list[Path]:
+    return sorted(p for d in ("bench", "models") for p in (ROOT / d).rglob("*.py"))
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Top-level names of every module ``path`` imports, at any depth (lazy imports included)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "__import__" and node.args:
+            if isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+                names.add(node.args[0].value.split(".")[0])
+    return names
+
+
+def _rel(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+def test_frameworks_are_imported_only_in_their_own_folders() -> None:
+    offenders = {
+        _rel(p): sorted(imported_modules(p) & FRAMEWORK_MODULES)
+        for p in sources() if not _rel(p).startswith(FRAMEWORK_HOMES)
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_import_check_sees_lazy_imports(tmp_path: Path) -> None:
+    """The checker itself: an import inside a function counts."""
+    src = tmp_path / "m.py"
+    src.write_text("def f():\n    import torch.nn as nn\n    from jax import numpy\n    return nn, numpy\n")
+    assert imported_modules(src) == {"torch", "jax"}
+
+
+def test_only_proc_starts_child_processes() -> None:
+    starters = re.compile(r"\bsubprocess\.(Popen|run|call|check_call|check_output)\b|\bos\.(system|spawn\w*|exec\w*)\(")
+    allowed = {"bench/run/proc.py", "bench/machine.py"}  # machine.py asks git and nvidia-smi, not python
+    found = {_rel(p) for p in sources() if starters.search(p.read_text(encoding="utf-8"))}
+    assert found - allowed == set()
+
+
+def test_no_module_is_too_long() -> None:
+    sizes = {_rel(p): len(p.read_text(encoding="utf-8").splitlines()) for p in sources()}
+    assert {path: n for path, n in sizes.items() if n > MAX_LINES} == {}
+
+
+def test_the_repo_cites_nothing_outside_itself() -> None:
+    tracked = [p for p in ROOT.rglob("*") if p.is_file() and p.suffix in {".py", ".md", ".yaml", ".j2", ".css", ""}
+               and not any(part.startswith(".") or part in {"results", "data", "__pycache__"}
+                           for part in p.relative_to(ROOT).parts)]
+    pattern = re.compile(r"DESIGN\.md|STYLE\.md|\.\./shared|\bissues?\s*#?\d+", re.IGNORECASE)
+    hits = [f"{_rel(p)}:{i}" for p in tracked if p.name != "test_architecture.py"
+            for i, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
+            if pattern.search(line)]
+    assert hits == []
