@@ -178,8 +178,8 @@ def test_extra_sections_missing_none_raising_and_ok(tmp_path: Path, monkeypatch:
 
 
 def test_section_text_is_escaped_before_its_markdown_is_rendered() -> None:
-    out = render._paragraphs("a *b* <i>`c`</i>\n\n**d** & e")
-    assert out == "<p>a <em>b</em> &lt;i&gt;<code>c</code>&lt;/i&gt;</p><p><strong>d</strong> &amp; e</p>"
+    out = render.paragraphs("a *b* <i>`c`</i>\n\n**d** & e")
+    assert out == ["a <em>b</em> &lt;i&gt;<code>c</code>&lt;/i&gt;", "<strong>d</strong> &amp; e"]
 
 
 # ------------------------------------------------------------------ the CLI, end to end

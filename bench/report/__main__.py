@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bench.exits import EXIT_BAD_INPUT
 from bench.report.aggregate import TARGET_ACC
-from bench.report.render import build_report
+from bench.report.page import build_report
 from bench.report.sections import EXTRA_MODULES
 
 

@@ -1,10 +1,6 @@
 """Tables for people: strings from the summary, the environment, HTML and markdown cells."""
 from __future__ import annotations
 
-import html
-import math
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
@@ -52,43 +48,6 @@ def comparison_table(summary: pd.DataFrame) -> pd.DataFrame:
         row["TF/torch time"] = _f(r["tf_over_torch_time"], 3)
         out.append(row)
     return pd.DataFrame(out)
-
-
-def _cell_text(v: Any) -> str:
-    """Floats from other modules' tables get 3 significant digits; NaN stays empty."""
-    if v is None:
-        return ""
-    if isinstance(v, (float, np.floating)):
-        if math.isnan(v):
-            return ""
-        return str(int(v)) if float(v).is_integer() and abs(v) < 1e6 else f"{v:.3g}"
-    return str(v)
-
-
-def html_table(df: pd.DataFrame) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    body = []
-    for _, row in df.iterrows():
-        cells = []
-        for v in row:
-            text = _cell_text(v)
-            cls = ' class="bad"' if text == "diverged" or text.startswith("not supported") else (
-                ' class="good"' if text.startswith("supported") else "")
-            cells.append(f"<td{cls}>{html.escape(text)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f'<table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
-
-
-def _md_cell(v: Any) -> str:
-    text = _cell_text(v)
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-
-
-def md_table(df: pd.DataFrame) -> str:
-    lines = ["| " + " | ".join(_md_cell(c) for c in df.columns) + " |",
-             "|" + "---|" * len(df.columns)]
-    lines += ["| " + " | ".join(_md_cell(v) for v in row) + " |" for _, row in df.iterrows()]
-    return "\n".join(lines)
 
 
 def environment(runs: Runs) -> tuple[pd.DataFrame, list[str]]:
