@@ -30,6 +30,9 @@ PRECISIONS = ("fp32", "tf32")
 FRAMEWORKS = ("torch", "tensorflow")
 # Keys that do not change what is computed, so they stay out of the run_id.
 BOOKKEEPING = ("results_dir", "jobs", "force", "progress", "python")
+# Keys added after run_ids were first published: they enter the run_id only when they differ
+# from these defaults, so every earlier run keeps its id (and its results folder).
+LATER_KEYS = {"diverge_factor": 10.0, "min_steps": 0}
 
 
 def _int(name: str, value: Any, minimum: int | None = None) -> int:
@@ -84,6 +87,17 @@ def resolve_device(requested: str) -> str:
             found += f", CUDA_VISIBLE_DEVICES={cvd!r}"
         raise BadInput(f"device=cuda but no GPU is visible ({found}); use device=cpu or device=auto")
     return "cpu"
+
+
+def _diverge_factor(value: Any) -> float:
+    """0 turns the loss-ratio test off; a non-finite loss is a divergence whatever it is."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        out = math.nan
+    if isinstance(value, bool) or not math.isfinite(out) or out < 0:
+        raise BadInput(f"diverge_factor must be a finite number >= 0 (0 = off), got {value!r}")
+    return out
 
 
 def _yaml_keys(path: Path) -> set[str]:
@@ -157,6 +171,8 @@ def build_spec(cfg: Mapping[str, Any]) -> dict[str, Any]:
         "precision": _choice("precision", cfg.get("precision", "fp32"), PRECISIONS),
         "step_log_points": _int("step_log_points", cfg.get("step_log_points", 200), 1),
         "progress": _choice("progress", cfg.get("progress", "auto"), ("auto", "bar", "lines", "none")),
+        "diverge_factor": _diverge_factor(cfg.get("diverge_factor", LATER_KEYS["diverge_factor"])),
+        "min_steps": _int("min_steps", cfg.get("min_steps", LATER_KEYS["min_steps"]), 0),
     }
     _int("jobs", cfg.get("jobs", 1), 1)
     spec["run_id"] = run_id(spec)
@@ -167,6 +183,9 @@ def _identity(spec: Mapping[str, Any]) -> dict[str, Any]:
     ident = {k: v for k, v in spec.items() if k not in BOOKKEEPING + ("run_id", "device_requested")}
     ident["framework"] = {k: v for k, v in spec["framework"].items() if k not in BOOKKEEPING}
     ident["data"] = {k: v for k, v in spec["data"].items() if k not in ("mirrors", "timeout")}
+    for key, default in LATER_KEYS.items():
+        if ident.get(key, default) == default:
+            ident.pop(key, None)
     return ident
 
 

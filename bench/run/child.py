@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.clock import loadavg
 from bench.data import DataError, load_dataset
 from bench.exits import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED, sigterm_as_interrupt
 from bench.loop import train
@@ -88,6 +89,7 @@ def make_runner(spec: dict, data, weights):
 
 
 def main(spec_path: str) -> int:
+    started = time.time()
     sigterm_as_interrupt()  # the parent stopping, or the parent gone, ends the run cleanly
     spec = json.loads(Path(spec_path).read_text())
     out_dir = Path(spec_path).parent
@@ -99,8 +101,10 @@ def main(spec_path: str) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     weights = initial_weights(spec["seed"])
+    # The load next to the run's times says whether the machine was busy while it trained.
     update_run_json(
-        out_dir, status="running", dataset=data.name, data_source=data.source, data_notes=data.notes,
+        out_dir, status="running", child_start_time=started, loadavg_before=loadavg(),
+        dataset=data.name, data_source=data.source, data_notes=data.notes,
         n_train=data.n_train, n_test=data.n_test, batch_size_resolved=batch_size,
         python=platform.python_version(), python_executable=sys.executable, numpy=np.__version__,
     )
@@ -117,7 +121,7 @@ def main(spec_path: str) -> int:
         update_run_json(out_dir, status="failed", error=f"{type(exc).__name__}: {exc}",
                         traceback=tail, end_time=time.time())
         raise
-    update_run_json(out_dir, status=status, end_time=time.time())
+    update_run_json(out_dir, status=status, loadavg_after=loadavg(), end_time=time.time())
     return 0 if status == "completed" else EXIT_DIVERGED
 
 
