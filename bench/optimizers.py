@@ -60,13 +60,18 @@ RESIDUAL: dict[tuple[str, str], str] = {
     ("rmsprop", "tensorflow"): "Keras puts ε inside the root: θ −= lr·g/√(s + ε)",
     ("adam", "torch"): "",  # torch: θ −= lr·m̂/(√v̂ + ε), the seed's form
     ("adam", "tensorflow"): "Keras uses ε-hat: θ −= lr·m̂/(√v̂ + ε/√(1−β₂ᵗ)); larger ε early on",
+    ("sgd", "jax"): "",
+    ("momentum", "jax"): "",  # optax trace b ← g + βb is torch's buffer: lr·(1−β) again
+    ("rmsprop", "jax"): "",  # optax's default eps_in_sqrt=True is Keras' form; eps_in_sqrt=False is the tutorial's
+    ("adam", "jax"): "",  # optax: θ −= lr·m̂/(√(v̂ + eps_root) + ε), the tutorial's form with eps_root=0
 }
 
 
 def native_kwargs(rule: str, framework: str, hp: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """Return (class name, keyword arguments) of the native optimizer for ``rule``.
 
-    torch classes live in ``torch.optim``, TensorFlow ones in ``keras.optimizers``.
+    torch classes live in ``torch.optim``, TensorFlow ones in ``keras.optimizers``, JAX ones
+    are ``optax`` functions.
     """
     lr = float(hp["lr"])
     if framework == "torch":
@@ -105,5 +110,23 @@ def native_kwargs(rule: str, framework: str, hp: Mapping[str, Any]) -> tuple[str
             return "Adam", dict(
                 learning_rate=lr, beta_1=float(hp["beta1"]), beta_2=float(hp["beta2"]),
                 epsilon=float(hp["eps"]), amsgrad=False,
+            )
+    elif framework == "jax":
+        if rule == "sgd":
+            return "sgd", dict(learning_rate=lr, momentum=None, nesterov=False, accumulator_dtype=None)
+        if rule == "momentum":
+            beta = float(hp["beta"])
+            # optax: b ← g + βb, θ −= lr·b (not an EMA), so the tutorial's η becomes lr = η(1−β).
+            return "sgd", dict(learning_rate=lr * (1.0 - beta), momentum=beta, nesterov=False,
+                               accumulator_dtype=None)
+        if rule == "rmsprop":
+            return "rmsprop", dict(
+                learning_rate=lr, decay=float(hp["beta"]), eps=float(hp["eps"]), initial_scale=0.0,
+                eps_in_sqrt=False, centered=False, momentum=None, nesterov=False, bias_correction=False,
+            )
+        if rule == "adam":
+            return "adam", dict(
+                learning_rate=lr, b1=float(hp["beta1"]), b2=float(hp["beta2"]), eps=float(hp["eps"]),
+                eps_root=0.0, mu_dtype=None, nesterov=False,
             )
     raise ValueError(f"no native mapping for rule={rule!r} framework={framework!r}")

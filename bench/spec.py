@@ -27,7 +27,7 @@ MODES = ("eager", "compiled")
 IMPLS = ("native", "reference")
 INITS = ("shared", "native")
 PRECISIONS = ("fp32", "tf32")
-FRAMEWORKS = ("torch", "tensorflow")
+FRAMEWORKS = ("torch", "tensorflow", "jax")
 # Keys that do not change what is computed, so they stay out of the run_id.
 BOOKKEEPING = ("results_dir", "jobs", "force", "progress", "python")
 # Keys added after run_ids were first published: they enter the run_id only when they differ

@@ -10,7 +10,7 @@ from bench.optimizers import METHODS, native_kwargs
 from bench.spec import BadInput, build_spec
 
 GROUPS = {
-    "framework": ["torch", "tensorflow"],
+    "framework": ["torch", "tensorflow", "jax"],
     "optimizer": ["bgd", "sgd", "minibatch", "momentum", "rmsprop", "adam"],
     "data": ["mnist", "mnist_embedded", "fashion_mnist"],
 }

@@ -13,6 +13,7 @@ exception), ``hang`` (sleep, so a test can interrupt a sweep mid-way).
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import platform
@@ -78,14 +79,17 @@ def resolve_batch_size(spec: dict, n_train: int) -> int:
     return int(batch)
 
 
+# framework name -> (module, class) of its runner; imported only when that framework runs.
+RUNNERS = {
+    "torch": ("bench.frameworks.torch.runner", "TorchRunner"),
+    "tensorflow": ("bench.frameworks.tf.runner", "TFRunner"),
+    "jax": ("bench.frameworks.jax.runner", "JaxRunner"),
+}
+
+
 def make_runner(spec: dict, data, weights):
-    if spec["framework"]["name"] == "torch":
-        from bench.frameworks.torch.runner import TorchRunner
-
-        return TorchRunner(spec, data, weights)
-    from bench.frameworks.tf.runner import TFRunner
-
-    return TFRunner(spec, data, weights)
+    module, cls = RUNNERS[spec["framework"]["name"]]
+    return getattr(importlib.import_module(module), cls)(spec, data, weights)
 
 
 def main(spec_path: str) -> int:

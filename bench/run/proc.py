@@ -46,9 +46,22 @@ def child_env(threads: int = 1, device: str = "cpu", framework: str | None = Non
         env["CUDA_VISIBLE_DEVICES"] = str(gpu)
     if deterministic and framework in (None, "tensorflow"):
         env["TF_DETERMINISTIC_OPS"] = "1"
+    if framework in (None, "jax"):
+        env["XLA_FLAGS"] = " ".join(jax_xla_flags(threads, device, deterministic))
     if extra:
         env.update(extra)
     return env
+
+
+def jax_xla_flags(threads: int, device: str, deterministic: bool) -> list[str]:
+    """XLA_FLAGS for a JAX child: XLA reads them once, when JAX starts its backend."""
+    flags = os.environ.get("XLA_FLAGS", "").split()
+    if threads == 1:
+        # One thread: no Eigen pool for XLA's CPU matmuls and convolutions.
+        flags += ["--xla_cpu_multi_thread_eigen=false", "intra_op_parallelism_threads=1"]
+    if deterministic and device != "cpu":
+        flags.append("--xla_gpu_deterministic_ops=true")
+    return flags
 
 
 def spec_env(spec: Mapping[str, Any]) -> dict[str, str]:

@@ -1,0 +1,160 @@
+"""The JAX runner: data resident as device arrays, ``jax.value_and_grad`` + optax inside ``jax.jit``.
+
+mode=eager calls one jitted step per batch from Python; mode=compiled runs the epoch's whole
+batches in one jitted ``lax.scan`` (static shapes: one program per batch size and epoch length),
+then the partial last batch as one more step call.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from bench.data import Dataset, as_float
+from bench.loop import steps_per_epoch
+from bench.machine import cpu_name
+from bench.optimizers import METHODS, native_kwargs
+from models import jax_mlp
+
+EVAL_CHUNK = 10_000
+
+
+def make_optimizer(spec: dict[str, Any]) -> optax.GradientTransformation:
+    opt = spec["optimizer"]
+    rule = METHODS[opt["name"]].rule
+    if opt["impl"] == "reference":
+        from bench.frameworks.jax.reference import reference
+
+        return reference(rule, opt)
+    fn, kwargs = native_kwargs(rule, "jax", opt)
+    return getattr(optax, fn)(**kwargs)
+
+
+class JaxRunner:
+    def __init__(self, spec: dict[str, Any], data: Dataset, weights: dict[str, np.ndarray]) -> None:
+        self.spec = spec
+        # XLA_FLAGS (threads, GPU determinism) were set by the parent before this import.
+        self.device = jax.devices("gpu" if spec["device"] == "cuda" else "cpu")[0]
+        # JAX's GPU default for float32 matmuls is TF32; "highest" is true float32, as in the others.
+        jax.config.update("jax_default_matmul_precision",
+                          "tensorfloat32" if spec["precision"] == "tf32" else "highest")
+        put = lambda a: jax.device_put(a, self.device)  # noqa: E731
+        self.splits = {"train": (put(as_float(data.x_train)), put(data.y_train.astype(np.int32))),
+                       "test": (put(as_float(data.x_test)), put(data.y_test.astype(np.int32)))}
+        if data.y_val is not None:
+            self.splits["val"] = (put(as_float(data.x_val)), put(data.y_val.astype(np.int32)))
+        params = (jax_mlp.load_shared(weights, self.device) if spec["init"] == "shared"
+                  else jax_mlp.native_init(spec["seed"], self.device))
+        self.tx = make_optimizer(spec)
+        self.state = (params, jax.device_put(self.tx.init(params), self.device))
+        # The data are arguments, not closed-over constants (those would be baked into the program).
+        self._step = jax.jit(self._step_fn, donate_argnums=0)
+        self._epoch = jax.jit(self._epoch_fn, donate_argnums=0)
+        self._eval = jax.jit(self._eval_fn)
+        self.step_time_s = 0.0  # seconds inside step/epoch calls (and the final sync) in the last epoch
+
+    def _step_fn(self, carry, x: jax.Array, y: jax.Array, idx: jax.Array | None):
+        """One update from a batch of row indices (None = the whole resident training set).
+
+        The carry is (params, optimizer state, the epoch's loss buffer, step number): each step
+        writes its loss in place, so an epoch ends with one array to read, not one per step.
+        """
+        params, opt_state, losses, k = carry
+        # Gathering the batch here, per step, reads only its rows.
+        xb, yb = (x, y) if idx is None else (x[idx], y[idx])
+        loss, grads = jax.value_and_grad(jax_mlp.loss_fn)(params, xb, yb)
+        updates, opt_state = self.tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, losses.at[k].set(loss), k + 1
+
+    def _epoch_fn(self, carry, x: jax.Array, y: jax.Array, batches: jax.Array):
+        """Every row of ``batches`` [steps, batch_size] as one step, in one program."""
+        return jax.lax.scan(lambda c, idx: (self._step_fn(c, x, y, idx), None), carry, batches)[0]
+
+    def _calls(self, order: np.ndarray, batch_size: int) -> list:
+        """The framework calls of one epoch, in order; each maps the carry to the next carry."""
+        x, y = self.splits["train"]
+        if batch_size >= len(order) == int(y.shape[0]):
+            # The full-batch gradient does not depend on the order: skip the gather.
+            return [lambda c: self._step(c, x, y, None)]
+        whole = len(order) - len(order) % batch_size
+        pieces = np.split(order[:whole].astype(np.int32), whole // batch_size) if whole else []
+        rest = [order[whole:].astype(np.int32)] if whole < len(order) else []
+        if self.spec["mode"] == "compiled":
+            head = [np.stack(pieces)] if pieces else []
+            dev = jax.device_put(head + rest, self.device)  # one transfer for the epoch's indices
+            calls = [lambda c, b=dev[0]: self._epoch(c, x, y, b)] if head else []
+        else:
+            dev = jax.device_put(pieces + rest, self.device)
+            calls = [lambda c, b=b: self._step(c, x, y, b) for b in dev[:len(pieces)]]
+        if rest:  # the partial last batch: its own shape, its own program
+            calls.append(lambda c, b=dev[-1]: self._step(c, x, y, b))
+        return calls
+
+    def _carry(self, n_steps: int) -> tuple:
+        # Host arrays moved over, not jnp.zeros: no program to compile per epoch length.
+        fresh = jax.device_put((np.zeros(n_steps, np.float32), np.int32(0)), self.device)
+        return (*self.state, *fresh)
+
+    def warm_up(self, order: np.ndarray, batch_size: int) -> float:
+        """Compile every call shape of an epoch by running it once, then put the weights and
+        optimizer state back exactly; returns the seconds it took."""
+        saved = jax.device_get(self.state)  # host copies: the steps donate (free) the state they get
+        calls = self._calls(order, batch_size)
+        carry = self._carry(steps_per_epoch(len(order), batch_size))
+        t0 = time.perf_counter()
+        # The first and the last call cover every shape (the rest repeat the first).
+        for call in calls[:1] + calls[1:][-1:]:
+            carry = jax.block_until_ready(call(carry))
+        elapsed = time.perf_counter() - t0
+        self.state = jax.device_put(saved, self.device)
+        return elapsed
+
+    def _eval_fn(self, params, xb: jax.Array, yb: jax.Array) -> tuple[jax.Array, jax.Array]:
+        logits = jax_mlp.forward(params, xb)
+        # Per-sample losses: the caller sums them in float64, as the other runners do.
+        return optax.softmax_cross_entropy_with_integer_labels(logits, yb), (jnp.argmax(logits, 1) == yb).sum()
+
+    def describe(self) -> dict[str, Any]:
+        import jaxlib
+
+        return {
+            "framework_version": jax.__version__,
+            "jaxlib_version": jaxlib.__version__,
+            "optax_version": optax.__version__,
+            "backend": jax.default_backend(),
+            "device_name": self.device.device_kind if self.device.platform == "gpu" else cpu_name(),
+            "threads": int(self.spec["threads"]),
+            "mode_detail": ("jax.jit of lax.scan over a whole epoch" if self.spec["mode"] == "compiled"
+                            else "jax.jit per step, Python loop"),
+        }
+
+    def train_epoch(self, order: np.ndarray, batch_size: int) -> np.ndarray:
+        clock = time.perf_counter
+        inside = 0.0  # time in the framework's calls; the rest of the epoch is harness overhead
+        carry = self._carry(steps_per_epoch(len(order), batch_size))
+        for call in self._calls(order, batch_size):
+            t0 = clock()
+            carry = call(carry)  # dispatched, not waited for
+            inside += clock() - t0
+        t0 = clock()
+        losses = np.asarray(jax.block_until_ready(carry[2]), np.float64)
+        self.step_time_s = inside + clock() - t0
+        self.state = carry[:2]
+        return losses
+
+    def evaluate(self, split: str) -> tuple[float, float]:
+        x, y = self.splits[split]
+        n = int(y.shape[0])
+        total, correct = 0.0, 0
+        for start in range(0, n, EVAL_CHUNK):
+            loss, hits = self._eval(self.state[0], x[start:start + EVAL_CHUNK], y[start:start + EVAL_CHUNK])
+            total += float(np.asarray(loss, np.float64).sum())
+            correct += int(hits)
+        return total / n, correct / n
+
+    def weights(self) -> dict[str, np.ndarray]:
+        return jax_mlp.export_shared(self.state[0])
