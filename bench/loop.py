@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from bench.clock import Snapshot
 from bench.data import Dataset, epoch_order
 from bench.results import METRIC_COLUMNS, STEP_COLUMNS, update_run_json, write_csv
 
@@ -44,6 +45,27 @@ class Runner(Protocol):
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
     return -(-n // batch_size)  # the partial last batch is a step, in both frameworks
+
+
+def epochs_to_run(epochs: int, min_steps: int, n_steps: int) -> int:
+    """``epochs``, raised so that at least ``min_steps`` steps are taken: a method with one
+    step per epoch (batch GD) needs many more epochs than the others to show its curve."""
+    return max(epochs, -(-min_steps // n_steps))
+
+
+def divergence(losses: np.ndarray, first_loss: float, factor: float) -> str | None:
+    """Why an epoch with these step losses diverged, or None.
+
+    Diverged: a loss is non-finite, or (``factor`` > 0) the epoch's mean loss exceeds
+    ``factor`` x the loss before training: a run that blows up to 1e5 without overflowing
+    is not a result to rank by its final accuracy.
+    """
+    if not np.all(np.isfinite(losses)):
+        return f"loss became non-finite at step {int(np.argmax(~np.isfinite(losses))) + 1} of the epoch"
+    mean = float(np.mean(losses))
+    if factor > 0 and mean > factor * first_loss:
+        return f"mean training loss {mean:.4g} > diverge_factor {factor:g} x initial loss {first_loss:.4g}"
+    return None
 
 
 class Progress:
@@ -83,9 +105,13 @@ def train(spec: dict[str, Any], runner: Runner, data: Dataset, out_dir, batch_si
         "device": spec["device"],
     }
     n_steps = steps_per_epoch(data.n_train, batch_size)
+    epochs = epochs_to_run(spec["epochs"], spec.get("min_steps", 0), n_steps)
+    if epochs != spec["epochs"]:
+        update_run_json(out_dir, epochs_run=epochs)
+    factor = float(spec.get("diverge_factor", 0.0))
     every = max(1, n_steps // spec["step_log_points"])
     progress = Progress(f"[{base['framework']} {base['optimizer']} bs{batch_size} s{base['seed']}]",
-                        spec["epochs"], spec["progress"])
+                        epochs, spec["progress"])
     rows: list[dict[str, Any]] = []
     step_rows: list[dict[str, Any]] = []
     wall = 0.0
@@ -118,41 +144,47 @@ def train(spec: dict[str, Any], runner: Runner, data: Dataset, out_dir, batch_si
                 "overhead_frac": overhead / total if total > 0 else math.nan}
 
     scores, eval_time = evaluate()
+    first_loss = scores["train_loss"]
     rows.append({**base, "epoch": 0, "steps": 0, **scores, "step_loss_mean": math.nan,
                  "epoch_time_s": 0.0, "eval_time_s": eval_time, "wall_time_s": 0.0,
-                 "samples_per_s": math.nan})
+                 "samples_per_s": math.nan, "cpu_time_s": 0.0, "contention": math.nan})
     flush("running")
     status = "completed"
-    for epoch in range(1, spec["epochs"] + 1):
+    for epoch in range(1, epochs + 1):
         order = epoch_order(spec["seed"], epoch, data.n_train)
-        t0 = time.perf_counter()
+        before = Snapshot.take()
         losses = runner.train_epoch(order, batch_size)
-        train_time = time.perf_counter() - t0
+        used = Snapshot.take().since(before)
+        train_time = used.wall_s
         wall += train_time
+        clocks = {"cpu_time_s": used.cpu_s, "contention": used.contention}
         t_log = time.perf_counter()
         first = (epoch - 1) * n_steps
         step_rows.extend(
             {**base, "epoch": epoch, "step": first + k + 1, "loss": float(losses[k])}
             for k in range(every - 1, n_steps, every)
         )
-        if not np.all(np.isfinite(losses)):
+        why = divergence(losses, first_loss, factor)
+        if why is not None and not np.all(np.isfinite(losses)):
+            # Nothing after a non-finite loss is worth evaluating: the weights are NaN.
             bad = int(np.argmax(~np.isfinite(losses)))
-            status = "diverged"
             rows.append({**base, "epoch": epoch, "steps": first + bad + 1, "train_loss": math.nan,
                          "train_acc": math.nan, "step_loss_mean": math.nan, "test_loss": math.nan,
-                         "test_acc": math.nan, **timing(train_time), "eval_time_s": 0.0,
+                         "test_acc": math.nan, **timing(train_time), **clocks, "eval_time_s": 0.0,
                          "wall_time_s": wall, "samples_per_s": math.nan})
-            print(f"{progress.label} loss became non-finite at step {first + bad + 1}: diverged",
-                  file=sys.stderr, flush=True)
+        else:
+            log_time = time.perf_counter() - t_log
+            scores, eval_time = evaluate()
+            t_log = time.perf_counter()
+            row = {**base, "epoch": epoch, "steps": first + n_steps, **scores,
+                   "step_loss_mean": float(np.mean(losses)), **timing(train_time), **clocks,
+                   "eval_time_s": eval_time, "wall_time_s": wall,
+                   "samples_per_s": data.n_train / train_time if train_time > 0 else math.nan}
+            rows.append(row)
+        if why is not None:
+            status = "diverged"
+            print(f"{progress.label} epoch {epoch}: {why}: diverged", file=sys.stderr, flush=True)
             break
-        log_time = time.perf_counter() - t_log
-        scores, eval_time = evaluate()
-        t_log = time.perf_counter()
-        row = {**base, "epoch": epoch, "steps": first + n_steps, **scores,
-               "step_loss_mean": float(np.mean(losses)), **timing(train_time),
-               "eval_time_s": eval_time, "wall_time_s": wall,
-               "samples_per_s": data.n_train / train_time if train_time > 0 else math.nan}
-        rows.append(row)
         flush("running")
         update_run_json(out_dir, epochs_done=epoch)
         progress.epoch(row)
