@@ -10,6 +10,16 @@ import pandas as pd
 
 from bench.optimizers import METHODS
 from bench.report.load import REQUIRED_STEPS
+from bench.report.speed import (
+    BASELINE,
+    TIMING_KEYS,
+    baseline_ratios,
+    config_key,
+    contended,
+    round_times,
+    time_ratio,
+    timing_table,
+)
 
 # Target test accuracy per dataset: the usual "solved" bar on MNIST, a reachable one on
 # Fashion-MNIST, and on the 4,000-image embedded subset what the good methods reach in a
@@ -39,7 +49,7 @@ def time_to_target(run: pd.DataFrame, target: float) -> tuple[float, float]:
 def step_stability(losses: Sequence[float], last_part: float = LAST_PART) -> dict[str, float]:
     """Spread of the logged step losses over the last part of training, and how often they rose.
 
-    ``step_loss_std`` is the jitter the seed talks about: per-step noise plus what is left of
+    ``step_loss_std`` is the jitter the tutorial talks about: per-step noise plus what is left of
     the trend; ``loss_up_share`` is the share of logged steps where the loss went up.
     """
     arr = np.asarray([v for v in losses if np.isfinite(v)], dtype=float)
@@ -51,7 +61,12 @@ def step_stability(losses: Sequence[float], last_part: float = LAST_PART) -> dic
 
 
 def run_stats(metrics: pd.DataFrame, steps: pd.DataFrame, target: float | None = None) -> pd.DataFrame:
-    """One row per run: the figures the comparison table is built from."""
+    """One row per run: the figures the comparison table is built from.
+
+    Epoch times come from epochs timed clean (other processes took at most
+    ``CONTENTION_THRESHOLD`` of the CPU, or nobody measured); when every epoch was contended
+    they come from those and ``timed_contended`` says so: the two kinds are never mixed.
+    """
     rows = []
     step_groups = dict(tuple(steps.groupby("run_id"))) if not steps.empty else {}
     for run_id, run in metrics.groupby("run_id", sort=True):
@@ -62,21 +77,28 @@ def run_stats(metrics: pd.DataFrame, steps: pd.DataFrame, target: float | None =
         diverged = run["status"].iloc[-1] == "diverged"
         finite = trained[np.isfinite(trained["test_acc"])]
         epochs_hit, seconds_hit = time_to_target(run, goal)
-        epoch_time = trained["epoch_time_s"].where(np.isfinite(trained["test_acc"])).median()
+        busy = contended(finite["contention"]) if "contention" in finite.columns else np.zeros(len(finite), bool)
+        timed = finite[~busy] if (~busy).any() else finite
+        epoch_time = timed["epoch_time_s"].median()
         steps_per_epoch = math.ceil(first["n_train"] / first["batch_size"])
         losses = step_groups.get(run_id, pd.DataFrame(columns=REQUIRED_STEPS)).sort_values("step")["loss"]
+        val = finite["val_acc"].dropna() if "val_acc" in finite.columns else pd.Series(dtype=float)
         row = {k: first[k] for k in GROUP_KEYS}
         row.update({
             "run_id": run_id, "seed": int(first["seed"]), "status": run["status"].iloc[-1],
             "target_acc": goal, "epochs": int(trained["epoch"].max()) if len(trained) else 0,
+            "steps": int(run["steps"].max()) if run["steps"].notna().any() else 0,
             "final_acc": math.nan if diverged or finite.empty else float(finite["test_acc"].iloc[-1]),
             "best_acc": math.nan if diverged or finite.empty else float(finite["test_acc"].max()),
+            "final_val_acc": math.nan if diverged or val.empty else float(val.iloc[-1]),
             "acc_epoch1": float(finite["test_acc"].iloc[0]) if len(finite) else math.nan,
             "final_train_loss": math.nan if diverged or finite.empty else float(finite["train_loss"].iloc[-1]),
             "epochs_to_target": epochs_hit, "seconds_to_target": seconds_hit,
             "epoch_time_s": float(epoch_time) if pd.notna(epoch_time) else math.nan,
-            "samples_per_s": float(finite["samples_per_s"].median()) if len(finite) else math.nan,
-            "time_per_step_s": float(epoch_time) / steps_per_epoch if pd.notna(epoch_time) else math.nan,
+            "samples_per_s": float(timed["samples_per_s"].median()) if len(timed) else math.nan,
+            "sweep_time_per_step_s": float(epoch_time) / steps_per_epoch if pd.notna(epoch_time) else math.nan,
+            "timed_epochs": len(finite), "contended_epochs": int(busy.sum()),
+            "timed_contended": bool(len(finite)) and bool(busy.all()),
             **step_stability(losses.to_numpy(float)),
         })
         rows.append(row)
@@ -93,46 +115,70 @@ def _std(values: pd.Series) -> float:
     return float(v.std(ddof=1)) if len(v) > 1 else math.nan
 
 
-def summarize(stats: pd.DataFrame) -> pd.DataFrame:
+PER_RUN = ("final_acc", "best_acc", "final_val_acc", "acc_epoch1", "final_train_loss", "epochs_to_target",
+           "seconds_to_target", "epoch_time_s", "samples_per_s", "sweep_time_per_step_s", "step_loss_std",
+           "step_loss_last", "loss_up_share")
+
+
+def summarize(stats: pd.DataFrame, timing: pd.DataFrame | None = None, baseline: str = BASELINE) -> pd.DataFrame:
     """Fold seeds: one row per configuration, with mean and std over seeds.
 
-    Diverged runs are counted, not averaged in as zeros; time to target is averaged over the
-    seeds that reached it (``reached`` says how many).
+    Diverged runs are counted (``diverged``), never averaged in: their accuracies and losses are
+    NaN and drop out of the means. Time to target is averaged over the seeds that reached it
+    (``reached`` says how many). With a timing pass (``timing``: timing.csv's rows), each row
+    gets the pass's median time per step with its interval, and its time ratio against the
+    ``baseline`` framework.
     """
     rows = []
     for key, grp in stats.groupby(list(GROUP_KEYS), sort=False, dropna=False):
-        row = dict(zip(GROUP_KEYS, key))
+        row = dict(zip(GROUP_KEYS, key, strict=True))
         row.update({
             "runs": len(grp), "seeds": ",".join(str(s) for s in sorted(grp["seed"])),
             "diverged": int((grp["status"] == "diverged").sum()), "epochs": int(grp["epochs"].max()),
-            "target_acc": float(grp["target_acc"].iloc[0]),
+            "steps": int(grp["steps"].max()), "target_acc": float(grp["target_acc"].iloc[0]),
             "reached": int(grp["epochs_to_target"].notna().sum()),
+            "timed_epochs": int(grp["timed_epochs"].sum()), "contended_epochs": int(grp["contended_epochs"].sum()),
+            "timed_contended": bool(grp["timed_contended"].any()),
         })
-        for col in ("final_acc", "best_acc", "acc_epoch1", "final_train_loss", "epochs_to_target",
-                    "seconds_to_target", "epoch_time_s", "samples_per_s", "time_per_step_s",
-                    "step_loss_std", "step_loss_last", "loss_up_share"):
+        for col in PER_RUN:
             row[f"{col}_mean"] = _mean(grp[col])
             row[f"{col}_std"] = _std(grp[col])
+        # The sweep's own estimate keeps its historical name; the timing pass's is time_per_step_s.
+        row["time_per_step_s_mean"] = row.pop("sweep_time_per_step_s_mean")
+        row["time_per_step_s_std"] = row.pop("sweep_time_per_step_s_std")
         rows.append(row)
     out = pd.DataFrame(rows)
     if out.empty:
         return out
-    out["tf_over_torch_time"] = tf_torch_ratio(out)
+    rounds = round_times(timing) if timing is not None else {}
+    table = timing_table(timing) if timing is not None else timing_table(pd.DataFrame())
+    out = out.merge(table, on=list(TIMING_KEYS), how="left")
+    out["timing_n"] = out["timing_n"].fillna(0).astype(int)
+    out = pd.concat([out, baseline_ratios(out, rounds, baseline)], axis=1)
+    out["tf_over_torch_time"] = tf_torch_ratio(out, rounds)
     order = {name: i for i, name in enumerate(METHODS)}
     out["_m"] = out["optimizer"].map(order).fillna(len(order))
-    out["_f"] = out["framework"].map({"torch": 0, "tensorflow": 1}).fillna(2)
-    return out.sort_values(["dataset", "_m", "batch_size", "impl", "mode", "lr", "_f"]).drop(
+    out["_f"] = (out["framework"] != baseline).astype(int)
+    return out.sort_values(["dataset", "_m", "batch_size", "impl", "mode", "lr", "_f", "framework"]).drop(
         columns=["_m", "_f"]).reset_index(drop=True)
 
 
-def tf_torch_ratio(summary: pd.DataFrame) -> pd.Series:
-    """TensorFlow's time per epoch over PyTorch's for the same configuration (on both rows)."""
+def tf_torch_ratio(summary: pd.DataFrame, rounds: dict | None = None) -> pd.Series:
+    """TensorFlow's time over PyTorch's for the same configuration, on both rows (the older column).
+
+    From the timing pass when it timed both; otherwise from the sweep's epoch times.
+    """
     others = [k for k in GROUP_KEYS if k != "framework"]
     times = {}
     for _, row in summary.iterrows():
         times[(row["framework"],) + tuple(row[k] for k in others)] = row["epoch_time_s_mean"]
     ratio = []
     for _, row in summary.iterrows():
+        key = config_key(row)
+        timed = time_ratio(rounds or {}, key[:2] + ("tensorflow",) + key[3:], key[:2] + ("torch",) + key[3:])
+        if math.isfinite(timed.est):
+            ratio.append(timed.est)
+            continue
         rest = tuple(row[k] for k in others)
         tf_t, torch_t = times.get(("tensorflow",) + rest), times.get(("torch",) + rest)
         ok = tf_t is not None and torch_t is not None and torch_t > 0
@@ -176,10 +222,31 @@ def max_concurrent(info: Iterable[dict[str, Any]]) -> int:
 
 
 
-def reference_rows(summary: pd.DataFrame) -> dict[str, dict[str, pd.Series]]:
-    """framework -> method -> the row that stands for the method as the seed describes it.
+def lr_choice(grp: pd.DataFrame, default_lr: float | None) -> tuple[int, str]:
+    """Among one method's configurations that differ only by lr: (index of the best, how it was chosen).
 
-    Prefers the method's own batch size, the native optimizer, eager mode and most seeds.
+    Best = highest mean final validation accuracy when a validation split was measured, else
+    highest mean final test accuracy; diverged seeds do not count, a configuration whose every
+    seed diverged cannot win.
+    """
+    by_val = grp["final_val_acc_mean"].notna().any()
+    score = grp["final_val_acc_mean" if by_val else "final_acc_mean"].fillna(-math.inf)
+    best = score.idxmax()
+    lr = f"{grp.loc[best, 'lr']:g}"
+    if len(grp) > 1:
+        return best, f"{lr} (best of {len(grp)} lr by {'val' if by_val else 'test'} acc)"
+    if default_lr is not None and math.isclose(float(grp.loc[best, "lr"]), default_lr):
+        return best, f"{lr}: default lr (no grid)"
+    return best, f"{lr}: the only lr run (no grid)"
+
+
+def reference_rows(summary: pd.DataFrame, default_lr: dict[str, float] | None = None
+                   ) -> dict[str, dict[str, pd.Series]]:
+    """framework -> method -> the row that stands for the method as the tutorial describes it.
+
+    Prefers the method's own batch size, the native optimizer, eager mode; among the lr values
+    run for that configuration, the best one (``lr_choice``); the row gains ``lr_used``, the
+    text that says which lr it is and why.
     """
     out: dict[str, dict[str, pd.Series]] = {}
     for (fw, method), grp in summary.groupby(["framework", "optimizer"], sort=False):
@@ -188,6 +255,9 @@ def reference_rows(summary: pd.DataFrame) -> dict[str, dict[str, pd.Series]]:
             "bs": grp["batch_size"] != (grp["n_train"] if own is None else own),
             "impl": grp["impl"] != "native", "mode": grp["mode"] != "eager", "runs": -grp["runs"],
         }, index=grp.index).sort_values(["bs", "impl", "mode", "runs"])
-        out.setdefault(fw, {})[method] = grp.loc[rank.index[0]]
+        top = grp.loc[rank.index[0]]
+        same = grp[(grp["batch_size"] == top["batch_size"]) & (grp["impl"] == top["impl"])
+                   & (grp["mode"] == top["mode"]) & (grp["n_train"] == top["n_train"])]
+        best, used = lr_choice(same, (default_lr or {}).get(method))
+        out.setdefault(fw, {})[method] = pd.concat([grp.loc[best], pd.Series({"lr_used": used})])
     return out
-

@@ -1,192 +1,214 @@
-"""The tutorial's closing pros/cons table, claim by claim, judged from the summary (pure)."""
+"""The tutorial's closing pros/cons table, claim by claim, judged with 95 % intervals (pure).
+
+Every claim is one or more comparisons of a method with another, each one a statistic with a
+95 % interval and a threshold the claim says it passes:
+
+* time comparisons are ratios of time per step (or per sample) from the timing pass, paired by
+  round (``bench.stats.ratio_ci``); without a timing pass they are inconclusive;
+* accuracy, step-loss spread and the like are differences between the two methods, paired by
+  seed (same seed, same initial weights and data order), averaged over the seeds both ran with
+  ``bench.stats.mean_ci``. One seed gives no interval, so such a comparison cannot decide.
+
+A comparison is *supported* when its whole interval lies on the claim's side of the threshold,
+*not supported* when the whole interval lies on the other side, *inconclusive* otherwise. A
+claim of several comparisons is supported when all are, not supported when any is not, and
+inconclusive otherwise.
+"""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
-from bench.optimizers import METHODS
-from bench.report.aggregate import reference_rows
-from bench.report.tables import fmt as _f
+from bench.report.aggregate import GROUP_KEYS, reference_rows
+from bench.report.speed import BASELINE, config_key, interval_text, time_ratio
+from bench.stats import NAN_INTERVAL, Interval, mean_ci
+
+VERDICTS = ("supported", "not supported", "inconclusive")
+TIME_MEASURES = {"time_per_step": "time per step", "time_per_sample": "time per sample"}
+RUN_MEASURES = {"final_acc": "final test acc", "acc_epoch1": "test acc after epoch 1",
+                "step_loss_std": "step-loss spread"}
+
+
+@dataclass(frozen=True)
+class Compare:
+    """``a`` against ``b`` on ``measure``: the claim says the statistic is ``side`` ("<" or ">") ``threshold``.
+
+    Time measures: the statistic is the ratio a/b (threshold 1 = as fast). Others: the paired
+    difference a − b over seeds (threshold 0 = equal).
+    """
+
+    a: str
+    b: str
+    measure: str
+    side: str
+    threshold: float | None = None
+
+    @property
+    def is_time(self) -> bool:
+        return self.measure in TIME_MEASURES
+
+    @property
+    def limit(self) -> float:
+        return self.threshold if self.threshold is not None else (1.0 if self.is_time else 0.0)
+
+    def describe(self) -> str:
+        name = TIME_MEASURES.get(self.measure) or RUN_MEASURES.get(self.measure, self.measure)
+        stat = f"{self.a}/{self.b} {name}" if self.is_time else f"{name} {self.a} − {self.b}"
+        return f"{stat} {self.side} {self.limit:g}"
+
+
+@dataclass(frozen=True)
+class ClaimSpec:
+    method: str
+    claim: str  # the tutorial's closing-table statement, paraphrased
+    measure: str  # what is compared, in words
+    compares: tuple[Compare, ...]
+    direct: bool = True  # False: the measure bears on the claim only indirectly
 
 
 @dataclass
 class Claim:
+    """A claim judged for one framework."""
+
     method: str
-    claim: str  # the seed's closing-table statement, paraphrased
-    measure: str  # what we compare
-    verdict: str  # supported | not supported | mixed | not measured (+ "(indirect)")
+    claim: str
+    framework: str
+    measure: str
+    verdict: str  # one of VERDICTS
+    interval: str  # each comparison's statistic with its 95 % interval
+    n: str  # how many rounds or seeds each interval stands on
+    lr: str  # the lr each method's numbers come from
     evidence: str  # generated from the numbers
 
 
-
-def _epochs(row: pd.Series) -> float:
-    """Epochs to target, with 'never' as infinity so that comparisons still work."""
-    v = row["epochs_to_target_mean"]
-    return v if np.isfinite(v) else math.inf
-
-
-def _reach(row: pd.Series) -> str:
-    if not np.isfinite(row["epochs_to_target_mean"]):
-        return f"not within {row['epochs']} epochs"
-    return f"{_f(row['epochs_to_target_mean'])} epochs"
-
-
-def _bgd_stable(r):
-    b, m, s = r["bgd"], r["minibatch"], r["sgd"]
-    ok = b["step_loss_std_mean"] < min(m["step_loss_std_mean"], s["step_loss_std_mean"])
-    return ok, (f"step-loss spread bgd {_f(b['step_loss_std_mean'])} vs minibatch "
-                f"{_f(m['step_loss_std_mean'])}, sgd {_f(s['step_loss_std_mean'])}; bgd loss rose on "
-                f"{100 * b['loss_up_share_mean']:.0f}% of steps")
-
-
-def _bgd_slow(r):
-    b, m = r["bgd"], r["minibatch"]
-    ok = b["time_per_step_s_mean"] > m["time_per_step_s_mean"] and b["final_acc_mean"] < m["final_acc_mean"]
-    return ok, (f"one bgd step {_f(b['time_per_step_s_mean'] * 1e3)} ms vs {_f(m['time_per_step_s_mean'] * 1e3)} ms "
-                f"for minibatch; after {b['epochs']} epochs test acc {_f(b['final_acc_mean'])} vs "
-                f"{_f(m['final_acc_mean'])}")
-
-
-def _sgd_fast_steps(r):
-    s, m = r["sgd"], r["minibatch"]
-    return s["time_per_step_s_mean"] < m["time_per_step_s_mean"], (
-        f"one sgd step {_f(s['time_per_step_s_mean'] * 1e3)} ms vs {_f(m['time_per_step_s_mean'] * 1e3)} ms for minibatch")
-
-
-def _sgd_efficient(r):
-    s, m = r["sgd"], r["minibatch"]
-    return s["samples_per_s_mean"] >= m["samples_per_s_mean"], (
-        f"sgd {_f(s['samples_per_s_mean'])} samples/s vs minibatch {_f(m['samples_per_s_mean'])} "
-        f"({_f(s['epoch_time_s_mean'])} s vs {_f(m['epoch_time_s_mean'])} s per epoch)")
-
-
-def _sgd_jitter(r):
-    s, m, b = r["sgd"], r["minibatch"], r["bgd"]
-    ok = s["step_loss_std_mean"] > max(m["step_loss_std_mean"], b["step_loss_std_mean"])
-    return ok, (f"step-loss spread sgd {_f(s['step_loss_std_mean'])} vs minibatch "
-                f"{_f(m['step_loss_std_mean'])}, bgd {_f(b['step_loss_std_mean'])}; sgd loss rose on "
-                f"{100 * s['loss_up_share_mean']:.0f}% of logged steps")
-
-
-def _minibatch_balance(r):
-    s, m, b = r["sgd"], r["minibatch"], r["bgd"]
-    ok = (m["samples_per_s_mean"] > s["samples_per_s_mean"] and m["step_loss_std_mean"] < s["step_loss_std_mean"]
-          and m["final_acc_mean"] > b["final_acc_mean"])
-    return ok, (f"minibatch {_f(m['samples_per_s_mean'])} samples/s (sgd {_f(s['samples_per_s_mean'])}), "
-                f"spread {_f(m['step_loss_std_mean'])} (sgd {_f(s['step_loss_std_mean'])}), "
-                f"final acc {_f(m['final_acc_mean'])} (bgd {_f(b['final_acc_mean'])}, sgd {_f(s['final_acc_mean'])})")
-
-
-def _momentum_faster(r):
-    mo, m = r["momentum"], r["minibatch"]
-    ok = (_epochs(mo), -mo["acc_epoch1_mean"]) < (_epochs(m), -m["acc_epoch1_mean"])
-    text = (f"target {_f(mo['target_acc'])} reached in {_reach(mo)} vs {_reach(m)} for minibatch; "
-            f"acc after epoch 1 {_f(mo['acc_epoch1_mean'])} vs {_f(m['acc_epoch1_mean'])}")
-    if mo["lr"] == m["lr"]:
-        return ok, text
-    return ok, text, (f"η {_f(mo['lr'])} for momentum vs {_f(m['lr'])} for minibatch: the seed's EMA momentum settles at "
-                f"a step of η·g, {_f(mo['lr'] / m['lr'])}× minibatch's, so the speed-up is not momentum's alone")
-
-
-def _momentum_less_osc(r):
-    mo, m = r["momentum"], r["minibatch"]
-    return mo["step_loss_std_mean"] < m["step_loss_std_mean"], (
-        f"step-loss spread momentum {_f(mo['step_loss_std_mean'])} vs minibatch {_f(m['step_loss_std_mean'])} "
-        f"(mean step loss {_f(mo['step_loss_last_mean'])} vs {_f(m['step_loss_last_mean'])})")
-
-
-def _rmsprop_adaptive(r):
-    rp, m = r["rmsprop"], r["minibatch"]
-    ok = rp["acc_epoch1_mean"] > m["acc_epoch1_mean"]
-    return ok, (f"with a {_f(m['lr'] / rp['lr'])}× smaller η ({_f(rp['lr'])} vs {_f(m['lr'])}) rmsprop "
-                f"reached acc {_f(rp['acc_epoch1_mean'])} after epoch 1 vs {_f(m['acc_epoch1_mean'])} for "
-                f"minibatch SGD: its per-weight step scaling, not η, sets the step")
-
-
-def _rank(rows: dict[str, pd.Series], method: str, col: str) -> int:
-    """1 + how many methods did strictly better (ties share a rank; never reached = infinity)."""
-    value = lambda name: rows[name][col] if np.isfinite(rows[name][col]) else math.inf  # noqa: E731
-    return 1 + sum(value(name) < value(method) for name in rows)
-
-
-def _adam_fast(r):
-    a = r["adam"]
-    by_epochs, by_time = _rank(r, "adam", "epochs_to_target_mean"), _rank(r, "adam", "seconds_to_target_mean")
-    if not np.isfinite(a["epochs_to_target_mean"]):  # nobody's target: rank by final accuracy instead
-        by_epochs = by_time = 1 + sum(r[m]["final_acc_mean"] > a["final_acc_mean"] for m in r)
-        return by_epochs <= 2, (f"adam did not reach {_f(a['target_acc'])}; #{by_epochs} of {len(r)} by final "
-                                f"accuracy ({_f(a['final_acc_mean'])})")
-    fastest = min(r, key=lambda m: (_epochs(r[m]), -r[m]["acc_epoch1_mean"]))
-    return max(by_epochs, by_time) <= 2, (
-        f"adam reached {_f(a['target_acc'])} in {_reach(a)} and {_f(a['seconds_to_target_mean'])} s: "
-        f"#{by_epochs} of {len(r)} by epochs, #{by_time} by seconds (ties share a rank; fewest epochs: "
-        f"{fastest}, {_reach(r[fastest])})")
-
-
-def _adam_costly(r):
-    a, m = r["adam"], r["minibatch"]
-    ratio = a["epoch_time_s_mean"] / m["epoch_time_s_mean"]
-    return ratio > 1.10, (f"adam {_f(a['epoch_time_s_mean'])} s per epoch vs minibatch SGD "
-                          f"{_f(m['epoch_time_s_mean'])} s ({100 * (ratio - 1):+.0f}%; threshold +10%)")
-
-
-# (method, the seed's claim, what is compared, methods needed, evaluator, direct evidence?)
-CLAIMS: tuple[tuple[str, str, str, tuple[str, ...], Callable, bool], ...] = (
-    ("bgd", "converges stably", "step-loss spread, last quarter", ("bgd", "minibatch", "sgd"), _bgd_stable, True),
-    ("bgd", "each iteration is expensive, so it is slow", "time per step; accuracy after equal epochs",
-     ("bgd", "minibatch"), _bgd_slow, True),
-    ("sgd", "fast iterations", "time per step", ("sgd", "minibatch"), _sgd_fast_steps, True),
-    ("sgd", "computationally efficient", "samples per second", ("sgd", "minibatch"), _sgd_efficient, True),
-    ("sgd", "unstable path, large fluctuations", "step-loss spread", ("sgd", "minibatch", "bgd"), _sgd_jitter, True),
-    ("minibatch", "balances efficiency and stability", "samples/s, spread, accuracy vs sgd and bgd",
-     ("minibatch", "sgd", "bgd"), _minibatch_balance, True),
-    ("momentum", "accelerates convergence", "epochs to target vs minibatch", ("momentum", "minibatch"),
-     _momentum_faster, True),
-    ("momentum", "reduces oscillation", "step-loss spread vs minibatch", ("momentum", "minibatch"),
-     _momentum_less_osc, True),
-    ("rmsprop", "adapts the learning rate", "progress with a smaller η than minibatch SGD",
-     ("rmsprop", "minibatch"), _rmsprop_adaptive, False),
-    ("adam", "converges fast", "rank by epochs and seconds to target", tuple(METHODS), _adam_fast, True),
-    ("adam", "computationally more complex", "time per epoch vs minibatch SGD", ("adam", "minibatch"),
-     _adam_costly, True),
+C = Compare
+CLAIMS: tuple[ClaimSpec, ...] = (
+    ClaimSpec("bgd", "converges stably", "step-loss spread (last quarter) vs minibatch and sgd",
+              (C("bgd", "minibatch", "step_loss_std", "<"), C("bgd", "sgd", "step_loss_std", "<"))),
+    ClaimSpec("bgd", "each iteration is expensive, so it is slow", "time per step; accuracy after equal epochs",
+              (C("bgd", "minibatch", "time_per_step", ">"), C("bgd", "minibatch", "final_acc", "<"))),
+    ClaimSpec("sgd", "fast iterations", "time per step vs minibatch", (C("sgd", "minibatch", "time_per_step", "<"),)),
+    ClaimSpec("sgd", "computationally efficient", "time per training sample vs minibatch",
+              (C("sgd", "minibatch", "time_per_sample", "<"),)),
+    ClaimSpec("sgd", "unstable path, large fluctuations", "step-loss spread vs minibatch and bgd",
+              (C("sgd", "minibatch", "step_loss_std", ">"), C("sgd", "bgd", "step_loss_std", ">"))),
+    ClaimSpec("minibatch", "balances efficiency and stability",
+              "time per sample and spread vs sgd; accuracy vs bgd",
+              (C("minibatch", "sgd", "time_per_sample", "<"), C("minibatch", "sgd", "step_loss_std", "<"),
+               C("minibatch", "bgd", "final_acc", ">"))),
+    ClaimSpec("momentum", "accelerates convergence", "test acc after epoch 1 vs minibatch",
+              (C("momentum", "minibatch", "acc_epoch1", ">"),)),
+    ClaimSpec("momentum", "reduces oscillation", "step-loss spread vs minibatch",
+              (C("momentum", "minibatch", "step_loss_std", "<"),)),
+    ClaimSpec("rmsprop", "adapts the learning rate", "test acc after epoch 1 vs minibatch (indirect)",
+              (C("rmsprop", "minibatch", "acc_epoch1", ">"),), direct=False),
+    ClaimSpec("adam", "converges fast", "test acc after epoch 1 vs minibatch",
+              (C("adam", "minibatch", "acc_epoch1", ">"),)),
+    ClaimSpec("adam", "computationally more complex", "time per step vs minibatch, threshold +10%",
+              (C("adam", "minibatch", "time_per_step", ">", 1.10),)),
 )
 
 
-def check_claims(summary: pd.DataFrame) -> list[Claim]:
-    """The seed's closing table, claim by claim, judged per framework from one dataset's summary."""
-    rows = reference_rows(summary)
-    claims = []
-    for method, claim, measure, needs, judge, direct in CLAIMS:
-        results, evidence, notes = [], [], []
-        for fw in sorted(rows, key=lambda f: (f != "torch", f)):
-            have = {m: rows[fw][m] for m in needs if m in rows[fw]}
-            if len(have) < len(needs):
-                continue
-            # A method whose every seed diverged has no final accuracy to compare with.
-            if any(row["runs"] == row["diverged"] for row in have.values()):
-                evidence.append(f"{fw}: {', '.join(m for m, r in have.items() if r['runs'] == r['diverged'])} diverged")
-                results.append(False)
-                continue
-            ok, text, *note = judge(have)
-            results.append(bool(ok))
-            evidence.append(f"{fw}: {text}")
-            notes.extend(note)
-        if not results:
-            verdict = "not measured"
-            evidence = [f"needs runs of {', '.join(needs)}"]
-        elif all(results):
-            verdict = "supported"
-        elif not any(results):
-            verdict = "not supported"
-        else:
-            verdict = "mixed (" + ", ".join(
-                f"{fw} {'yes' if ok else 'no'}" for fw, ok in zip(sorted(rows, key=lambda f: (f != "torch", f)), results)) + ")"
-        if not direct and results:
-            verdict += " (indirect)"
-        claims.append(Claim(method, claim, measure, verdict, "; ".join(evidence + list(dict.fromkeys(notes)))))
-    return claims
+def verdict(ci: Interval, side: str, threshold: float) -> str:
+    """supported | not supported | inconclusive: where the 95 % interval lies against ``threshold``."""
+    if not ci.known:
+        return "inconclusive"
+    claim_side, other_side = (ci.clears, ci.below) if side == ">" else (ci.below, ci.clears)
+    if claim_side(threshold):
+        return "supported"
+    if other_side(threshold):
+        return "not supported"
+    return "inconclusive"
 
+
+def combine(verdicts: list[str]) -> str:
+    """All supported → supported; any not supported → not supported; else inconclusive."""
+    if verdicts and all(v == "supported" for v in verdicts):
+        return "supported"
+    return "not supported" if "not supported" in verdicts else "inconclusive"
+
+
+def seed_values(stats: pd.DataFrame, row: pd.Series, column: str) -> pd.Series:
+    """A configuration's per-seed values of ``column`` (diverged seeds hold NaN and drop out)."""
+    mask = pd.Series(True, index=stats.index)
+    for k in GROUP_KEYS:
+        mask &= stats[k] == row[k]
+    return stats[mask].set_index("seed")[column].dropna()
+
+
+def paired_difference(a: pd.Series, b: pd.Series) -> Interval:
+    """Mean over the seeds both have of a − b, with its interval."""
+    both = a.index.intersection(b.index)
+    if len(both) == 0:
+        return NAN_INTERVAL
+    return mean_ci((a[both] - b[both]).to_numpy(float))
+
+
+def _judge(cmp: Compare, rows: Mapping[str, pd.Series], stats: pd.DataFrame,
+           rounds: Mapping[tuple, pd.Series]) -> tuple[str, str, str, str]:
+    """(verdict, interval text, n text, evidence) of one comparison."""
+    ra, rb = rows[cmp.a], rows[cmp.b]
+    if cmp.is_time:
+        scale = rb["batch_size"] / ra["batch_size"] if cmp.measure == "time_per_sample" else 1.0
+        ci = time_ratio(rounds, config_key(ra), config_key(rb), scale)
+        sweep = ra["time_per_step_s_mean"] / rb["time_per_step_s_mean"] * scale
+        if not rounds:
+            why = "inconclusive: no timing pass"
+        elif not math.isfinite(ci.est):
+            why = "inconclusive: no clean timing rounds of both"
+        else:
+            why = ""
+        evidence = (f"{why}; " if why else "") + (
+            f"sweep wall time (runs shared the cores) gives {sweep:.3g}" if math.isfinite(sweep) else "")
+        n = f"{ci.n} rounds" if ci.n else "0 rounds"
+    else:
+        a, b = seed_values(stats, ra, cmp.measure), seed_values(stats, rb, cmp.measure)
+        ci = paired_difference(a, b)
+        ia, ib = mean_ci(a.to_numpy(float)), mean_ci(b.to_numpy(float))
+        name = RUN_MEASURES.get(cmp.measure, cmp.measure)
+        evidence = (f"{name}: {cmp.a} {interval_text(ia)} vs {cmp.b} {interval_text(ib)} "
+                    f"(mean over {ia.n} vs {ib.n} seeds)")
+        if ci.n == 1:
+            evidence = "single seed, no interval: " + evidence
+        diverged = [m for m, r in ((cmp.a, ra), (cmp.b, rb)) if r["diverged"]]
+        if diverged:
+            evidence += "; diverged seeds left out: " + ", ".join(
+                f"{m} {rows[m]['diverged']}/{rows[m]['runs']}" for m in diverged)
+        n = f"{ci.n} seed{'s' if ci.n != 1 else ''}"
+    return verdict(ci, cmp.side, cmp.limit), f"{cmp.describe()}: {interval_text(ci)}", n, evidence
+
+
+def check_claims(summary: pd.DataFrame, stats: pd.DataFrame, rounds: Mapping[tuple, pd.Series] | None = None,
+                 default_lr: Mapping[str, float] | None = None, baseline: str = BASELINE) -> list[Claim]:
+    """The tutorial's closing table, claim by claim and framework by framework, from one dataset.
+
+    ``stats`` holds one row per run (``aggregate.run_stats``), ``rounds`` the timing pass's clean
+    rounds (``speed.round_times``; empty = no timing pass), ``default_lr`` each method's
+    configured lr (to say "default lr (no grid)").
+    """
+    rounds = rounds or {}
+    refs = reference_rows(summary, dict(default_lr or {}))
+    frameworks = sorted(refs, key=lambda f: (f != baseline, f))
+    out = []
+    for spec in CLAIMS:
+        needs = list(dict.fromkeys(m for c in spec.compares for m in (c.a, c.b)))
+        measure = spec.measure if spec.direct else f"{spec.measure}; indirect evidence"
+        judged = False
+        for fw in frameworks:
+            rows = {m: refs[fw][m] for m in needs if m in refs[fw]}
+            if len(rows) < len(needs):
+                continue
+            judged = True
+            parts = [_judge(c, rows, stats, rounds) for c in spec.compares]
+            out.append(Claim(
+                spec.method, spec.claim, fw, measure, combine([p[0] for p in parts]),
+                "; ".join(p[1] for p in parts), "; ".join(p[2] for p in parts),
+                "; ".join(f"{m} {rows[m]['lr_used']}" for m in needs),
+                "; ".join(p[3] for p in parts if p[3])))
+        if not judged:
+            out.append(Claim(spec.method, spec.claim, "—", measure, "inconclusive", "n/a", "0", "—",
+                             f"not measured: needs runs of {', '.join(needs)} in one framework"))
+    return out

@@ -13,10 +13,20 @@ from matplotlib.lines import Line2D
 
 from bench.optimizers import METHODS
 from bench.report.aggregate import GROUP_KEYS, reference_rows
+from bench.report.speed import BASELINE
 from bench.report.tables import fmt as _f
 
-COLOURS = {"torch": "#e8590c", "tensorflow": "#1c7ed6"}  # fixed, so figures compare at a glance
+COLOURS = {"torch": "#e8590c", "tensorflow": "#1c7ed6", "jax": "#2b8a3e"}  # fixed: figures compare at a glance
 OTHER_COLOUR = "#555555"
+# (line width, alpha) per framework: drawn widest first, so where frameworks computed the same
+# numbers the thinner line runs inside the wider one and every framework stays visible.
+LINE = {"tensorflow": (3.2, 0.6), "jax": (2.2, 0.8), "torch": (1.4, 1.0)}
+OTHER_LINE = (1.8, 0.9)
+
+
+def framework_order(frameworks, baseline: str = BASELINE) -> list[str]:
+    """The baseline framework first, the others by name."""
+    return sorted(set(frameworks), key=lambda f: (f != baseline, f))
 LINESTYLES = ("-", "--", ":", "-.")
 
 matplotlib.rcParams.update({"svg.hashsalt": "optbench", "font.size": 9})  # reproducible SVG ids
@@ -71,12 +81,13 @@ def plot_curves(curves: pd.DataFrame, summary: pd.DataFrame, metric: str, x: str
     frameworks: dict[str, str] = {}
     for ax, method in zip(axes, methods):
         sub = curves[curves["optimizer"] == method]
-        # TensorFlow first, wide and pale, PyTorch thin on top: identical curves stay both visible.
+        # Widest first (LINE), thinnest on top: identical curves stay all visible.
         configs = sub[list(GROUP_KEYS)].drop_duplicates().sort_values(
-            "framework", key=lambda f: f.map({"tensorflow": 0, "torch": 1}).fillna(2))
+            "framework", key=lambda f: -f.map(lambda x: LINE.get(x, OTHER_LINE)[0]))
         shown = ["batch_size", "lr", "impl", "mode"]
         vary = [k for k in shown if configs[k].nunique(dropna=False) > 1]
-        same = [k for k in shown if k not in vary and (k, configs[k].iloc[0]) not in (("impl", "native"), ("mode", "eager"))]
+        usual = (("impl", "native"), ("mode", "eager"))  # not worth a title word
+        same = [k for k in shown if k not in vary and (k, configs[k].iloc[0]) not in usual]
         styles: dict[tuple, str] = {}
         for _, cfg in configs.iterrows():
             mask = np.all([(sub[k] == cfg[k]).to_numpy() for k in GROUP_KEYS], axis=0)
@@ -89,9 +100,9 @@ def plot_curves(curves: pd.DataFrame, summary: pd.DataFrame, metric: str, x: str
             frameworks.setdefault(cfg["framework"], colour)
             xs = line["epoch"] if x == "epoch" else line["wall_time_s_mean"]
             label = f"{cfg['framework']} {_variant_label(cfg, vary)}" if vary else None
-            wide = cfg["framework"] == "tensorflow"
-            ax.plot(xs, line[f"{metric}_mean"], style, color=colour, lw=3.2 if wide else 1.4,
-                    alpha=0.6 if wide else 1.0, marker="." if not wide else None, ms=4, label=label)
+            width, alpha = LINE.get(cfg["framework"], OTHER_LINE)
+            ax.plot(xs, line[f"{metric}_mean"], style, color=colour, lw=width, alpha=alpha,
+                    marker="." if width < 2 else None, ms=4, label=label)
             if line["n"].max() > 1:
                 ax.fill_between(xs, line[f"{metric}_min"], line[f"{metric}_max"], color=colour, alpha=0.18, lw=0)
         if vary:
@@ -109,15 +120,15 @@ def plot_curves(curves: pd.DataFrame, summary: pd.DataFrame, metric: str, x: str
     seeds = int(summary["runs"].max()) if len(summary) else 1
     band = f"; line = mean of up to {seeds} seeds, band = min–max" if seeds > 1 else ""
     fig.suptitle(f"{labels[metric]} vs {labels[x]}{band}", fontsize=10)
-    names = sorted(frameworks, key=lambda f: (f != "torch", f))
-    handles = [Line2D([], [], color=frameworks[f], lw=3.2 if f == "tensorflow" else 1.4,
-                      alpha=0.6 if f == "tensorflow" else 1.0) for f in names]
+    names = framework_order(frameworks)
+    handles = [Line2D([], [], color=frameworks[f], lw=LINE.get(f, OTHER_LINE)[0], alpha=LINE.get(f, OTHER_LINE)[1])
+               for f in names]
     fig.legend(handles, names, loc="outside lower center", ncol=len(handles), frameon=False)
     return _save(fig, out_dir, name)
 
 
 def plot_steps(metrics: pd.DataFrame, steps: pd.DataFrame, out_dir: Path, name: str) -> Path | None:
-    """Per-step training loss of sgd, minibatch and bgd (first seed): the seed's jitter claim."""
+    """Per-step training loss of sgd, minibatch and bgd (first seed): the tutorial's jitter claim."""
     methods = [m for m in ("sgd", "minibatch", "bgd") if m in set(metrics["optimizer"])]
     if not methods or steps.empty:
         return None
@@ -130,8 +141,7 @@ def plot_steps(metrics: pd.DataFrame, steps: pd.DataFrame, out_dir: Path, name: 
     runs = runs.sort_values(["seed"]).assign(
         _rank=lambda d: (d["batch_size"] != d["_own"]).astype(int) * 4 + (d["impl"] != "native") * 2
         + (d["mode"] != "eager")).sort_values(["_rank", "seed"])
-    frameworks = [f for f in ("torch", "tensorflow") if f in set(runs["framework"])] + sorted(
-        set(runs["framework"]) - {"torch", "tensorflow"})
+    frameworks = framework_order(runs["framework"])
     fig, axes = _grid(len(frameworks), width=11, height=3.6)
     colours = {"sgd": "#9c36b5", "minibatch": "#2f9e44", "bgd": "#000000"}
     for ax, fw in zip(axes, frameworks):
@@ -156,27 +166,43 @@ def plot_steps(metrics: pd.DataFrame, steps: pd.DataFrame, out_dir: Path, name: 
     return _save(fig, out_dir, name)
 
 
-def plot_speed(summary: pd.DataFrame, out_dir: Path, name: str) -> Path | None:
-    """Time per epoch per method, frameworks side by side (log scale: sgd is ~100× bgd)."""
-    rows = reference_rows(summary)
+def plot_speed(summary: pd.DataFrame, out_dir: Path, name: str, timed: bool,
+               default_lr: dict[str, float] | None = None) -> Path | None:
+    """Time per step per method, frameworks side by side (log scale: bgd's step is ~100× sgd's).
+
+    ``timed``: bars are the timing pass's medians with 95 % intervals as error bars; otherwise the
+    sweep's median epoch time per step, labelled as the shared-core wall time it is.
+    """
+    rows = reference_rows(summary, default_lr)
     methods = [m for m in METHODS if any(m in rows[f] for f in rows)]
     if not methods:
         return None
     fig = Figure(figsize=(8, 3.4), layout="constrained")
     ax = fig.subplots()
-    frameworks = sorted(rows, key=lambda f: (f != "torch", f))
+    frameworks = framework_order(rows)
     width = 0.8 / len(frameworks)
     for i, fw in enumerate(frameworks):
         xs = [j + (i - (len(frameworks) - 1) / 2) * width for j in range(len(methods))]
-        vals = [rows[fw][m]["epoch_time_s_mean"] if m in rows[fw] else np.nan for m in methods]
-        bars = ax.bar(xs, vals, width, color=COLOURS.get(fw, OTHER_COLOUR), label=fw)
+        pick = [rows[fw].get(m) for m in methods]
+        col = "time_per_step_s" if timed else "time_per_step_s_mean"
+        vals = np.array([np.nan if r is None else r[col] for r in pick], dtype=float) * 1e3
+        err = None
+        if timed:
+            lo = np.array([np.nan if r is None else r["time_per_step_lo"] for r in pick], dtype=float) * 1e3
+            hi = np.array([np.nan if r is None else r["time_per_step_hi"] for r in pick], dtype=float) * 1e3
+            err = np.nan_to_num(np.vstack([vals - lo, hi - vals]), nan=0.0).clip(min=0)
+        bars = ax.bar(xs, vals, width, color=COLOURS.get(fw, OTHER_COLOUR), label=fw, yerr=err,
+                      error_kw={"elinewidth": 1, "capsize": 2, "ecolor": "#222"})
         ax.bar_label(bars, labels=[_f(v, 2) for v in vals], fontsize=7, padding=1)
     ax.set_xticks(range(len(methods)), methods)
     ax.set_yscale("log")
-    ax.set_ylabel("seconds per epoch (median, log)")
-    ax.set_title("Training time per epoch", fontsize=10)
+    if timed:
+        ax.set_ylabel("ms per step (median, log)")
+        ax.set_title("Time per step, timing pass: median over clean rounds, bars = 95 % interval", fontsize=10)
+    else:
+        ax.set_ylabel("ms per step (log)")
+        ax.set_title("Time per step: sweep wall time (runs shared the cores), no timing pass", fontsize=10)
     ax.margins(y=0.15)
     ax.legend(frameon=False)
     ax.grid(alpha=0.3, axis="y", which="both")
     return _save(fig, out_dir, name)
-

@@ -1,4 +1,5 @@
-"""Read ``results_dir/runs/<run_id>/{run.json,metrics.csv,steps.csv}`` into tidy DataFrames.
+"""Read ``results_dir/runs/<run_id>/{run.json,metrics.csv,steps.csv}`` and the timing pass's
+``results_dir/timing/{timing.csv,timing.json}`` into tidy DataFrames.
 
 A malformed, partial or foreign file is skipped with a warning that names it; nothing here raises
 on a bad file.
@@ -12,7 +13,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
+from bench.machine import PROJECT_ROOT
 from bench.results import STATUSES, read_json
 
 REQUIRED_METRICS = (
@@ -20,8 +23,13 @@ REQUIRED_METRICS = (
     "n_test", "device", "epoch", "steps", "train_loss", "test_loss", "test_acc", "epoch_time_s", "status",
 )
 NUMERIC_METRICS = ("lr", "batch_size", "seed", "n_train", "n_test", "epoch", "steps", "train_loss",
-                   "test_loss", "test_acc", "epoch_time_s", "wall_time_s", "samples_per_s")
+                   "test_loss", "test_acc", "epoch_time_s", "wall_time_s", "samples_per_s", "val_acc",
+                   "cpu_time_s", "contention")
 REQUIRED_STEPS = ("run_id", "epoch", "step", "loss")
+REQUIRED_TIMING = ("framework", "optimizer", "impl", "mode", "batch_size", "dataset", "device", "round",
+                   "time_per_step_s")
+NUMERIC_TIMING = ("batch_size", "lr", "n_train", "threads", "round", "steps", "time_s", "time_per_step_s",
+                  "cpu_time_s", "contention")
 
 
 @dataclass
@@ -39,7 +47,8 @@ def read_table(path: Path, required: Sequence[str]) -> tuple[pd.DataFrame | None
     try:
         df = pd.read_csv(path)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        return None, f"unreadable ({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return None, f"unreadable ({type(exc).__name__}: {first})"
     missing = [c for c in required if c not in df.columns]
     if missing:
         return None, f"not an optbench file (missing columns {', '.join(missing)})"
@@ -144,3 +153,48 @@ def load_runs(results_dir: Path) -> Runs:
     steps_df = pd.concat(steps, ignore_index=True) if steps else pd.DataFrame(columns=REQUIRED_STEPS)
     return Runs(metrics_df, steps_df, info, problems, warnings)
 
+
+
+@dataclass
+class Timing:
+    """The timing pass: one row per configuration and round, and the pass's own account of itself."""
+
+    rows: pd.DataFrame
+    meta: dict[str, Any]
+
+
+def load_timing(results_dir: Path) -> tuple[Timing | None, list[str]]:
+    """``results_dir/timing/timing.csv`` (+ ``timing.json``), or (None, warnings) when absent or unusable."""
+    folder = Path(results_dir) / "timing"
+    path = folder / "timing.csv"
+    if not path.exists():
+        return None, []
+    df, why = read_table(path, REQUIRED_TIMING)
+    if df is None:
+        return None, [f"skipped {path}: {why}"]
+    for col in NUMERIC_TIMING:
+        if col in df.columns:
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+    if "contention" not in df.columns:
+        df["contention"] = np.nan
+    bad = df[["batch_size", "round", "time_per_step_s"]].isna().any(axis=1)
+    warnings = [f"{path}: {int(bad.sum())} rows without batch size, round or time left out"] if bad.any() else []
+    df = df[~bad].copy()
+    df["batch_size"] = df["batch_size"].astype(int)
+    for col in ("framework", "optimizer", "impl", "mode", "dataset", "device"):
+        df[col] = df[col].astype(str)
+    meta = read_json(folder / "timing.json") or {}
+    return (Timing(df.reset_index(drop=True), meta) if len(df) else None), warnings
+
+
+def default_lrs(conf_dir: Path = PROJECT_ROOT / "conf" / "optimizer") -> dict[str, float]:
+    """method -> the lr its config file runs by default (what a sweep without an lr grid used)."""
+    out = {}
+    for path in sorted(Path(conf_dir).glob("*.yaml")):
+        try:
+            cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(cfg, dict) and isinstance(cfg.get("lr"), (int, float)):
+            out[str(cfg.get("name", path.stem))] = float(cfg["lr"])
+    return out

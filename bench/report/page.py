@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -10,10 +11,11 @@ import pandas as pd
 from bench.report.aggregate import LAST_PART, aggregate_curves, max_concurrent, run_stats, summarize, target_for
 from bench.report.claims import check_claims
 from bench.report.figures import plot_curves, plot_speed, plot_steps
-from bench.report.load import Runs, load_runs, read_table
+from bench.report.load import Runs, Timing, default_lrs, load_runs, load_timing, read_table
 from bench.report.render import Part, render_html, render_md
 from bench.report.sections import EXTRA_MODULES, collect_section
-from bench.report.tables import comparison_table, environment
+from bench.report.speed import BASELINE, CONTENTION_THRESHOLD, contended, round_times
+from bench.report.tables import comparison_table, contention_note, environment
 from bench.results import atomic_write_text
 
 
@@ -35,43 +37,94 @@ def _status_part(stats: pd.DataFrame, runs: Runs, notes: Sequence[str]) -> Part:
     return part
 
 
-def _dataset_parts(ds: str, several: bool, runs: Runs, summary: pd.DataFrame, curves: pd.DataFrame,
-                   target: float | None, lanes: int, out_dir: Path) -> list[Part]:
+@dataclass
+class Inputs:
+    """Everything the dataset sections are drawn from, aggregated once."""
+
+    runs: Runs
+    stats: pd.DataFrame  # one row per run
+    summary: pd.DataFrame  # one row per configuration
+    curves: pd.DataFrame
+    timing: Timing | None
+    rounds: dict[tuple, pd.Series]  # the timing pass's clean rounds per configuration
+    default_lr: dict[str, float]
+    target: float | None
+    lanes: int
+    baseline: str = BASELINE
+
+
+def _timing_text(timing: Timing | None, baseline: str) -> str:
+    if timing is None:
+        return ("**No timing pass** (`python -m bench.timing`): the speed numbers below are sweep wall time "
+                "(runs shared the cores), and every claim about time is inconclusive.")
+    meta, rows = timing.meta, timing.rows
+    busy = int(contended(rows["contention"]).sum())
+    return (f"Speed from the timing pass ({meta.get('started', 'start not recorded')}, host "
+            f"{meta.get('host', '?')}): {int(rows['round'].nunique())} rounds per configuration after "
+            f"{meta.get('warmup_rounds', '?')} warm-up rounds, configurations interleaved round by round. "
+            f"ms/step: median over clean rounds with its 95 % bootstrap interval; time vs {baseline}: median "
+            f"of the per-round ratios against the {baseline} configuration timed in the same round, with its "
+            f"95 % interval; rounds: clean / all. {busy} of {len(rows)} timed rows ran under contention "
+            f"(other processes used over {CONTENTION_THRESHOLD:.0%} of the CPU) and are left out.")
+
+
+def _dataset_parts(ds: str, several: bool, inp: Inputs, out_dir: Path) -> list[Part]:
     """Comparison table, claims and figures of one dataset."""
-    s = summary[summary["dataset"] == ds]
-    c = curves[curves["dataset"] == ds]
-    m = runs.metrics[runs.metrics["dataset"] == ds]
-    st = runs.steps[runs.steps["run_id"].isin(set(m["run_id"]))]
+    s = inp.summary[inp.summary["dataset"] == ds]
+    st = inp.stats[inp.stats["dataset"] == ds]
+    c = inp.curves[inp.curves["dataset"] == ds]
+    m = inp.runs.metrics[inp.runs.metrics["dataset"] == ds]
+    steps = inp.runs.steps[inp.runs.steps["run_id"].isin(set(m["run_id"]))]
+    timed = inp.timing is not None and bool((s["timing_n"] > 0).any())
     tag = _slug(ds)
     suffix = f" — {ds}" if several else ""
-    how = " (set with --target-acc)" if target is not None else " (the default for this dataset)"
+    how = " (set with --target-acc)" if inp.target is not None else " (the default for this dataset)"
     table = Part(f"table-{tag}", f"Comparison{suffix}")
-    table.text(f"Dataset {ds}; target accuracy {target_for(ds, target):g}{how}. Mean ± std over seeds. "
-               "Seconds are training time only (evaluation excluded). s/epoch and samples/s: median over "
-               f"training epochs. Step-loss spread: std of the logged step losses over the last {LAST_PART:.0%} "
-               "of training. TF/torch time: TensorFlow's s/epoch over PyTorch's for the same configuration.")
-    table.table(comparison_table(s))
+    table.text(f"Dataset {ds}; target accuracy {target_for(ds, inp.target):g}{how}. Accuracies: mean ± std over "
+               "seeds; diverged seeds are left out of the means and counted in *diverged*. Budget: epochs and "
+               "optimizer steps each run had. Seconds are training time only (evaluation excluded). Step-loss "
+               f"spread: std of the logged step losses over the last {LAST_PART:.0%} of training. sweep s/epoch: "
+               "median over training epochs of the sweep, wall time while runs shared the cores.")
+    table.text(_timing_text(inp.timing if timed else None, inp.baseline))
+    note = contention_note(s)
+    if note:
+        table.loud(note)
+    table.table(comparison_table(s, timed, inp.baseline))
 
-    claims = Part(f"claims-{tag}", f"The seed's claims, checked{suffix}")
-    claims.text("Each line of the tutorial's closing pros/cons table, judged per framework from the runs above "
-                "(each method at its own batch size, native optimizer). The evidence is generated from the "
-                f"measurements. Verdicts on time depend on the machine and on what ran beside each run (here up "
-                f"to {lanes} runs at once).")
-    claims.table(pd.DataFrame([{"method": c.method, "claim": c.claim, "measured by": c.measure,
-                                "verdict": c.verdict, "evidence": c.evidence} for c in check_claims(s)]))
+    found = check_claims(s, st, inp.rounds if timed else {}, inp.default_lr, inp.baseline)
+    claims = Part(f"claims-{tag}", f"The tutorial's claims, checked{suffix}")
+    claims.text("Each line of the tutorial's closing pros/cons table, judged per framework from the runs above: "
+                "each method at its own batch size, native optimizer, eager mode, and at its best lr where several "
+                "were run (highest final validation accuracy, or test accuracy without a validation split; column "
+                "*lr*). Each method's budget is in the comparison table. A claim is **supported** only when the 95 % "
+                "interval of every comparison it makes lies on the claim's side of the threshold, **not supported** "
+                "when an interval lies wholly on the other side, **inconclusive** otherwise.")
+    claims.text("Time: ratios of time per step (per sample for efficiency) from the timing pass, paired by round. "
+                "Accuracy and step-loss spread: the difference between the two methods, paired by seed and "
+                "averaged over the seeds both ran (mean with 95 % interval; *n* says how many). **A single seed "
+                "gives no interval, so with one seed these verdicts are inconclusive**: run several seeds "
+                "(`seed=0,1,2`) for a verdict.")
+    claims.table(pd.DataFrame([{"method": x.method, "claim": x.claim, "framework": x.framework,
+                                "measured by": x.measure, "verdict": x.verdict, "95% interval": x.interval,
+                                "n": x.n, "lr": x.lr, "evidence": x.evidence} for x in found]))
 
     figs = Part(f"curves-{tag}", f"Curves{suffix}")
-    figs.text("Frameworks in fixed colours: PyTorch orange (thin), TensorFlow blue (wide, pale), so where both "
-              "frameworks computed the same numbers the thin line runs inside the wide one. Other configurations "
-              "of the same method use other line styles. Wall time is training time only; the first epoch "
-              "includes each framework's warm-up (tracing, allocation).")
+    figs.text("Frameworks in fixed colours (PyTorch orange, TensorFlow blue, JAX green), drawn widest and palest "
+              "first, so where frameworks computed the same numbers the thin line runs inside the wide one. Other "
+              "configurations of the same method use other line styles. Wall time is training time only; the "
+              "first epoch includes each framework's warm-up (tracing, allocation).")
     for metric in ("train_loss", "test_acc"):
         for x, word in (("epoch", "epoch"), ("wall_time_s", "time")):
             figs.figure(plot_curves(c, s, metric, x, out_dir, f"{metric}_vs_{word}_{tag}"),
                         f"{metric.replace('_', ' ')} vs {'epoch' if x == 'epoch' else 'training wall time'} ({ds})")
-    figs.figure(plot_steps(m, st, out_dir, f"step_loss_{tag}"),
+    figs.figure(plot_steps(m, steps, out_dir, f"step_loss_{tag}"),
                 f"per-step training loss of sgd, minibatch and bgd ({ds}): the jitter claim")
-    figs.figure(plot_speed(s, out_dir, f"epoch_time_{tag}"), f"time per epoch by method and framework ({ds})")
+    busy = int(s["contended_epochs"].sum())
+    speed = ("timing pass, median with 95 % interval" if timed else
+             "sweep wall time (runs shared the cores)" + (
+                 f"; {busy} of {int(s['timed_epochs'].sum())} epochs timed under contention" if busy else ""))
+    figs.figure(plot_speed(s, out_dir, f"time_per_step_{tag}", timed, inp.default_lr),
+                f"time per step by method and framework ({ds}): {speed}")
     return [table, claims, figs]
 
 
@@ -111,9 +164,9 @@ def _toy_part(results_dir: Path, out_dir: Path) -> Part | None:
     pngs = [p for p in (toy / "toy_all_methods.png", toy / "toy_surface.png") if p.is_file()]
     if not pngs:
         return None
-    part = Part("toy", "The seed's toy paths")
-    part.text("From python -m bench.toy: the six methods on the seed's loss x² and on a 2-D surface, computed "
-              "with numpy from the seed's formulas and with each framework's optimizers.")
+    part = Part("toy", "The tutorial's toy paths")
+    part.text("From python -m bench.toy: the six methods on the tutorial's loss x² and on a 2-D surface, computed "
+              "with numpy from the tutorial's formulas and with each framework's optimizers.")
     agreement = toy / "agreement.csv"
     if agreement.is_file():
         dev, _ = read_table(agreement, ("problem", "method", "framework", "impl", "max_rel_dev"))
@@ -129,24 +182,29 @@ def _toy_part(results_dir: Path, out_dir: Path) -> Part | None:
 
 
 def build_report(results_dir: Path, out_dir: Path, target: float | None = None,
-                 extra_modules: Sequence[str] = EXTRA_MODULES, log: Callable[[str], None] = print) -> Path:
+                 extra_modules: Sequence[str] = EXTRA_MODULES, log: Callable[[str], None] = print,
+                 baseline: str = BASELINE) -> Path:
     """Load, aggregate, draw and write everything; returns the path of index.html."""
     runs = load_runs(results_dir)
+    timing, timing_warnings = load_timing(results_dir)
+    runs.warnings.extend(timing_warnings)
     for warning in runs.warnings:
         log(f"warning: {warning}")
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in list(out_dir.glob("*.png")) + list(out_dir.glob("*.svg")):
         old.unlink()  # figures of configurations no longer present must not linger
+    rows = timing.rows if timing is not None else None
     stats = run_stats(runs.metrics, runs.steps, target) if len(runs.metrics) else pd.DataFrame()
-    summary = summarize(stats) if len(stats) else pd.DataFrame()
-    curves = aggregate_curves(runs.metrics) if len(runs.metrics) else pd.DataFrame()
+    summary = summarize(stats, rows, baseline) if len(stats) else pd.DataFrame()
+    inp = Inputs(runs, stats, summary, aggregate_curves(runs.metrics) if len(runs.metrics) else pd.DataFrame(),
+                 timing, round_times(rows) if rows is not None else {}, default_lrs(), target,
+                 max_concurrent(runs.info.values()), baseline)
     datasets = list(dict.fromkeys(summary["dataset"])) if len(summary) else []
     env, notes = environment(runs) if len(runs.metrics) else (pd.DataFrame(), [])
-    lanes = max_concurrent(runs.info.values())
 
     body: list[Part] = []
     for ds in datasets:
-        body += _dataset_parts(ds, len(datasets) > 1, runs, summary, curves, target, lanes, out_dir)
+        body += _dataset_parts(ds, len(datasets) > 1, inp, out_dir)
     body += _extra_parts(results_dir, extra_modules, out_dir, runs.warnings, log)
     toy = _toy_part(results_dir, out_dir)
     body += [toy] if toy else []
@@ -157,7 +215,8 @@ def build_report(results_dir: Path, out_dir: Path, target: float | None = None,
         envp.table(env)
     parts = [_status_part(stats, runs, notes)] + body + [envp]
 
-    title = "optbench report: six gradient-descent methods, PyTorch vs TensorFlow"
+    frameworks = sorted(set(summary["framework"]), key=lambda f: (f != baseline, f)) if len(summary) else []
+    title = "optbench report: six gradient-descent methods" + (f", {' vs '.join(frameworks)}" if frameworks else "")
     subtitle = (f"Built {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} from {results_dir}; "
                 f"datasets: {', '.join(datasets) or 'none'}.")
     atomic_write_text(out_dir / "summary.csv", summary.to_csv(index=False))
@@ -165,4 +224,3 @@ def build_report(results_dir: Path, out_dir: Path, target: float | None = None,
     index = out_dir / "index.html"
     atomic_write_text(index, render_html(title, subtitle, parts, out_dir))
     return index
-

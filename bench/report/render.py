@@ -97,7 +97,8 @@ def _block(kind: str, payload: Any, out_dir: Path) -> dict[str, Any]:
     if kind == "loud":
         return {"kind": kind, "text": payload}
     if kind == "table":
-        rows = [[{"text": (t := cell_text(v)), "cls": cell_class(t)} for v in row] for row in payload.itertuples(index=False)]
+        rows = [[{"text": (t := cell_text(v)), "cls": cell_class(t)} for v in row]
+                for row in payload.itertuples(index=False)]
         return {"kind": kind, "columns": [str(c) for c in payload.columns], "rows": rows}
     if kind == "figure":
         png, caption = payload

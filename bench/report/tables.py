@@ -6,6 +6,8 @@ import pandas as pd
 
 from bench.report.aggregate import max_concurrent, varying_keys
 from bench.report.load import Runs
+from bench.report.speed import BASELINE, CONTENTION_THRESHOLD, interval_text
+from bench.stats import Interval
 
 
 def fmt(x: float, digits: int = 3) -> str:
@@ -25,14 +27,26 @@ def _pm(mean: float, std: float, digits: int = 3) -> str:
     return _f(mean, digits) + (f" ± {_f(std, 2)}" if np.isfinite(std) else "")
 
 
-def comparison_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """The comparison table for people: strings, diverged shown as such, mean ± std over seeds."""
+def _timed(r: pd.Series, est: str, lo: str, hi: str, scale: float = 1.0) -> str:
+    """``est [lo, hi]`` from three summary columns; n/a when not timed."""
+    values = [float(r.get(c, np.nan)) * scale for c in (est, lo, hi)]
+    return interval_text(Interval(*values, 0))
+
+
+def comparison_table(summary: pd.DataFrame, timed: bool, baseline: str = BASELINE) -> pd.DataFrame:
+    """The comparison table for people: strings, diverged shown as such, mean ± std over seeds.
+
+    ``timed``: a timing pass exists, and the speed columns are its medians with 95 % intervals;
+    otherwise they are the sweep's own epoch times, which shared the cores with other runs.
+    """
     keys = [k for k in varying_keys(summary) if k != "dataset"]
+    ratio = f"time_ratio_vs_{baseline}"
     out = []
     for _, r in summary.iterrows():
         row = {k: (int(r[k]) if k in ("batch_size", "n_train") else (f"{r[k]:g}" if k == "lr" else r[k])) for k in keys}
         all_diverged = r["diverged"] == r["runs"]
         row["seeds"] = str(r["runs"])
+        row["budget"] = f"{r['epochs']} epochs, {r['steps']:,} steps"
         row["final acc"] = "diverged" if all_diverged else _pm(r["final_acc_mean"], r["final_acc_std"])
         row["best acc"] = "diverged" if all_diverged else _pm(r["best_acc_mean"], r["best_acc_std"])
         reach = f" ({r['reached']}/{r['runs']})" if 0 < r["reached"] < r["runs"] else ""
@@ -41,13 +55,27 @@ def comparison_table(summary: pd.DataFrame) -> pd.DataFrame:
                                                   if r["reached"] else never)
         row["seconds to target"] = (_pm(r["seconds_to_target_mean"], r["seconds_to_target_std"]) + reach
                                     if r["reached"] else "—")
-        row["s/epoch"] = _pm(r["epoch_time_s_mean"], r["epoch_time_s_std"])
-        row["samples/s"] = _f(r["samples_per_s_mean"])
+        if timed:
+            row["ms/step (timing pass)"] = _timed(r, "time_per_step_s", "time_per_step_lo", "time_per_step_hi", 1e3)
+            row[f"time vs {baseline}"] = _timed(r, ratio, f"{ratio}_lo", f"{ratio}_hi")
+            row["rounds"] = f"{r['timing_n']}/{int(r['timing_rounds'])}" if r["timing_rounds"] == r["timing_rounds"] \
+                else "0"
+        row["sweep s/epoch"] = _pm(r["epoch_time_s_mean"], r["epoch_time_s_std"]) + (
+            " (contended)" if r["timed_contended"] else "")
         row["step-loss spread"] = _f(r["step_loss_std_mean"])
-        row["diverged"] = str(r["diverged"])
-        row["TF/torch time"] = _f(r["tf_over_torch_time"], 3)
+        row["diverged"] = f"{r['diverged']}/{r['runs']}"
         out.append(row)
     return pd.DataFrame(out)
+
+
+def contention_note(summary: pd.DataFrame) -> str:
+    """"n of m epochs timed under contention", or "" when none was."""
+    busy, total = int(summary["contended_epochs"].sum()), int(summary["timed_epochs"].sum())
+    if not busy:
+        return ""
+    return (f"{busy} of {total} sweep epochs timed under contention (other processes used over "
+            f"{CONTENTION_THRESHOLD:.0%} of the CPU): left out of the sweep times where the run had clean "
+            "epochs; a time marked (contended) comes from contended epochs only.")
 
 
 def environment(runs: Runs) -> tuple[pd.DataFrame, list[str]]:
@@ -56,10 +84,11 @@ def environment(runs: Runs) -> tuple[pd.DataFrame, list[str]]:
 
     def values(fw: str | None, key: str) -> str:
         got = {str(i.get(key)) for i in runs.info.values()
-               if i.get(key) not in (None, "") and (fw is None or (i.get("config") or {}).get("framework", {}).get("name") == fw)}
+               if i.get(key) not in (None, "")
+               and (fw is None or (i.get("config") or {}).get("framework", {}).get("name") == fw)}
         return ", ".join(sorted(got))
 
-    frameworks = sorted({str(f) for f in runs.metrics["framework"]}, key=lambda f: (f != "torch", f))
+    frameworks = sorted({str(f) for f in runs.metrics["framework"]}, key=lambda f: (f != BASELINE, f))
     for fw in frameworks:
         for key, label in (("framework_version", "version"), ("keras_version", "keras"), ("cuda_version", "CUDA build"),
                            ("device_name", "device"), ("threads", "threads"), ("mode_detail", "mode")):
@@ -71,7 +100,8 @@ def environment(runs: Runs) -> tuple[pd.DataFrame, list[str]]:
         v = values(None, key)
         if v:
             rows.append({"what": label, "value": v})
-    rows.append({"what": "parallel lanes (most runs training at once)", "value": str(max_concurrent(runs.info.values()))})
+    rows.append({"what": "parallel lanes (most runs training at once)",
+                 "value": str(max_concurrent(runs.info.values()))})
     notes: list[str] = []
     for name, grp in runs.metrics[runs.metrics["epoch"] == 0].groupby("dataset"):
         ids = set(grp["run_id"])
