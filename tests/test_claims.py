@@ -115,6 +115,7 @@ def test_time_claims_clear_oppose_and_overlap_on_a_known_timing_pass(tmp_path: P
     lo, hi = (float(x) for x in fast.interval.split("[")[1].rstrip("]").split(","))
     assert lo <= 0.5 <= hi < 1 and fast.interval.startswith("sgd/minibatch time per step < 1: 0.5")
     assert fast.n == "7 rounds"
+    assert fast.lr == "default lr (no grid): sgd 0.01, minibatch 0.01"
     row = summary[summary["optimizer"] == "sgd"].iloc[0]
     assert row["time_per_step_s"] == pytest.approx(0.5e-3) and row["timing_n"] == 7
     assert row["time_per_step_lo"] <= 0.5e-3 <= row["time_per_step_hi"]
@@ -150,6 +151,7 @@ def test_accuracy_claims_pair_seeds_and_a_single_seed_decides_nothing(tmp_path: 
     fast = found[("adam", "converges fast", "torch")]  # adam 0.8 vs minibatch 0.6 after epoch 1, three seeds
     assert fast.verdict == "supported" and fast.n == "3 seeds"
     assert "(mean over 3 vs 3 seeds)" in fast.evidence
+    assert "adam 0.01: the only lr run (no grid)" in fast.lr  # adam's configured default is another lr
     single = tmp_path / "single"
     three_methods(single, seeds=(0,))
     one = judged(single)[2][("adam", "converges fast", "torch")]

@@ -150,7 +150,7 @@ def test_claims_follow_the_numbers(tmp_path: Path) -> None:
     for fw in ("torch", "tensorflow"):
         assert found[("bgd", "converges stably", fw)].verdict == "supported"
         assert found[("sgd", "unstable path, large fluctuations", fw)].verdict == "supported"
-        assert found[("bgd", "converges stably", fw)].n == "2 seeds; 2 seeds"
+        assert found[("bgd", "converges stably", fw)].n == "2 seeds"
         # 4 s vs 0.3 s per epoch in the sweep, but the sweep's runs shared the cores: no verdict on time.
         efficient = found[("sgd", "computationally efficient", fw)]
         assert efficient.verdict == "inconclusive" and "no timing pass" in efficient.evidence
@@ -181,7 +181,7 @@ def test_extra_sections_missing_none_raising_and_ok(tmp_path: Path, monkeypatch:
 
 def test_section_text_is_escaped_before_its_markdown_is_rendered() -> None:
     out = render.paragraphs("a *b* <i>`c`</i>\n\n**d** & e")
-    assert out == ["a <em>b</em> &lt;i&gt;<code>c</code>&lt;/i&gt;", "<strong>d</strong> &amp; e"]
+    assert out == "<p>a <em>b</em> &lt;i&gt;<code>c</code>&lt;/i&gt;</p>\n<p><strong>d</strong> &amp; e</p>\n"
 
 
 # ------------------------------------------------------------------ the CLI, end to end

@@ -181,6 +181,14 @@ def _judge(cmp: Compare, rows: Mapping[str, pd.Series], stats: pd.DataFrame,
     return verdict(ci, cmp.side, cmp.limit), f"{cmp.describe()}: {interval_text(ci)}", n, evidence
 
 
+def _lr_text(used: Mapping[str, str]) -> str:
+    """Which lr each method's numbers come from; "default lr (no grid)" said once when it holds for all."""
+    default = ": default lr (no grid)"
+    if all(u.endswith(default) for u in used.values()):
+        return "default lr (no grid): " + ", ".join(f"{m} {u.removesuffix(default)}" for m, u in used.items())
+    return "; ".join(f"{m} {u}" for m, u in used.items())
+
+
 def check_claims(summary: pd.DataFrame, stats: pd.DataFrame, rounds: Mapping[tuple, pd.Series] | None = None,
                  default_lr: Mapping[str, float] | None = None, baseline: str = BASELINE) -> list[Claim]:
     """The tutorial's closing table, claim by claim and framework by framework, from one dataset.
@@ -205,8 +213,8 @@ def check_claims(summary: pd.DataFrame, stats: pd.DataFrame, rounds: Mapping[tup
             parts = [_judge(c, rows, stats, rounds) for c in spec.compares]
             out.append(Claim(
                 spec.method, spec.claim, fw, measure, combine([p[0] for p in parts]),
-                "; ".join(p[1] for p in parts), "; ".join(p[2] for p in parts),
-                "; ".join(f"{m} {rows[m]['lr_used']}" for m in needs),
+                "; ".join(p[1] for p in parts), "; ".join(dict.fromkeys(p[2] for p in parts)),
+                _lr_text({m: rows[m]["lr_used"] for m in needs}),
                 "; ".join(p[3] for p in parts if p[3])))
         if not judged:
             out.append(Claim(spec.method, spec.claim, "—", measure, "inconclusive", "n/a", "0", "—",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +16,12 @@ from typing import Any
 import jinja2
 import numpy as np
 import pandas as pd
-from markupsafe import Markup, escape
+from markdown_it import MarkdownIt
+from markupsafe import Markup
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-_INLINE_MD = ((re.compile(r"\*\*(.+?)\*\*"), r"<strong>\1</strong>"), (re.compile(r"\*(.+?)\*"), r"<em>\1</em>"),
-              (re.compile(r"`(.+?)`"), r"<code>\1</code>"))
+# Paragraphs, emphasis and code spans only; raw HTML in the text is escaped ("zero" preset: html off).
+_MARKDOWN = MarkdownIt("zero").enable(["emphasis", "backticks"])
 
 
 @dataclass
@@ -54,16 +54,9 @@ class Part:
         return self
 
 
-def paragraphs(text: str) -> list[Markup]:
-    """Markdown paragraphs for HTML: escaped first, then **bold**, *emphasis* and `code` only."""
-    out = []
-    for para in text.split("\n\n"):
-        if para.strip():
-            escaped = str(escape(para.strip()))
-            for pattern, repl in _INLINE_MD:
-                escaped = pattern.sub(repl, escaped)
-            out.append(Markup(escaped))  # noqa: S704 - built from escaped text plus three fixed tags
-    return out
+def paragraphs(text: str) -> Markup:
+    """Markdown paragraphs as HTML: **bold**, *emphasis* and `code` rendered, raw HTML escaped."""
+    return Markup(_MARKDOWN.render(text))  # noqa: S704 - markdown-it with html off escapes every tag
 
 
 def cell_text(v: Any) -> str:
@@ -93,7 +86,7 @@ def md_cell(v: Any) -> str:
 def _block(kind: str, payload: Any, out_dir: Path) -> dict[str, Any]:
     """A block as the templates see it: plain values, no markup."""
     if kind == "text":
-        return {"kind": kind, "text": payload, "paragraphs": paragraphs(payload)}
+        return {"kind": kind, "text": payload, "html": paragraphs(payload)}
     if kind == "loud":
         return {"kind": kind, "text": payload}
     if kind == "table":

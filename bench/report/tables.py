@@ -57,7 +57,8 @@ def comparison_table(summary: pd.DataFrame, timed: bool, baseline: str = BASELIN
                                     if r["reached"] else "—")
         if timed:
             row["ms/step (timing pass)"] = _timed(r, "time_per_step_s", "time_per_step_lo", "time_per_step_hi", 1e3)
-            row[f"time vs {baseline}"] = _timed(r, ratio, f"{ratio}_lo", f"{ratio}_hi")
+            row[f"time vs {baseline}"] = ("baseline" if r["framework"] == baseline
+                                          else _timed(r, ratio, f"{ratio}_lo", f"{ratio}_hi"))
             row["rounds"] = f"{r['timing_n']}/{int(r['timing_rounds'])}" if r["timing_rounds"] == r["timing_rounds"] \
                 else "0"
         row["sweep s/epoch"] = _pm(r["epoch_time_s_mean"], r["epoch_time_s_std"]) + (
