@@ -24,7 +24,8 @@ TIMING_COLUMNS = ("framework", "optimizer", "impl", "mode", "batch_size", "lr", 
 
 
 def make_run(results: Path, framework: str, optimizer: str, seed: int, accs: list[float], lr: float = 0.01,
-             status: str = "completed", val_accs: list[float] | None = None) -> str:
+             status: str = "completed", val_accs: list[float] | None = None,
+             epoch_times: list[float] | None = None, contention: list[float] | None = None) -> str:
     """One run's metrics.csv and run.json as the harness writes them; returns the run_id."""
     batch = OWN_BATCH[optimizer]
     run_id = f"{framework}-{optimizer}-lr{lr:g}-s{seed}"
@@ -33,7 +34,9 @@ def make_run(results: Path, framework: str, optimizer: str, seed: int, accs: lis
     per_epoch = math.ceil(N_TRAIN / batch)
     rows = [{**base, "epoch": e, "steps": e * per_epoch, "train_loss": 2.3 * (1 - a) if a == a else math.nan,
              "test_loss": 2.0, "test_acc": a, "val_acc": (val_accs or [math.nan] * len(accs))[e],
-             "epoch_time_s": 0.0 if e == 0 else 0.2, "status": status} for e, a in enumerate(map(float, accs))]
+             "epoch_time_s": 0.0 if e == 0 else (epoch_times or [0.2] * len(accs))[e - 1],
+             "contention": (contention or [math.nan] * len(accs))[e], "status": status}
+            for e, a in enumerate(map(float, accs))]
     write_csv(results / "runs" / run_id / "metrics.csv", rows, METRIC_COLUMNS)
     write_json(results / "runs" / run_id / "run.json", {"run_id": run_id, "status": status})
     return run_id
@@ -143,6 +146,22 @@ def test_contended_rounds_are_left_out_and_counted(tmp_path: Path) -> None:
     assert found[("sgd", "fast iterations", "torch")].n == "5 rounds"
     table = tables.comparison_table(summary, timed=True)
     assert set(table["rounds"]) == {"5/7", "0"}  # adam has no timing rounds
+
+
+def test_sweep_epochs_under_contention_are_not_mixed_with_clean_ones(tmp_path: Path) -> None:
+    # Epoch 2 ran while other processes took 60 % of the CPU and was 10x slower: it is left out.
+    make_run(tmp_path, "torch", "sgd", 0, [0.1, 0.5, 0.6, 0.7], epoch_times=[0.2, 2.0, 0.2],
+             contention=[math.nan, 0.01, 0.6, 0.02])
+    # Every epoch contended: its time is kept, but marked as such.
+    make_run(tmp_path, "torch", "minibatch", 0, [0.1, 0.5, 0.6], epoch_times=[0.3, 0.3], contention=[0, 0.5, 0.5])
+    _, summary, _ = judged(tmp_path)
+    sgd, mb = (summary[summary["optimizer"] == m].iloc[0] for m in ("sgd", "minibatch"))
+    assert sgd["epoch_time_s_mean"] == pytest.approx(0.2) and not sgd["timed_contended"]
+    assert mb["epoch_time_s_mean"] == pytest.approx(0.3) and mb["timed_contended"]
+    assert tables.contention_note(summary).startswith("3 of 5 sweep epochs timed under contention")
+    table = tables.comparison_table(summary, timed=False).set_index("optimizer")
+    assert table.loc["minibatch", "sweep s/epoch"].endswith("(contended)")
+    assert not table.loc["sgd", "sweep s/epoch"].endswith("(contended)")
 
 
 def test_accuracy_claims_pair_seeds_and_a_single_seed_decides_nothing(tmp_path: Path) -> None:
