@@ -15,8 +15,6 @@ import subprocess
 from pathlib import Path
 from typing import Any, Mapping
 
-from omegaconf import OmegaConf
-
 from bench.exits import BadInput
 from bench.optimizers import METHODS, REQUIRED_HPARAMS
 
@@ -101,6 +99,8 @@ def _diverge_factor(value: Any) -> float:
 
 
 def _yaml_keys(path: Path) -> set[str]:
+    from omegaconf import OmegaConf  # here, not at the top: make gpu-check composes specs without it
+
     return {k for k in OmegaConf.to_container(OmegaConf.load(path)) or {} if k != "defaults"}
 
 
@@ -125,6 +125,60 @@ def unknown_keys(cfg: Mapping[str, Any], conf_dir: Path = CONF_DIR) -> list[str]
         allowed = set().union(*(_yaml_keys(f) for f in files))
         bad += [f"{group}.{k}" for k in node if k not in allowed]
     return sorted(bad)
+
+
+GROUPS = ("framework", "optimizer", "data")  # the config groups a run spec is composed of
+
+
+def parse_scalar(text: str) -> Any:
+    """A scalar as the flat conf files and ``key=value`` arguments write it."""
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("null", "none", "~", ""):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text.strip().strip("'\"")
+
+
+def conf_group(group: str, name: str, conf_dir: Path = CONF_DIR) -> dict[str, Any]:
+    """The top-level ``key: value`` lines of ``conf/<group>/<name>.yaml`` (``group=""``: config.yaml).
+
+    Read without omegaconf or PyYAML, which a bare GPU box may lack: the conf files are flat,
+    and nested blocks (``defaults``, ``hydra``) are skipped.
+    """
+    path = conf_dir / group / f"{name}.yaml"
+    if not path.is_file():
+        raise BadInput(f"{group}={name!r}: no {path.relative_to(conf_dir.parent)}")
+    out: dict[str, Any] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.split(" #", 1)[0].rstrip()
+        key, colon, value = line.partition(":")
+        if colon and value.strip() and not line[0].isspace() and line[0] not in "#-":
+            out[key.strip()] = parse_scalar(value)
+    return out
+
+
+def compose(framework: str, optimizer: str, data: str, /, **overrides: Any) -> dict[str, Any]:
+    """The config that ``python -m bench framework=.. optimizer=.. data=..`` composes, without Hydra.
+
+    For commands that build run specs themselves (``bench.perf``, ``make gpu-check``); pass the
+    result to :func:`build_spec`, which validates it. ``overrides`` replace top-level keys of
+    config.yaml; a dict given for a group (``data={"limit_train": 64}``) updates that group's keys.
+    """
+    cfg = conf_group("", "config")
+    for group, name in zip(GROUPS, (framework, optimizer, data)):
+        cfg[group] = conf_group(group, name)
+    for key, value in overrides.items():
+        if key in GROUPS and isinstance(value, Mapping):
+            cfg[key].update(value)
+        elif key in cfg:
+            cfg[key] = value
+        else:
+            raise BadInput(f"unknown key {key!r}: conf/config.yaml does not declare it")
+    return cfg
 
 
 def build_spec(cfg: Mapping[str, Any]) -> dict[str, Any]:

@@ -97,15 +97,16 @@ def mean_ci(samples: Sequence[float], level: float = LEVEL) -> Interval:
     return interval(samples, np.mean, level)
 
 
-def ratio_ci(num: Sequence[float], den: Sequence[float], level: float = LEVEL) -> Interval:
+def ratio_ci(num: Sequence[float], den: Sequence[float], level: float = LEVEL, paired: bool = True) -> Interval:
     """Median of the paired ratios ``num[i] / den[i]`` with its interval.
 
     Pairs are rounds of an interleaved timing pass: both were measured back to back, so the
-    machine's drift cancels in each ratio. Unpaired (different lengths): the ratio of the two
-    medians, with an interval from resampling each side independently.
+    machine's drift cancels in each ratio. Unpaired (different lengths, or ``paired=False`` for
+    samples taken one after the other): the ratio of the two medians, with an interval from
+    resampling each side independently.
     """
     a, b = np.asarray(num, dtype=float).ravel(), np.asarray(den, dtype=float).ravel()
-    if len(a) == len(b):
+    if paired and len(a) == len(b):
         ok = np.isfinite(a) & np.isfinite(b) & (b > 0)
         return median_ci(a[ok] / b[ok], level)
     a, b = _finite(a), _finite(b)

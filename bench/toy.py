@@ -1,53 +1,58 @@
-"""The seed's toy, for real: ``python -m bench.toy`` → ``results/toy/``.
+"""The tutorial's toy, for real: ``python -m bench.toy`` → ``results/toy/``.
 
 The tutorial draws each method's path on the loss x² (start 10, η 0.1, 20 iterations, β as
 it gives them) and fakes SGD's noise with a random factor. Here the noise is real: the loss
-is a mean over fixed, seeded points a_i with mean 0,
+is a mean over fixed points a_i (drawn with `seed` 0) with mean 0,
 
     f(x) = mean_i (x − a_i)² = x² + mean_i a_i²,
 
 and SGD uses one a_i per step, mini-batch five, batch GD all of them (the other three
-methods, like the seed's, see the whole set). Every path is computed three ways — plain
-numpy from the seed's formulas, PyTorch's optimizers, TensorFlow's optimizers (native, and
-the reference implementation of the seed's formulas) — on the same samples, in float64.
+methods, like the tutorial's, see the whole set). Every path is computed three ways — plain
+numpy from the tutorial's formulas, PyTorch's optimizers, TensorFlow's optimizers (native, and
+the reference implementation of the tutorial's formulas) — on the same samples, in float64.
 A 2-D surface (Rosenbrock, with the same kind of sampled linear noise) shows where the
 methods' behaviours differ.
 
 Outputs: ``trajectories.csv`` (method, framework, impl, step, x, loss; the loss is the
-seed's x², i.e. f minus its constant), ``surface.csv`` (… x, y, loss), one figure per
+tutorial's x², i.e. f minus its constant), ``surface.csv`` (… x, y, loss), one figure per
 method, ``toy_all_methods`` and ``toy_surface`` (PNG and SVG).
 
 This process imports neither framework: each one runs in its own child process
-(``python -m bench.toy --child <framework> <job.json> <out.json>``).
+(``python -m bench.frameworks.<package>.toy <job.json> <out.json>``, see ``CHILD_MODULES``).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from bench.exits import EXIT_BAD_INPUT
-from bench.machine import PROJECT_ROOT
-from bench.optimizers import METHODS, native_kwargs
+from bench.cli import entry
+from bench.exits import BadInput
+from bench.optimizers import METHODS
+from bench.run import proc
 
 SEED = 0
-FRAMEWORKS = ("torch", "tensorflow")
+# framework -> the module that computes its paths in a child process; adding a framework is one entry
+# here (and its PATH_STYLES).
+CHILD_MODULES = {"torch": "bench.frameworks.torch.toy", "tensorflow": "bench.frameworks.tf.toy"}
+FRAMEWORKS = tuple(CHILD_MODULES)
+IMPLS = ("native", "reference")  # each framework's own optimizer, and the tutorial's formulas in it
 METHOD_COLOURS = {"bgd": "#000000", "sgd": "#9c36b5", "minibatch": "#2f9e44", "momentum": "#e67700",
                   "rmsprop": "#1971c2", "adam": "#c2255c"}
 # How each (framework, impl) path is drawn on top of the numpy one.
 PATH_STYLES = {
-    ("numpy", "formula"): dict(color="#000000", marker="o", ms=7, mfc="none", label="numpy (seed's formula)"),
+    ("numpy", "formula"): dict(color="#000000", marker="o", ms=7, mfc="none", label="numpy (tutorial's formula)"),
     # Sizes differ so that coinciding points stay visible: big torch marks behind small TF ones.
     ("torch", "native"): dict(color="#e8590c", marker="x", ms=9, label="torch native"),
     ("torch", "reference"): dict(color="#e8590c", marker="+", ms=13, label="torch reference"),
@@ -64,13 +69,13 @@ class Problem:
     name: str  # quadratic | rosenbrock
     start: tuple[float, ...]
     steps: int
-    hp: Mapping[str, Mapping[str, float]]  # method -> the seed's hyperparameters
+    hp: Mapping[str, Mapping[str, float]]  # method -> the tutorial's hyperparameters
     samples: np.ndarray  # quadratic: a_i, shape (n,); rosenbrock: c_i, shape (n, 2)
     batches: Mapping[str, list[list[int]]]  # method -> per step, the sample indices it sees
 
 
-def _seed_hp(lr: Mapping[str, float]) -> dict[str, dict[str, float]]:
-    """The seed's β and ε values with a learning rate per method."""
+def _tutorial_hp(lr: Mapping[str, float]) -> dict[str, dict[str, float]]:
+    """The tutorial's β and ε values with a learning rate per method."""
     extra = {"momentum": {"beta": 0.9}, "rmsprop": {"beta": 0.9, "eps": 1e-8},
              "adam": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}}
     return {m: {"lr": float(lr[m]), **extra.get(m, {})} for m in METHODS}
@@ -89,19 +94,19 @@ def _batches(rng: np.random.Generator, n: int, steps: int) -> dict[str, list[lis
 def make_problems(seed: int = SEED) -> list[Problem]:
     rng = np.random.default_rng(seed)
     a = rng.normal(0.0, 3.0, 50)
-    a -= a.mean()  # mean exactly 0: the full-batch gradient is the seed's 2x
-    quadratic = Problem("quadratic", (10.0,), 20, _seed_hp({m: 0.1 for m in METHODS}), a,
+    a -= a.mean()  # mean exactly 0: the full-batch gradient is the tutorial's 2x
+    quadratic = Problem("quadratic", (10.0,), 20, _tutorial_hp({m: 0.1 for m in METHODS}), a,
                         _batches(rng, len(a), 20))
     c = rng.normal(0.0, 15.0, (50, 2))
     c -= c.mean(axis=0)
     # Rosenbrock's curvature (up to ~2,000 at the start) caps plain GD at η ≈ 1e-3; the adaptive
     # methods take steps of about η per coordinate, so they get a larger one.
     lrs = {"bgd": 1e-3, "sgd": 1e-3, "minibatch": 1e-3, "momentum": 1e-2, "rmsprop": 2e-2, "adam": 5e-2}
-    rosen = Problem("rosenbrock", (-1.5, 2.0), 500, _seed_hp(lrs), c, _batches(rng, len(c), 500))
+    rosen = Problem("rosenbrock", (-1.5, 2.0), 500, _tutorial_hp(lrs), c, _batches(rng, len(c), 500))
     return [quadratic, rosen]
 
 
-# ---------------------------------------------------------------- numpy: the seed's formulas
+# ---------------------------------------------------------------- numpy: the tutorial's formulas
 def full_loss(problem: str, theta: np.ndarray) -> float:
     """The loss drawn and logged: x² (f minus its constant) or Rosenbrock's value."""
     if problem == "quadratic":
@@ -119,7 +124,7 @@ def sampled_grad(p: Problem, theta: np.ndarray, idx: Sequence[int]) -> np.ndarra
 
 
 def numpy_path(p: Problem, method: str) -> np.ndarray:
-    """θ after each step (row 0 = start), by the seed's update rules as written."""
+    """θ after each step (row 0 = start), by the tutorial's update rules as written."""
     hp, rule = p.hp[method], METHODS[method].rule
     theta = np.array(p.start, dtype=float)
     v = np.zeros_like(theta)
@@ -151,7 +156,7 @@ def _job(problems: Sequence[Problem]) -> dict[str, Any]:
                           "batches": p.batches} for p in problems]}
 
 
-def _sampled_loss(name: str, theta, samples, mean: Callable):
+def sampled_loss(name: str, theta, samples, mean: Callable):
     """The sampled objective in framework ops (operators work on both frameworks' tensors)."""
     if name == "quadratic":
         return mean((theta[0] - samples) ** 2)
@@ -160,96 +165,19 @@ def _sampled_loss(name: str, theta, samples, mean: Callable):
     return (1 - x) ** 2 + 100 * (y - x * x) ** 2 + c[0] * x + c[1] * y
 
 
-def _torch_paths(job: dict[str, Any]) -> dict[str, Any]:
-    import torch
-
-    try:
-        from bench.frameworks.torch.reference import ReferenceOptimizer
-    except ImportError:
-        ReferenceOptimizer = None
-    out: dict[str, Any] = {"version": torch.__version__, "paths": {}, "notes": []}
-    for prob in job["problems"]:
-        samples = torch.tensor(prob["samples"], dtype=torch.float64)
-        for method, hp in prob["hp"].items():
-            rule = METHODS[method].rule
-            for impl in ("native", "reference"):
-                theta = torch.nn.Parameter(torch.tensor(prob["start"], dtype=torch.float64))
-                if impl == "native":
-                    cls, kwargs = native_kwargs(rule, "torch", hp)
-                    opt = getattr(torch.optim, cls)([theta], **kwargs)
-                elif ReferenceOptimizer is None:
-                    out["notes"].append("bench.frameworks.torch.reference not importable: no torch reference paths")
-                    break
-                else:
-                    opt = ReferenceOptimizer([theta], rule=rule, hp=hp)
-                path = [theta.detach().tolist()]
-                for idx in prob["batches"][method]:
-                    opt.zero_grad()
-                    _sampled_loss(prob["name"], theta, samples[idx], lambda t, *a: t.mean(*a)).backward()
-                    opt.step()
-                    path.append(theta.detach().tolist())
-                out["paths"][f"{prob['name']}|{method}|{impl}"] = path
-    return out
-
-
-def _tf_paths(job: dict[str, Any]) -> dict[str, Any]:
-    import keras
-    import tensorflow as tf
-
-    try:
-        from bench.frameworks.tf.reference import ReferenceOptimizer
-    except ImportError:
-        ReferenceOptimizer = None
-    out: dict[str, Any] = {"version": tf.__version__, "paths": {}, "notes": []}
-    for prob in job["problems"]:
-        samples = tf.constant(prob["samples"], dtype=tf.float64)
-        for method, hp in prob["hp"].items():
-            rule = METHODS[method].rule
-            for impl in ("native", "reference"):
-                theta = tf.Variable(prob["start"], dtype=tf.float64)
-                if impl == "native":
-                    cls, kwargs = native_kwargs(rule, "tensorflow", hp)
-                    opt = getattr(keras.optimizers, cls)(**kwargs)
-                elif ReferenceOptimizer is None:
-                    out["notes"].append("bench.frameworks.tf.reference not importable: no tensorflow reference paths")
-                    break
-                else:
-                    opt = ReferenceOptimizer(rule=rule, hp=hp)
-                opt.build([theta])
-
-                @tf.function  # one graph per optimizer: eager Keras steps are slow
-                def step(idx, opt=opt, theta=theta, name=prob["name"]):
-                    with tf.GradientTape() as tape:
-                        loss = _sampled_loss(name, theta, tf.gather(samples, idx),
-                                             lambda t, *a: tf.reduce_mean(t, *a))
-                    opt.apply_gradients([(tape.gradient(loss, theta), theta)])
-
-                path = [theta.numpy().tolist()]
-                for idx in prob["batches"][method]:
-                    step(tf.constant(idx, dtype=tf.int32))
-                    path.append(theta.numpy().tolist())
-                out["paths"][f"{prob['name']}|{method}|{impl}"] = path
-    return out
-
-
 def framework_paths(framework: str, problems: Sequence[Problem], timeout: float = 300) -> tuple[dict, str]:
-    """Run one framework's optimizers in a child process: ({key: path}, note or error)."""
+    """Run one framework's optimizers in its child process: ({"version", "paths"}, "") or ({}, the error)."""
     with tempfile.TemporaryDirectory() as tmp:
         job, out = Path(tmp) / "job.json", Path(tmp) / "out.json"
         job.write_text(json.dumps(_job(problems)))
-        env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3", "OMP_NUM_THREADS": "1",
-               "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT)] + ([os.environ["PYTHONPATH"]]
-                                                                    if os.environ.get("PYTHONPATH") else []))}
         try:
-            proc = subprocess.run([sys.executable, "-m", "bench.toy", "--child", framework, str(job), str(out)],
-                                  capture_output=True, text=True, timeout=timeout, env=env, cwd=PROJECT_ROOT)
+            done = proc.run(CHILD_MODULES[framework], [job, out], env=proc.child_env(1, "cpu", framework),
+                            timeout=timeout)
         except subprocess.TimeoutExpired:
             return {}, f"{framework}: took over {timeout:.0f} s; left out"
-        if proc.returncode != 0 or not out.exists():
-            last = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
-            return {}, f"{framework}: failed ({last}); left out"
-        result = json.loads(out.read_text())
-    return result, "; ".join(dict.fromkeys(result["notes"]))
+        if done.returncode != 0 or not out.exists():
+            return {}, f"{framework}: failed ({proc.last_line(done)}); left out"
+        return json.loads(out.read_text()), ""
 
 
 # ---------------------------------------------------------------- tables and figures
@@ -270,7 +198,7 @@ def trajectories(problems: Sequence[Problem], results: Mapping[str, Mapping[str,
         for method in METHODS:
             add(p, method, "numpy", "formula", numpy_path(p, method))
             for fw in FRAMEWORKS:
-                for impl in ("native", "reference"):
+                for impl in IMPLS:
                     path = results.get(fw, {}).get("paths", {}).get(f"{p.name}|{method}|{impl}")
                     if path is not None:
                         add(p, method, fw, impl, path)
@@ -301,7 +229,7 @@ def _save(fig: Figure, out_dir: Path, name: str) -> Path:
 
 
 def plot_method(traj: pd.DataFrame, method: str, out_dir: Path) -> Path:
-    """The seed's picture (path points on the loss curve) with every implementation overlaid."""
+    """The tutorial's picture (path points on the loss curve) with every implementation overlaid."""
     q = traj[(traj["problem"] == "quadratic") & (traj["method"] == method)]
     fig = Figure(figsize=(10, 3.6), layout="constrained")
     left, right = fig.subplots(1, 2)
@@ -313,7 +241,7 @@ def plot_method(traj: pd.DataFrame, method: str, out_dir: Path) -> Path:
         right.plot(grp["step"], grp["x"], ls="-" if fw == "numpy" else "none", lw=1, **style)
     left.set_xlabel("x")
     left.set_ylabel("loss x²")
-    left.set_title(f"{method}: path on the seed's loss")
+    left.set_title(f"{method}: path on the tutorial's loss")
     right.set_xlabel("iteration")
     right.set_ylabel("x")
     right.axhline(0, color="#bbb", lw=0.8)
@@ -351,7 +279,7 @@ def plot_all(traj: pd.DataFrame, out_dir: Path) -> Path:
     for ax in (left, right):
         ax.grid(alpha=0.3, which="both")
     right.legend(fontsize=8, ncol=2)
-    fig.suptitle("The six methods on the seed's toy: x², start 10, η 0.1, 20 iterations", fontsize=10)
+    fig.suptitle("The six methods on the tutorial's toy: x², start 10, η 0.1, 20 iterations", fontsize=10)
     return _save(fig, out_dir, "toy_all_methods")
 
 
@@ -393,7 +321,8 @@ def plot_surface(traj: pd.DataFrame, problem: Problem, out_dir: Path) -> Path:
     return _save(fig, out_dir, "toy_surface")
 
 
-def build_toy(out_dir: Path, frameworks: Sequence[str] = FRAMEWORKS, log: Callable[[str], None] = print) -> pd.DataFrame:
+def build_toy(out_dir: Path, frameworks: Sequence[str] = FRAMEWORKS,
+              log: Callable[[str], None] = print) -> pd.DataFrame:
     """Compute every path, write both CSVs and every figure; returns the trajectories."""
     problems = make_problems()
     results = {}
@@ -423,25 +352,15 @@ def build_toy(out_dir: Path, frameworks: Sequence[str] = FRAMEWORKS, log: Callab
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["--child"]:
-        if len(argv) != 4 or argv[1] not in FRAMEWORKS:
-            print("usage: python -m bench.toy --child torch|tensorflow <job.json> <out.json>", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        job = json.loads(Path(argv[2]).read_text())
-        result = _torch_paths(job) if argv[1] == "torch" else _tf_paths(job)
-        Path(argv[3]).write_text(json.dumps(result))
-        return 0
     parser = argparse.ArgumentParser(prog="python -m bench.toy", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="results/toy", help="output folder (default: results/toy)")
     parser.add_argument("--frameworks", default=",".join(FRAMEWORKS),
                         help="comma-separated frameworks to run besides numpy ('' = numpy only)")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     frameworks = [f for f in args.frameworks.split(",") if f]
     unknown = [f for f in frameworks if f not in FRAMEWORKS]
     if unknown:
-        print(f"error: unknown framework {unknown[0]!r}; choose from {', '.join(FRAMEWORKS)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise BadInput(f"unknown framework {unknown[0]!r}; choose from {', '.join(FRAMEWORKS)}")
     out = Path(args.out)
     build_toy(out, frameworks)
     print(f"toy: {out / 'trajectories.csv'} and figures in {out}")
@@ -449,4 +368,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry(main))

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from pathlib import Path
 
 import pytest
 
-from bench.perf.core import COLUMNS, FLOP_PER_SAMPLE, build_rows, report_section
+from bench.optimizers import METHODS
+from bench.perf.cases import COLUMNS, FLOP_PER_SAMPLE, build_rows
+from bench.perf.section import report_section
 from bench.report.sections import ReportSection
-from tests.conftest import SMALL, run_cli
+from bench.spec import build_spec
+from bench.spec import compose as compose_plain
+from tests.conftest import ROOT, SMALL, run_cli
 
 
 def _last_epoch(results: Path) -> dict[str, str]:
@@ -42,6 +47,7 @@ def test_perf_quick_writes_a_sane_table(tmp_path: Path) -> None:
     with open(tmp_path / "perf" / "perf.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == list(COLUMNS)
+    assert {"epoch_time_s_lo", "epoch_time_s_hi", "vs_naive_torch_lo", "x_floor_hi", "vs_torch_lo"} <= set(COLUMNS)
     cases = {r["case"] for r in rows}
     assert cases == {"naive torch DataLoader", "naive keras fit", "harness torch eager", "harness tensorflow eager"}
     for row in rows:
@@ -49,28 +55,56 @@ def test_perf_quick_writes_a_sane_table(tmp_path: Path) -> None:
         assert float(row["epoch_time_s"]) > 0 and float(row["samples_per_s"]) > 0
         assert math.isfinite(float(row["vs_naive_torch"])) and math.isfinite(float(row["vs_naive_tf"]))
         assert float(row["floor_s"]) > 0 and float(row["x_floor"]) > 0
+        assert row["reps"] == "1" and math.isnan(float(row["epoch_time_s_lo"]))  # quick: one epoch, no interval
     section = report_section(tmp_path)
     assert isinstance(section, ReportSection) and section.title == "Speed" and len(section.table) == 4
     assert "Batch 32, best mode" in section.text and "Failed" not in section.text
+    assert "(n=1, no interval)" in section.table.iloc[0]["epoch time (s)"]
     assert report_section(tmp_path / "nothing") is None
 
 
+def _case(kind: str, framework: str, times: list[float], batch: int | str = 32) -> tuple:
+    job = {"device": "cpu", "threads": 1, "kind": kind, "framework": framework,
+           "mode": "naive" if kind == "naive" else "eager", "batch": batch}
+    return job, {"epoch_times": times, "cpu_times": times, "steps": 10, "n_train": 320}
+
+
 def test_ratios_are_against_the_naive_loop_of_the_same_batch() -> None:
-    base = {"device": "cpu", "threads": 1, "mode": "eager"}
-    results = [
-        ({**base, "kind": "naive", "framework": "torch", "mode": "naive", "batch": 32},
-         {"epoch_time_s": 12.0, "steps": 10, "n_train": 320}),
-        ({**base, "kind": "naive", "framework": "tensorflow", "mode": "naive", "batch": 32},
-         {"epoch_time_s": 4.0, "steps": 10, "n_train": 320}),
-        ({**base, "kind": "harness", "framework": "torch", "batch": 32},
-         {"epoch_time_s": 2.0, "steps": 10, "n_train": 320}),
-        ({**base, "kind": "harness", "framework": "torch", "batch": "full"}, {"error": "boom"}),
-    ]
-    rows = build_rows(results, rate=100.0, dataset="x")
+    results = [_case("naive", "torch", [12.0]), _case("naive", "tensorflow", [4.0]),
+               _case("harness", "torch", [2.0]), _case("harness", "tensorflow", [1.0]),
+               ({"device": "cpu", "threads": 1, "kind": "harness", "framework": "torch", "mode": "eager",
+                 "batch": "full"}, {"error": "boom"})]
+    rows = build_rows(results, {"gflop": 100.0, "times": [1.0]}, dataset="x")  # 100 GFLOP/s
     assert rows[2]["vs_naive_torch"] == 6.0 and rows[2]["vs_naive_tf"] == 2.0
     assert rows[2]["floor_s"] == pytest.approx(320 * FLOP_PER_SAMPLE / 100e9)
     assert rows[2]["step_time_us"] == pytest.approx(2e5)
-    assert rows[3]["error"] == "boom" and "x_floor" not in rows[3]
+    assert rows[3]["vs_torch"] == 2.0 and "vs_torch" not in rows[2]  # tensorflow eager against torch eager
+    assert rows[4]["error"] == "boom" and "x_floor" not in rows[4]
+    assert math.isnan(rows[2]["epoch_time_s_lo"])  # one epoch: no interval
+
+
+def test_every_time_and_ratio_has_an_interval_around_its_median() -> None:
+    naive = [12.0, 12.5, 11.8, 12.2, 13.0, 12.1, 11.9]
+    harness = [2.0, 2.1, 1.9, 2.05, 2.4, 1.95, 2.02]
+    results = [_case("naive", "torch", naive), _case("harness", "torch", harness)]
+    matmul = {"gflop": 100.0, "times": [1.0, 1.1, 0.9, 1.05, 0.95], "cpu_times": [1.0, 1.2, 0.9, 1.1, 0.95]}
+    row = build_rows(results, matmul, dataset="x")[1]
+    assert row["epoch_time_s"] == pytest.approx(2.02) and row["reps"] == 7
+    for key in ("epoch_time_s", "step_time_us", "samples_per_s", "cpu_time_s", "vs_naive_torch", "x_floor",
+                "cpu_vs_naive_torch", "cpu_x_floor"):
+        assert row[f"{key}_lo"] < row[f"{key}_hi"], key
+        assert row[f"{key}_lo"] <= row[key] <= row[f"{key}_hi"], key
+    assert row["vs_naive_torch"] == pytest.approx(12.1 / 2.02)  # the ratio of the medians
+    assert row["vs_naive_torch_lo"] > 5  # the samples barely spread: the interval stays near 6x
+
+
+def test_compose_reads_the_conf_files_as_hydra_does(compose) -> None:
+    """bench.spec.compose (no omegaconf: make gpu-check uses it) gives Hydra's config, so the same spec."""
+    for fw in ("torch", "tensorflow"):
+        for method in METHODS:
+            hydra_cfg = compose(f"framework={fw}", f"optimizer={method}", "data=fashion_mnist")
+            hydra_cfg.pop("hydra", None)
+            assert build_spec(compose_plain(fw, method, "fashion_mnist")) == build_spec(hydra_cfg)
 
 
 @pytest.mark.parametrize("args", [["bogus=1"], ["batches=0"], ["modes=jit"], ["threads=two"]])
@@ -81,8 +115,14 @@ def test_perf_bad_input_is_one_line_and_exit_2(args: list[str]) -> None:
 
 
 def test_gpu_check_runs_its_path_on_cpu(tmp_path: Path) -> None:
+    """Without Hydra, omegaconf, PyYAML or TensorFlow importable, as on a bare GPU box."""
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(
+        "import sys\nfor m in ('hydra', 'omegaconf', 'yaml', 'tensorflow', 'keras'):\n    sys.modules[m] = None\n")
     proc = run_cli("device=cpu", f"out={tmp_path}", "methods=sgd,adam", "modes=eager", "limit_train=64",
-                   "perf=false", module="bench.perf.gpu_check", timeout=300)
+                   "perf=false", module="bench.perf.gpu_check", timeout=300,
+                   env={"PYTHONPATH": f"{blocker}{os.pathsep}{ROOT}"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     with open(tmp_path / "gpu_check.csv", newline="") as fh:
         summary = list(csv.DictReader(fh))

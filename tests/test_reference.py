@@ -2,7 +2,7 @@
 
 A small problem with a known gradient, g = a·θ + c, trained by the framework's own machinery
 (autograd / GradientTape; TensorFlow both per step and inside one tf.function loop). One
-subprocess per framework runs every case; numpy here writes DESIGN.md's formulas plainly.
+subprocess per framework runs every case; numpy here writes the tutorial's formulas plainly.
 Coordinates with a = 0 and a tiny c make ε's placement visible (RMSProp: √s ≈ ε; Adam: √v̂ ≈ ε-hat).
 """
 from __future__ import annotations
@@ -12,10 +12,10 @@ import math
 
 import numpy as np
 import pytest
+from conftest import run_python
 
 from bench.optimizers import METHODS, RESIDUAL
-from bench.parity.core import update_float64
-from conftest import run_python
+from bench.parity.exact import update_float64
 
 STEPS = 20
 HP = {
@@ -49,7 +49,7 @@ PROBLEM = _problem()
 
 
 def numpy_run(name: str, form: str) -> list[np.ndarray]:
-    """DESIGN.md's formula (form="seed") or Keras' native variant (form="keras"), in float64."""
+    """The tutorial's formula (form="tutorial") or Keras' native variant (form="keras"), in float64."""
     hp = HP[name]
     rule = METHODS[name].rule
     theta = [np.array(t, np.float64) for t in PROBLEM["theta"]]
@@ -167,8 +167,8 @@ def trained() -> dict[str, dict]:
 
 @pytest.mark.parametrize("framework", ["torch", "tensorflow"])
 @pytest.mark.parametrize("name", list(HP))
-def test_reference_optimizer_is_the_seed_formula(trained: dict, framework: str, name: str) -> None:
-    want = numpy_run(name, "seed")
+def test_reference_optimizer_is_the_tutorial_formula(trained: dict, framework: str, name: str) -> None:
+    want = numpy_run(name, "tutorial")
     for key, got in trained[framework].items():
         if key.startswith(f"{name}/reference/"):
             assert error(got, want) < MATCH, (key, error(got, want))
@@ -179,14 +179,14 @@ def test_reference_optimizer_is_the_seed_formula(trained: dict, framework: str, 
 def test_native_optimizer_computes_the_formula_the_table_says(trained: dict, framework: str, name: str) -> None:
     """Where RESIDUAL names a difference, numpy with that ε placement reproduces the framework."""
     residual = RESIDUAL[(METHODS[name].rule, framework)]
-    seed, keras = numpy_run(name, "seed"), numpy_run(name, "keras")
+    tutorial, keras = numpy_run(name, "tutorial"), numpy_run(name, "keras")
     for key, got in trained[framework].items():
         if key.startswith(f"{name}/native/"):
             if residual:
                 assert error(got, keras) < MATCH, (key, error(got, keras))
-                assert error(got, seed) > MISMATCH, (key, error(got, seed))
+                assert error(got, tutorial) > MISMATCH, (key, error(got, tutorial))
             else:
-                assert error(got, seed) < MATCH, (key, error(got, seed))
+                assert error(got, tutorial) < MATCH, (key, error(got, tutorial))
 
 
 def test_tensorflow_runner_configures_fp32_and_op_determinism(trained: dict) -> None:
@@ -200,7 +200,7 @@ def test_parity_float64_update_is_the_same_formula(name: str) -> None:
     rule = METHODS[name].rule
     a = [np.array(x, np.float64) for x in PROBLEM["a"]]
     c = [np.array(x, np.float64) for x in PROBLEM["c"]]
-    for form in ("seed", "keras"):
+    for form in ("tutorial", "keras"):
         theta = [np.array(t, np.float64) for t in PROBLEM["theta"]]
         states: list[dict] = [{} for _ in theta]
         for t in range(1, STEPS + 1):

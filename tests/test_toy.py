@@ -1,4 +1,4 @@
-"""The seed's toy: numpy follows the seed's code, and both frameworks' optimizers follow numpy.
+"""The tutorial's toy: numpy follows the tutorial's code, and both frameworks' optimizers follow numpy.
 
 The framework paths come from child processes (``bench.toy.framework_paths``), so this
 process imports neither framework.
@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_cli
 
 from bench import toy
 from bench.optimizers import METHODS
-from conftest import run_cli
 
 QUADRATIC = toy.make_problems()[0]
 
 
-def seed_code_path(method: str) -> list[float]:
+def tutorial_code_path(method: str) -> list[float]:
     """The tutorial's own loops (full gradient 2x), transcribed."""
     x, v, s, m, path = 10.0, 0.0, 0.0, 0.0, [10.0]
     for t in range(1, 21):
@@ -40,8 +40,8 @@ def seed_code_path(method: str) -> list[float]:
 
 
 @pytest.mark.parametrize("method", ["bgd", "momentum", "rmsprop", "adam"])
-def test_numpy_full_batch_paths_are_the_seeds(method: str) -> None:
-    np.testing.assert_allclose(toy.numpy_path(QUADRATIC, method)[:, 0], seed_code_path(method), rtol=1e-12)
+def test_numpy_full_batch_paths_are_the_tutorials(method: str) -> None:
+    np.testing.assert_allclose(toy.numpy_path(QUADRATIC, method)[:, 0], tutorial_code_path(method), rtol=1e-12)
 
 
 def test_sgd_and_minibatch_sample_for_real() -> None:
@@ -62,7 +62,7 @@ def test_framework_paths_equal_the_numpy_path() -> None:
         results[fw] = result
     dev = toy.max_deviation(toy.trajectories([QUADRATIC], results))
     assert len(dev) == len(METHODS) * len(toy.FRAMEWORKS) * 2
-    # Reference impl: the seed's formulas in each framework. Native: the same math for all six
+    # Reference impl: the tutorial's formulas in each framework. Native: the same math for all six
     # here (Keras' ε-hat and ε-inside-the-root are far below 1e-5 at these gradient sizes).
     worst = dev.sort_values("max_rel_dev").iloc[-1]
     assert worst["max_rel_dev"] < 1e-5, worst.to_dict()
@@ -83,5 +83,7 @@ def test_cli_writes_csv_and_figures(tmp_path: Path) -> None:
 
 
 def test_cli_rejects_an_unknown_framework(tmp_path: Path) -> None:
-    proc = run_cli("--out", str(tmp_path), "--frameworks", "jax", module="bench.toy")
-    assert proc.returncode == 2 and "jax" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli("--out", str(tmp_path), "--frameworks", "bogus", module="bench.toy")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == ["error: unknown framework 'bogus'; choose from "
+                                                + ", ".join(toy.FRAMEWORKS)]

@@ -1,7 +1,124 @@
+"""``python -m bench.perf [key=value ...]``: the harness's speed against the naive loops.
+
+One invocation measures, one case per child process (``python -m bench.perf.worker``; no two
+frameworks share a process, and no two cases run at once):
+
+* this machine's single-precision matrix-product rate, which sets the FLOP floor;
+* the tutorial's loops as written (``bench/frameworks/torch/naive.py``: DataLoader + per-sample
+  ToTensor/Normalize; ``bench/frameworks/tf/naive.py``: Keras ``model.fit`` with defaults);
+* the harness's runners, through the real training loop (``bench.loop.train``), in each
+  execution mode;
+
+for batch 1 (a capped number of steps), 32 and the full batch, all with the MLP and Adam.
+Every time is the median of ``reps`` epochs after a warm-up (compile / trace / first
+allocations), clocks read after the device is synchronised, with a 95 % bootstrap interval;
+every ratio has one too (``bench.perf.cases``). The table is printed and written to
+``results_dir/perf/perf.csv`` (+ ``perf.json``); ``bench.perf.section`` turns it into the
+report's "Speed" section.
+
+Keys (defaults in brackets): results_dir [results], data [fashion_mnist; falls back to
+mnist_embedded, loudly], device [cpu] (cpu|cuda), threads [1], reps [5], batches [1,32,full],
+cap_steps [2000] (steps timed at batch 1), frameworks [torch,tensorflow],
+modes [eager,compiled], xla [false] (adds TensorFlow compiled + XLA), naive [true],
+limit_train [none], data_root [the conf file's], deterministic [true], quick [false] (toy
+size for tests: 1,024 images, 1 rep and so no interval, 64 steps at batch 1).
+Exit codes: 0 done (a failed case is a row with its error), 2 bad input.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
 import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
-from bench.perf.core import main, worker_main
+from bench.cli import entry
+from bench.machine import cpu_name
+from bench.perf.cases import (
+    COLUMNS,
+    FLOP_PER_SAMPLE,
+    MATMUL_REPS,
+    build_rows,
+    fmt,
+    label,
+    parse_args,
+    plan,
+    resolve_data,
+)
+from bench.perf.worker import RESULT_TAG
+from bench.results import write_csv, write_json
+from bench.run import proc
 
-if len(sys.argv) == 3 and sys.argv[1] == "--worker":
-    sys.exit(worker_main(sys.argv[2]))
-sys.exit(main(sys.argv[1:]))
+
+def run_case(job: Mapping[str, Any], timeout: float = 1800) -> dict[str, Any]:
+    """Run one case in a fresh interpreter; returns its result or {'error': ...}."""
+    env = proc.child_env(job["threads"], job["device"], job["framework"], job.get("deterministic", True))
+    try:
+        done = proc.run("bench.perf.worker", [json.dumps(job)], env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith(RESULT_TAG):
+            return json.loads(line[len(RESULT_TAG):])
+    return {"error": proc.last_line(done)}
+
+
+def print_table(rows: Sequence[Mapping[str, Any]]) -> None:
+    cols = ("case", "batch_size", "steps", "epoch_time_s", "step_time_us", "samples_per_s",
+            "vs_naive_torch", "vs_naive_tf", "vs_torch", "x_floor", "overhead_frac", "warmup_s")
+    cells = [[fmt(r.get(c)) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
+    for r, row in zip(rows, cells):
+        line = "  ".join(v.ljust(w) for v, w in zip(row, widths))
+        print(line + (f"  ERROR: {r['error']}" if r.get("error") else ""))
+
+
+def main(argv: Sequence[str]) -> int:
+    cfg = parse_args(argv)
+    data, note = resolve_data(cfg)
+    if note:
+        print(note, file=sys.stderr, flush=True)
+    jobs = plan(cfg, data)
+    out_dir = Path(cfg["results_dir"]) / "perf"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    matmul = run_case({"kind": "matmul", "framework": "torch", "device": cfg["device"], "threads": cfg["threads"],
+                       "reps": MATMUL_REPS})
+    rate, cpu_rate = matmul.get("gflops"), matmul.get("cpu_gflops")
+    print(f"[perf] matrix product: {fmt(rate)} GFLOP/s fp32 on {cfg['threads']} thread(s), {cfg['device']} "
+          f"({fmt(cpu_rate)} per CPU-second)"
+          + (f" (error: {matmul['error']})" if matmul.get("error") else ""), flush=True)
+    results = []
+    for job in jobs:
+        t0 = time.perf_counter()
+        res = run_case(job)
+        results.append((job, res))
+        times = res.get("epoch_times")
+        shown = (f"{statistics.median(times):.3f} s/epoch ({res['steps']} steps)" if times
+                 else f"ERROR {res.get('error')}")
+        print(f"[perf] bs {job['batch']:>5} {label(job):26s} {shown}  [{time.perf_counter() - t0:.0f} s]", flush=True)
+    rows = build_rows(results, matmul, data["name"])
+    write_csv(out_dir / "perf.csv", rows, COLUMNS)
+    write_json(out_dir / "perf.json", {
+        "command": "python -m bench.perf " + " ".join(argv), "started": started,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
+        "platform": platform.platform(), "device": cfg["device"], "device_name": matmul.get("device_name"),
+        "threads": cfg["threads"], "matmul_gflops": rate, "matmul_gflops_per_cpu_s": cpu_rate,
+        "flop_per_sample": FLOP_PER_SAMPLE, "data_note": note, "config": dict(cfg),
+        "samples": [{"case": label(job), "batch_size": job["batch"], "epoch_times": res.get("epoch_times"),
+                     "cpu_times": res.get("cpu_times")} for job, res in results],
+    })
+    print()
+    print_table(rows)
+    print(f"\nwrote {out_dir / 'perf.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(entry(lambda: main(sys.argv[1:])))

@@ -1,32 +1,37 @@
 """``python -m bench.perf.gpu_check [key=value ...]`` (``make gpu-check``): the GPU smoke test.
 
 Meant for a bare CUDA box with PyTorch preinstalled and no network: it needs torch and
-numpy only (no TensorFlow, no Hydra: runs are started through ``bench.run.child`` with specs
-built from the conf files by ``bench.perf.harness_spec``). In about 5 minutes on one GPU:
+numpy only (no TensorFlow, no Hydra, no omegaconf, no PyYAML: runs are started through
+``bench.run.child`` with specs that ``bench.spec.compose`` reads from the conf files and
+``bench.spec.build_spec`` validates). In about 5 minutes on one GPU:
 
 1. the torch runner for all six methods in both modes (eager, compiled = torch.compile
    with CUDA graphs), one epoch each, on ``limit_train`` images; compiled and eager
    losses compared;
 2. ``bench.perf`` on the device (torch only: naive DataLoader loop and both modes, batch
-   1 capped / 32 / full).
+   1 capped / 32 / full); skipped, loudly, where scipy (its intervals) is missing.
 
 Outputs, in ``out`` (default ``$OUT`` if set, else ``results/gpu_check``), few and flat so
 they can travel back from a lent machine: ``gpu_runs.csv`` (every epoch row of every
 run), ``gpu_check.csv`` (one line per run: status, loss, times, eager-vs-compiled gap),
 ``gpu_check.json`` (device, versions, data used) and ``perf/perf.csv`` + ``perf/perf.json``.
+Run folders live in a temporary folder that is removed at the end.
 
 Data: Fashion-MNIST from ``data_root`` (default: /usr/share/datasets/fashion-mnist, then
 ``data/fashion_mnist`` in the checkout, which ``make gpu-pack`` fills); with neither,
-random images of the same shape, loudly (speed is the same; losses mean nothing).
+``limit_train`` random images of the same shape, loudly (per-sample speed is the same;
+losses mean nothing, and ``bench.perf``'s epochs are ``limit_train`` images long).
 
 Keys: device [cuda] (cpu runs the same path on CPU, for testing), out, data_root,
 limit_train [10000], methods [all six], modes [eager,compiled], epochs [1], perf [true],
-perf_args ["reps=2 cap_steps=1000"] (extra bench.perf key=value pairs, space-separated), timeout [240] (seconds
-per run). Exit codes: 0 every run completed, 1 some failed, 2 bad input / no GPU.
+perf_args ["reps=2 cap_steps=1000"] (extra bench.perf key=value pairs, space-separated),
+timeout [240] (seconds per run). Exit codes: 0 every run completed, 1 some failed, 2 bad
+input / no GPU.
 """
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import math
 import os
@@ -34,44 +39,48 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench.cli import entry
 from bench.data import write_idx
-from bench.exits import EXIT_BAD_INPUT
+from bench.exits import BadInput
 from bench.machine import PROJECT_ROOT, host_info
 from bench.optimizers import METHODS
-from bench.perf.core import child_env, harness_spec, parse_scalar, read_flat_yaml
 from bench.results import METRIC_COLUMNS, write_csv, write_json
+from bench.run import proc
+from bench.spec import MODES, build_spec, compose, parse_scalar
 
 DEFAULTS: dict[str, Any] = {
     "device": "cuda", "out": None, "data_root": None, "limit_train": 10000,
-    "methods": ",".join(METHODS), "modes": "eager,compiled", "epochs": 1, "perf": True,
+    "methods": ",".join(METHODS), "modes": ",".join(MODES), "epochs": 1, "perf": True,
     "perf_args": "reps=2 cap_steps=1000", "timeout": 240,
 }
 DATA_ROOTS = (Path("/usr/share/datasets/fashion-mnist"), Path(PROJECT_ROOT) / "data" / "fashion_mnist")
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+SYNTHETIC_TEST = 1000  # test images of the synthetic fallback: evaluated every epoch, meaningless anyway
 
 
-def parse_args(argv: list[str]) -> dict[str, Any]:
+def parse_args(argv: Sequence[str]) -> dict[str, Any]:
     cfg = dict(DEFAULTS)
     for arg in argv:
         key, eq, value = arg.partition("=")
         if not eq or key not in DEFAULTS:
-            raise ValueError(f"unknown argument {arg!r}; expected key=value with key in {', '.join(DEFAULTS)}")
+            raise BadInput(f"unknown argument {arg!r}; expected key=value with key in {', '.join(DEFAULTS)}")
         cfg[key] = value if key in ("perf_args", "out", "data_root") else parse_scalar(value)
     if cfg["device"] not in ("cuda", "cpu"):
-        raise ValueError(f"device must be cuda or cpu, got {cfg['device']!r}")
+        raise BadInput(f"device must be cuda or cpu, got {cfg['device']!r}")
     for key in ("limit_train", "epochs", "timeout"):
         if isinstance(cfg[key], bool) or not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise ValueError(f"{key} must be an integer >= 1, got {cfg[key]!r}")
+            raise BadInput(f"{key} must be an integer >= 1, got {cfg[key]!r}")
     cfg["methods"] = [m.strip() for m in str(cfg["methods"]).split(",") if m.strip()]
     cfg["modes"] = [m.strip() for m in str(cfg["modes"]).split(",") if m.strip()]
-    bad = [m for m in cfg["methods"] if m not in METHODS] + [m for m in cfg["modes"] if m not in ("eager", "compiled")]
+    bad = [m for m in cfg["methods"] if m not in METHODS] + [m for m in cfg["modes"] if m not in MODES]
     if bad or not cfg["methods"] or not cfg["modes"]:
-        raise ValueError(f"unknown method or mode {bad}; methods: {', '.join(METHODS)}; modes: eager, compiled")
+        raise BadInput(f"unknown method or mode {bad}; methods: {', '.join(METHODS)}; modes: {', '.join(MODES)}")
     return cfg
 
 
@@ -79,8 +88,12 @@ def _has_idx(root: Path) -> bool:
     return all((root / f).is_file() or (root / (f + ".gz")).is_file() for f in IDX_FILES)
 
 
-def find_data(cfg: dict[str, Any], work: Path) -> tuple[Path, str | None]:
-    """A folder with the four Fashion-MNIST IDX files, and a note if they are synthetic."""
+def find_data(cfg: Mapping[str, Any], work: Path) -> tuple[Path, str | None]:
+    """A folder with the four Fashion-MNIST IDX files, and a note if they are synthetic.
+
+    The synthetic set is only as large as the runs use (``limit_train`` training images), so a
+    box without the data does not write 55 MB of noise on every call.
+    """
     roots = [Path(cfg["data_root"])] if cfg["data_root"] else list(DATA_ROOTS)
     for root in roots:
         if _has_idx(root):
@@ -88,39 +101,36 @@ def find_data(cfg: dict[str, Any], work: Path) -> tuple[Path, str | None]:
     synthetic = work / "synthetic_data"
     rng = np.random.default_rng(0)
     synthetic.mkdir(parents=True, exist_ok=True)
-    for name, n in (("train", 60000), ("t10k", 10000)):
+    for name, n in (("train", cfg["limit_train"]), ("t10k", min(cfg["limit_train"], SYNTHETIC_TEST))):
         write_idx(synthetic / f"{name}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
         write_idx(synthetic / f"{name}-labels-idx1-ubyte", rng.integers(0, 10, n, dtype=np.uint8))
-    note = (f"!!! no Fashion-MNIST IDX files in {', '.join(map(str, roots))}: using RANDOM images of the "
-            f"same shape (timings are valid, losses and accuracies mean nothing); `make gpu-pack` "
-            f"copies the real files into data/fashion_mnist so they travel with the checkout")
+    note = (f"!!! no Fashion-MNIST IDX files in {', '.join(map(str, roots))}: using {cfg['limit_train']:,} RANDOM "
+            f"images of the same shape (per-sample timings are valid, losses and accuracies mean nothing, "
+            f"bench.perf's epochs are {cfg['limit_train']:,} images long); `make gpu-pack` copies the real files "
+            f"into data/fashion_mnist so they travel with the checkout")
     return synthetic, note
 
 
 def torch_facts(device: str) -> dict[str, Any]:
     """Device and versions, asked of torch in a child (this process never imports it)."""
-    code = ("import json, torch; d = torch.cuda.is_available(); print(json.dumps({'torch': torch.__version__, "
-            "'cuda': torch.version.cuda, 'cuda_available': d, "
-            "'gpu': torch.cuda.get_device_name(0) if d else None}))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env=child_env(1, device))
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"cannot import torch with {sys.executable}: {tail}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    try:
+        done = proc.run("bench.frameworks.torch.device", env=proc.child_env(1, device, "torch"), timeout=120)
+    except subprocess.TimeoutExpired:
+        raise BadInput(f"importing torch with {sys.executable} took over 120 s") from None
+    if done.returncode != 0:
+        raise BadInput(f"cannot import torch with {sys.executable}: {proc.last_line(done)}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run_one(spec: dict[str, Any], work: Path, timeout: int) -> tuple[list[dict[str, str]], dict[str, Any]]:
+def run_one(spec: Mapping[str, Any], work: Path, timeout: int) -> tuple[list[dict[str, str]], dict[str, Any]]:
     """One harness run through ``bench.run.child``; returns its metrics rows and run.json."""
     run = work / spec["run_id"]
     run.mkdir(parents=True, exist_ok=True)
     write_json(run / "spec.json", spec)
     write_json(run / "run.json", {"run_id": spec["run_id"], "status": "running", "config": spec})
     try:
-        proc = subprocess.run([sys.executable, "-m", "bench.run.child", str(run / "spec.json")],
-                              env=child_env(spec["threads"], spec["device"]), capture_output=True,
-                              text=True, timeout=timeout, cwd=PROJECT_ROOT)
-        error = "" if proc.returncode == 0 else (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        done = proc.run("bench.run.child", [run / "spec.json"], env=proc.spec_env(spec), timeout=timeout)
+        error = "" if done.returncode == 0 else proc.last_line(done)
     except subprocess.TimeoutExpired:
         error = f"timed out after {timeout} s"
     info = json.loads((run / "run.json").read_text())
@@ -148,63 +158,59 @@ def summary_row(spec: dict[str, Any], rows: list[dict[str, str]], info: dict[str
     }
 
 
-def main(argv: list[str]) -> int:
-    try:
-        cfg = parse_args(argv)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+def main(argv: Sequence[str]) -> int:
+    cfg = parse_args(argv)
     out = Path(cfg["out"] or os.environ.get("OUT") or Path(PROJECT_ROOT) / "results" / "gpu_check")
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        facts = torch_facts(cfg["device"])
-    except (RuntimeError, subprocess.SubprocessError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    facts = torch_facts(cfg["device"])
     if cfg["device"] == "cuda" and not facts["cuda_available"]:
-        print(f"error: device=cuda but torch {facts['torch']} sees no GPU; use device=cpu to test this path",
-              file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise BadInput(f"device=cuda but torch {facts['torch']} sees no GPU; use device=cpu to test this path")
     t_start = time.perf_counter()
     print(f"[gpu-check] torch {facts['torch']} (CUDA {facts['cuda']}), device {facts['gpu'] or 'cpu'}", flush=True)
     # Run folders and any synthetic data stay out of `out`: a lent machine sends back few files.
-    work = Path(tempfile.mkdtemp(prefix="gpu_check."))
-    data_root, note = find_data(cfg, work)
-    if note:
-        print(note, file=sys.stderr, flush=True)
-    data = read_flat_yaml(Path(PROJECT_ROOT) / "conf" / "data" / "fashion_mnist.yaml")
-    data.update(root=str(data_root), download=False, limit_train=cfg["limit_train"])
-    threads = 1 if cfg["device"] == "cpu" else min(4, os.cpu_count() or 1)  # the GPU does the math
+    with tempfile.TemporaryDirectory(prefix="gpu_check.") as tmp:
+        work = Path(tmp)
+        data_root, note = find_data(cfg, work)
+        if note:
+            print(note, file=sys.stderr, flush=True)
+        data = {"root": str(data_root), "download": False, "limit_train": cfg["limit_train"]}
+        threads = 1 if cfg["device"] == "cpu" else min(4, os.cpu_count() or 1)  # the GPU does the math
 
-    all_rows: list[dict[str, str]] = []
-    summary: list[dict[str, Any]] = []
-    for method in cfg["methods"]:
-        for mode in cfg["modes"]:
-            spec = harness_spec("torch", mode, None, cfg["device"], threads, data, cfg["epochs"], optimizer=method)
-            t0 = time.perf_counter()
-            rows, info = run_one(spec, work, cfg["timeout"])
-            all_rows += rows
-            summary.append(summary_row(spec, rows, info))
-            s = summary[-1]
-            print(f"[gpu-check] {method:9s} {mode:8s} {s['status']:9s} loss {s['train_loss'] or '-':.8} "
-                  f"epoch {s['epoch_time_s'] or '-':.6} s  warm-up {s['warmup_time_s'] or 0:.3g} s  "
-                  f"[{time.perf_counter() - t0:.0f} s] {s['error']}", flush=True)
-    by_key = {(s["optimizer"], s["mode"]): s for s in summary}
-    for s in summary:
-        other = by_key.get((s["optimizer"], "eager"))
-        try:
-            s["rel_diff_vs_eager"] = abs(float(s["train_loss"]) / float(other["train_loss"]) - 1)
-        except (TypeError, ValueError, ZeroDivisionError):
-            s["rel_diff_vs_eager"] = math.nan
-    write_csv(out / "gpu_runs.csv", all_rows, METRIC_COLUMNS)
-    write_csv(out / "gpu_check.csv", summary, list(summary[0]))
+        all_rows: list[dict[str, str]] = []
+        summary: list[dict[str, Any]] = []
+        for method in cfg["methods"]:
+            for mode in cfg["modes"]:
+                spec = build_spec(compose("torch", method, "fashion_mnist", data=data, epochs=cfg["epochs"],
+                                          device=cfg["device"], threads=threads, mode=mode, progress="none"))
+                t0 = time.perf_counter()
+                rows, info = run_one(spec, work, cfg["timeout"])
+                all_rows += rows
+                summary.append(summary_row(spec, rows, info))
+                s = summary[-1]
+                print(f"[gpu-check] {method:9s} {mode:8s} {s['status']:9s} loss {s['train_loss'] or '-':.8} "
+                      f"epoch {s['epoch_time_s'] or '-':.6} s  warm-up {s['warmup_time_s'] or 0:.3g} s  "
+                      f"[{time.perf_counter() - t0:.0f} s] {s['error']}", flush=True)
+        by_key = {(s["optimizer"], s["mode"]): s for s in summary}
+        for s in summary:
+            other = by_key.get((s["optimizer"], "eager"))
+            try:
+                s["rel_diff_vs_eager"] = abs(float(s["train_loss"]) / float(other["train_loss"]) - 1)
+            except (TypeError, ValueError, ZeroDivisionError):
+                s["rel_diff_vs_eager"] = math.nan
+        write_csv(out / "gpu_runs.csv", all_rows, METRIC_COLUMNS)
+        write_csv(out / "gpu_check.csv", summary, list(summary[0]))
 
-    perf_code = None
-    if cfg["perf"]:
-        perf_args = [f"results_dir={out}", f"device={cfg['device']}", "frameworks=torch",
-                     f"threads={threads}", f"data_root={data_root}"] + cfg["perf_args"].split()
-        print(f"[gpu-check] python -m bench.perf {' '.join(perf_args)}", flush=True)
-        perf_code = subprocess.run([sys.executable, "-m", "bench.perf", *perf_args], cwd=PROJECT_ROOT).returncode
+        perf_code = None
+        if cfg["perf"] and importlib.util.find_spec("scipy") is None:
+            skipped = "bench.perf skipped: it needs scipy (its bootstrap intervals)"
+            print(f"!!! {skipped}", file=sys.stderr, flush=True)
+            note = "; ".join(filter(None, [note, skipped]))
+        elif cfg["perf"]:
+            perf_args = [f"results_dir={out}", f"device={cfg['device']}", "frameworks=torch",
+                         f"threads={threads}", f"data_root={data_root}"] + cfg["perf_args"].split()
+            print(f"[gpu-check] python -m bench.perf {' '.join(perf_args)}", flush=True)
+            # bench.perf sets each case's own threads and devices; its output goes straight to ours.
+            perf_code = proc.start("bench.perf", perf_args, env=proc.child_env(threads, cfg["device"])).wait()
     ok = all(s["status"] == "completed" for s in summary)
     write_json(out / "gpu_check.json", {**facts, **host_info(), "data_root": str(data_root), "data_note": note,
                                         "config": cfg, "runs_ok": ok, "perf_exit_code": perf_code,
@@ -215,4 +221,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(entry(lambda: main(sys.argv[1:])))

@@ -1,0 +1,209 @@
+"""What ``bench.parity`` measures: per-step differences between two frameworks, and the verdict.
+
+* ``loss_rel_diff``      |ℓ_torch − ℓ_tf| / |ℓ_torch|; the loss of step k is computed from the
+                         parameters after k − 1 steps, so step 1 compares the forward passes.
+* ``param_max_rel_diff`` the largest, over the four tensors (w1, b1, w2, b2), of
+                         max|θ_torch − θ_tf| / max(max|θ_torch|, max|θ_tf|): the worst
+                         element difference measured against the tensor's own scale. An
+                         element-wise ratio would be dominated by weights that sit near zero.
+* ``param_rel_to_moved`` the same difference against how far the tensor moved from its start,
+                         max|θ_torch − θ_tf| / max(max|θ_torch − θ₀|, max|θ_tf − θ₀|): the share
+                         of the training progress the frameworks disagree on. It is the stricter
+                         number after few steps, when the weights have hardly moved.
+* ``params_over_bound``  how many weights differ by more than TOLERANCE of their tensor's scale.
+* ``param_torch_vs_f64``, ``param_tf_vs_f64``  each framework against a float64 numpy run of the
+                         formula it is meant to compute (same start, same batches): its float32
+                         rounding, or its formula if that is not the one it should be.
+* ``param_forms_diff``   the float64 runs of the two frameworks' formulas against each other:
+                         0 when both compute the same formula (reference, SGD, momentum), the
+                         effect of the formula alone for native RMSProp/Adam (Keras' ε).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from bench.data import Dataset, as_float
+from bench.optimizers import METHODS, RESIDUAL
+from bench.parity.exact import expected_form, float64_trajectory
+from bench.parity.run import batch_plan, lead_spec
+from models.init import LAYERS, PARAM_NAMES
+
+TOLERANCE = 1e-4  # the claim: reference implementations agree to this after N steps (float32)
+BOUND = f"{TOLERANCE:.0e}".replace("e-0", "e-")  # "1e-4", for tables and messages
+PAIR = ("torch", "tensorflow")  # the pair a check compares; any other pair is compared the same way
+SHORT = {"tensorflow": "tf"}  # short names in the per-framework columns (param_tf_vs_f64)
+
+
+def loss_key(fw: str) -> str:
+    return f"loss_{fw}"
+
+
+def f64_key(fw: str) -> str:
+    return f"param_{SHORT.get(fw, fw)}_vs_f64"
+
+
+COLUMNS = (
+    "optimizer", "impl", "framework_a", "framework_b", "batch_size", "seed", "steps", "dataset",
+    "n_train", "init", "mode", "device", "precision", "lr", "step", loss_key(PAIR[0]), loss_key(PAIR[1]),
+    "loss_rel_diff", "param_max_abs_diff", "param_max_rel_diff", "params_over_bound", "param_rel_to_moved",
+    f64_key(PAIR[0]), f64_key(PAIR[1]), "param_forms_diff",
+)
+N_PARAMS = sum(i * o + o for i, o in LAYERS)
+# Rounding shows in isolated weights (a gradient that cancels to float32 noise); a wrong formula
+# moves nearly all of them. Beyond this many weights over the bound a difference is not rounding.
+ISOLATED = N_PARAMS // 1000
+
+
+def _max_abs(x: np.ndarray) -> float:
+    return float(np.max(np.abs(x))) if x.size else 0.0
+
+
+def _ratio(num: float, den: float) -> float:
+    if den > 0:
+        return num / den
+    return 0.0 if num == 0 else math.inf
+
+
+def param_diff(x: Mapping[str, np.ndarray], y: Mapping[str, np.ndarray]) -> tuple[float, float, int]:
+    """(max abs difference, max relative difference, elements over TOLERANCE) of two parameter sets.
+
+    Relative = per tensor max|x − y| / max(max|x|, max|y|), the largest over the tensors; an
+    element counts as over when |x − y| exceeds TOLERANCE times its tensor's scale.
+    """
+    abs_diff = rel = 0.0
+    over = 0
+    for name in PARAM_NAMES:
+        tx, ty = np.asarray(x[name], np.float64), np.asarray(y[name], np.float64)
+        diff = np.abs(tx - ty)
+        scale = max(_max_abs(tx), _max_abs(ty))
+        abs_diff = max(abs_diff, _max_abs(diff))
+        rel = max(rel, _ratio(_max_abs(diff), scale))
+        over += int(np.count_nonzero(diff > TOLERANCE * scale))
+    return abs_diff, rel, over
+
+
+def _at(params: Mapping[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
+    return {name: params[name][i] for name in PARAM_NAMES}
+
+
+def compare(job: Mapping[str, Any], result: Mapping[str, Any], data: Dataset,
+            pair: Sequence[str] = PAIR) -> list[dict[str, float]]:
+    """Per-step differences of one job's results (step 0 = the start); see the module docstring.
+
+    Besides framework a vs framework b, each is measured against a float64 run of the formula it
+    is meant to compute (``param_torch_vs_f64``, ``param_tf_vs_f64``), and the two formulas'
+    float64 runs against each other (``param_forms_diff``: 0 when both compute the same one).
+    """
+    fa, fb = pair
+    a, b = result[fa], result[fb]
+    spec = lead_spec(job)
+    opt = spec["optimizer"]
+    rule = METHODS[opt["name"]].rule
+    saved = [int(s) for s in a["param_steps"]]
+    batches = batch_plan(spec["seed"], data.n_train, job["batch_size"], job["steps"])
+    x = as_float(data.x_train)
+    exact: dict[str, dict[str, np.ndarray]] = {}
+    # numpy's BLAS gets the frameworks' thread budget: many threads on a busy machine cost more than they give
+    with threadpool_limits(limits=int(spec["threads"])):
+        for fw in pair:
+            form, start = expected_form(rule, fw, opt["impl"]), _at(result[fw], 0)
+            same = [other for other in exact if expected_form(rule, other, opt["impl"]) == form
+                    and all(np.array_equal(start[n], result[other][n][0]) for n in PARAM_NAMES)]
+            exact[fw] = exact[same[0]] if same else float64_trajectory(
+                start, x, data.y_train, batches, rule, opt, form, saved)
+    index = {step: i for i, step in enumerate(saved)}
+    rows = []
+    for step in range(job["steps"] + 1):
+        row: dict[str, float] = {"step": step}
+        if step:
+            la, lb = float(a["loss"][step - 1]), float(b["loss"][step - 1])
+            row.update({loss_key(fa): la, loss_key(fb): lb, "loss_rel_diff": _ratio(abs(la - lb), abs(la))})
+        if step in index:
+            i = index[step]
+            pa, pb = _at(a, i), _at(b, i)
+            abs_diff, rel, over = param_diff(pa, pb)
+            moved = math.nan
+            if step:
+                travel = {name: max(_max_abs(pa[name] - a[name][0]), _max_abs(pb[name] - b[name][0]))
+                          for name in PARAM_NAMES}
+                moved = max(_ratio(_max_abs(pa[n].astype(np.float64) - pb[n]), travel[n]) for n in PARAM_NAMES)
+            row.update({"param_max_abs_diff": abs_diff, "param_max_rel_diff": rel, "params_over_bound": over,
+                        "param_rel_to_moved": moved,
+                        f64_key(fa): param_diff(pa, _at(exact[fa], i))[1],
+                        f64_key(fb): param_diff(pb, _at(exact[fb], i))[1],
+                        "param_forms_diff": param_diff(_at(exact[fa], i), _at(exact[fb], i))[1]})
+        rows.append(row)
+    return rows
+
+
+def result_rows(job: Mapping[str, Any], diffs: Sequence[Mapping[str, float]],
+                pair: Sequence[str] = PAIR) -> list[dict[str, Any]]:
+    """The CSV rows of a check: its settings, then each step's differences."""
+    spec = lead_spec(job)
+    base = {"optimizer": spec["optimizer"]["name"], "impl": spec["optimizer"]["impl"],
+            "framework_a": pair[0], "framework_b": pair[1], "batch_size": job["batch_size"],
+            "seed": spec["seed"], "steps": job["steps"], "dataset": job["dataset"], "n_train": job["n_train"],
+            "init": spec["init"], "mode": spec["mode"], "device": spec["device"],
+            "precision": spec["precision"], "lr": spec["optimizer"]["lr"]}
+    return [{**base, **row} for row in diffs]
+
+
+def report_steps(steps: int) -> list[int]:
+    return sorted({1, min(10, steps), steps})
+
+
+def _fmt(x: Any, spec: str = ".1e") -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+def verdict(job: Mapping[str, Any], diffs: Sequence[Mapping[str, float]], pair: Sequence[str] = PAIR) -> str:
+    """One line on the comparison after the last step, worded from the numbers."""
+    fa, fb = pair
+    last, spec = diffs[-1], lead_spec(job)
+    n, rel, over = job["steps"], last["param_max_rel_diff"], int(last["params_over_bound"])
+    va, vb = last[f64_key(fa)], last[f64_key(fb)]
+    if diffs[0]["param_max_rel_diff"] > 0:
+        return (f"differ from the start (init={spec['init']}): {diffs[0]['param_max_rel_diff']:.1e} "
+                f"apart before the first step, {rel:.1e} after {n}; each framework is within "
+                f"{max(va, vb):.1e} of float64 from its own start")
+    rule = METHODS[spec["optimizer"]["name"]].rule
+    exact = f"float64 arithmetic of the same formula is {va:.1e} from {fa} and {vb:.1e} from {fb}"
+    if rel <= TOLERANCE:
+        return f"agree: parameters within {rel:.1e} of their scale after {n} steps (bound {BOUND})"
+    if last["param_forms_diff"] > TOLERANCE:
+        return (f"differ by formula: {rel:.1e} apart after {n} steps, {over} of {N_PARAMS} weights beyond the "
+                f"bound; float64 runs of the two frameworks' formulas are {last['param_forms_diff']:.1e} apart "
+                f"({fa} {va:.1e}, {fb} {vb:.1e} from their own). "
+                + " ".join(RESIDUAL.get((rule, fw), "") for fw in pair).strip())
+    if over <= ISOLATED:
+        return (f"agree to float32 rounding: {rel:.1e} apart after {n} steps, in {over} of {N_PARAMS} weights "
+                f"beyond the bound; {exact}: rounding in gradients that cancel to almost zero, which the "
+                f"per-weight scaling of {rule} turns into full-size steps")
+    return (f"DIFFER beyond rounding: {rel:.1e} apart after {n} steps in {over} of {N_PARAMS} weights, with the "
+            f"same formula on both sides; {exact}")
+
+
+def print_table(job: Mapping[str, Any], diffs: Sequence[Mapping[str, float]], pair: Sequence[str] = PAIR) -> None:
+    """The comparison at steps 0, 1, 10 and N, and the verdict, on stdout."""
+    fa, fb = pair
+    spec = lead_spec(job)
+    opt = spec["optimizer"]
+    print(f"parity {opt['name']} impl={opt['impl']}: {fa} vs {fb}, {job['steps']} steps of batch "
+          f"{job['batch_size']} on {job['dataset']} ({job['n_train']} train), seed {spec['seed']}, "
+          f"init {spec['init']}, {spec['mode']}, {spec['device']}")
+    sa, sb = SHORT.get(fa, fa), SHORT.get(fb, fb)
+    head = ("step", f"loss {sa}", f"loss {sb}", "loss rel", "param rel", "rel to moved", f"{sa} vs f64",
+            f"{sb} vs f64", "formulas")
+    keys = (loss_key(fa), loss_key(fb), "loss_rel_diff", "param_max_rel_diff", "param_rel_to_moved",
+            f64_key(fa), f64_key(fb), "param_forms_diff")
+    print(f"{head[0]:>5} {head[1]:>10} {head[2]:>10}" + "".join(f" {h:>12}" for h in head[3:]))
+    for step in [0] + report_steps(job["steps"]):
+        r = diffs[step]
+        print(f"{step:>5} {_fmt(r.get(keys[0]), '.6f'):>10} {_fmt(r.get(keys[1]), '.6f'):>10}"
+              + "".join(f" {_fmt(r.get(k)):>12}" for k in keys[2:]))
+    print(verdict(job, diffs, pair))
