@@ -1,1 +1,13 @@
-"""The comparison report: ``python -m bench.report [results_dir]``."""
+"""The comparison report: ``python -m bench.report [results_dir]`` → ``results_dir/report/``.
+
+Layers, so that every number can be tested without drawing anything:
+
+* ``load`` — run folders and the timing pass into DataFrames; bad files become warnings;
+* ``aggregate``, ``speed``, ``claims`` — pure functions: per-run figures, seeds folded, time
+  per step and ratios with 95 % intervals, the tutorial's claims judged;
+* ``tables``, ``figures`` — strings for people, PNG and SVG figures;
+* ``render`` (Jinja2 templates under ``templates/``) and ``page`` (the sections in order,
+  ``build_report``) — ``index.html``, ``report.md``, ``summary.csv``;
+* ``sections`` — sections other modules contribute, collected in child processes (they may
+  import a framework; this package imports none).
+"""

@@ -103,7 +103,7 @@ CLAIMS: tuple[ClaimSpec, ...] = (
               (C("momentum", "minibatch", "acc_epoch1", ">"),)),
     ClaimSpec("momentum", "reduces oscillation", "step-loss spread vs minibatch",
               (C("momentum", "minibatch", "step_loss_std", "<"),)),
-    ClaimSpec("rmsprop", "adapts the learning rate", "test acc after epoch 1 vs minibatch (indirect)",
+    ClaimSpec("rmsprop", "adapts the learning rate", "test acc after epoch 1 vs minibatch",
               (C("rmsprop", "minibatch", "acc_epoch1", ">"),), direct=False),
     ClaimSpec("adam", "converges fast", "test acc after epoch 1 vs minibatch",
               (C("adam", "minibatch", "acc_epoch1", ">"),)),
@@ -203,7 +203,7 @@ def check_claims(summary: pd.DataFrame, stats: pd.DataFrame, rounds: Mapping[tup
     out = []
     for spec in CLAIMS:
         needs = list(dict.fromkeys(m for c in spec.compares for m in (c.a, c.b)))
-        measure = spec.measure if spec.direct else f"{spec.measure}; indirect evidence"
+        measure = spec.measure if spec.direct else f"{spec.measure} (indirect evidence)"
         judged = False
         for fw in frameworks:
             rows = {m: refs[fw][m] for m in needs if m in refs[fw]}

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -24,7 +24,7 @@ LINE = {"tensorflow": (3.2, 0.6), "jax": (2.2, 0.8), "torch": (1.4, 1.0)}
 OTHER_LINE = (1.8, 0.9)
 
 
-def framework_order(frameworks, baseline: str = BASELINE) -> list[str]:
+def framework_order(frameworks: Iterable[str], baseline: str = BASELINE) -> list[str]:
     """The baseline framework first, the others by name."""
     return sorted(set(frameworks), key=lambda f: (f != baseline, f))
 LINESTYLES = ("-", "--", ":", "-.")
