@@ -23,18 +23,19 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-from omegaconf import OmegaConf
 
+from bench.cli import entry
+from bench.exits import BadInput
 from bench.report.sections import ReportSection
 from bench.results import FINISHED, read_json
+from bench.spec import conf_group
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 TUNE_KEYS = ("dataset", "framework", "optimizer", "impl", "batch_size")  # one tuning problem each
 
 
 def default_lr(optimizer: str) -> float:
-    """The method's lr in ``conf/optimizer/<name>.yaml`` (the seed's API defaults)."""
-    return float(OmegaConf.load(CONF_DIR / "optimizer" / f"{optimizer}.yaml")["lr"])
+    """The method's lr in ``conf/optimizer/<name>.yaml`` (the tutorial's API defaults)."""
+    return float(conf_group("optimizer", optimizer)["lr"])
 
 
 def final_rows(results_dir: Path) -> pd.DataFrame:
@@ -143,13 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     if not best.empty:
         best = best[(best["framework"] == args.framework) & (best["optimizer"] == args.optimizer)]
     if best.empty:
-        print(f"error: no tuning runs for {args.framework} {args.optimizer} in {args.results_dir}/runs "
-              "(runs with data.val_size > 0)", file=sys.stderr)
-        return 2
+        raise BadInput(f"no tuning runs for {args.framework} {args.optimizer} in {args.results_dir}/runs "
+                       "(runs with data.val_size > 0)")
     if len(best) > 1:
-        print(f"error: {len(best)} tuning problems for {args.framework} {args.optimizer} "
-              "(datasets or batch sizes differ); use a results_dir per tuning", file=sys.stderr)
-        return 2
+        raise BadInput(f"{len(best)} tuning problems for {args.framework} {args.optimizer} "
+                       "(datasets or batch sizes differ); use a results_dir per tuning")
     row = best.iloc[0]
     values = dict.fromkeys([repr(float(row["best_lr"])), repr(float(row["default_lr"]))])  # unique, best first
     print(",".join(values))
@@ -157,4 +156,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry(main))
