@@ -21,12 +21,12 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-# Quick sweep: 6 methods x 2 frameworks, each run in its own process, then the seed's toy
+# Quick sweep: 6 methods x 3 frameworks, each run in its own process, then the seed's toy
 # paths, the step-by-step parity check and the report. The report is built even when some run failed (it lists them);
 # make still exits with the sweep's non-zero status then.
 bench: $(STAMP)
 	status=0; \
-	$(PYTHON) -m bench -m framework=torch,tensorflow optimizer=$(METHODS) profile=$(PROFILE) \
+	$(PYTHON) -m bench -m framework=torch,tensorflow,jax optimizer=$(METHODS) profile=$(PROFILE) \
 	    device=$(DEVICE) data=$(DATA) results_dir=$(RESULTS) $(ARGS) || status=$$?; \
 	[ $$status -eq 2 ] && exit 2; \
 	$(PYTHON) -m bench.toy --out $(RESULTS)/toy || status=$$?; \
@@ -52,7 +52,7 @@ report: $(STAMP)
 toy: $(STAMP)
 	$(PYTHON) -m bench.toy --out $(RESULTS)/toy
 
-# Per-step proof that both frameworks compute the same math: all six methods with the tutorial's
+# Per-step proof that both frameworks compute the same math: all six methods with the seed's
 # formulas (reference), and with the native optimizers to show what differs there.
 PARITY_IMPLS ?= reference native
 parity: $(STAMP)

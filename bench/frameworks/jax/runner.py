@@ -53,6 +53,7 @@ class JaxRunner:
         self.state = (params, jax.device_put(self.tx.init(params), self.device))
         # The data are arguments, not closed-over constants (those would be baked into the program).
         self._step = jax.jit(self._step_fn, donate_argnums=0)
+        self._row = jax.jit(self._row_fn, donate_argnums=0)
         self._epoch = jax.jit(self._epoch_fn, donate_argnums=0)
         self._eval = jax.jit(self._eval_fn)
         self.step_time_s = 0.0  # seconds inside step/epoch calls (and the final sync) in the last epoch
@@ -70,8 +71,13 @@ class JaxRunner:
         updates, opt_state = self.tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, losses.at[k].set(loss), k + 1
 
+    def _row_fn(self, carry, x: jax.Array, y: jax.Array, batches: jax.Array):
+        """The step whose batch is row k (the carry's step number) of ``batches`` [steps, batch_size]:
+        the epoch's indices go to the device once, not as one small transfer per step."""
+        return self._step_fn(carry, x, y, batches[carry[3]])
+
     def _epoch_fn(self, carry, x: jax.Array, y: jax.Array, batches: jax.Array):
-        """Every row of ``batches`` [steps, batch_size] as one step, in one program."""
+        """Every row of ``batches`` as one step, in one program."""
         return jax.lax.scan(lambda c, idx: (self._step_fn(c, x, y, idx), None), carry, batches)[0]
 
     def _calls(self, order: np.ndarray, batch_size: int) -> list:
@@ -80,18 +86,17 @@ class JaxRunner:
         if batch_size >= len(order) == int(y.shape[0]):
             # The full-batch gradient does not depend on the order: skip the gather.
             return [lambda c: self._step(c, x, y, None)]
-        whole = len(order) - len(order) % batch_size
-        pieces = np.split(order[:whole].astype(np.int32), whole // batch_size) if whole else []
+        steps, whole = len(order) // batch_size, len(order) - len(order) % batch_size
+        head = [order[:whole].astype(np.int32).reshape(steps, batch_size)] if steps else []
         rest = [order[whole:].astype(np.int32)] if whole < len(order) else []
-        if self.spec["mode"] == "compiled":
-            head = [np.stack(pieces)] if pieces else []
-            dev = jax.device_put(head + rest, self.device)  # one transfer for the epoch's indices
-            calls = [lambda c, b=dev[0]: self._epoch(c, x, y, b)] if head else []
-        else:
-            dev = jax.device_put(pieces + rest, self.device)
-            calls = [lambda c, b=b: self._step(c, x, y, b) for b in dev[:len(pieces)]]
+        dev = jax.device_put(head + rest, self.device)  # one transfer for the epoch's indices
+        calls = []
+        if head and self.spec["mode"] == "compiled":
+            calls.append(lambda c: self._epoch(c, x, y, dev[0]))
+        elif head:
+            calls += [lambda c: self._row(c, x, y, dev[0])] * steps
         if rest:  # the partial last batch: its own shape, its own program
-            calls.append(lambda c, b=dev[-1]: self._step(c, x, y, b))
+            calls.append(lambda c: self._step(c, x, y, dev[-1]))
         return calls
 
     def _carry(self, n_steps: int) -> tuple:
