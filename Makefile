@@ -52,7 +52,7 @@ report: $(STAMP)
 toy: $(STAMP)
 	$(PYTHON) -m bench.toy --out $(RESULTS)/toy
 
-# Per-step proof that both frameworks compute the same math: all six methods with the seed's
+# Per-step proof that both frameworks compute the same math: all six methods with the tutorial's
 # formulas (reference), and with the native optimizers to show what differs there.
 PARITY_IMPLS ?= reference native
 parity: $(STAMP)
