@@ -16,14 +16,15 @@ from omegaconf import DictConfig
 
 from bench.cli import entry
 from bench.exits import EXIT_BAD_INPUT
-from bench.run.launch import (SWEEP_PID_ENV, SweepProgress, mark_interrupted,
-                          objective_value, run_job, stop_sweep_processes)
+from bench.run.launch import SWEEP_PID_ENV, objective_value, run_job, stop_sweep_processes
+from bench.run.sweep import SweepProgress, apply_tuning_defaults, current_sweeper, mark_interrupted
 
 _result: list[int] = []
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def _main(cfg: DictConfig) -> int | float:
+    apply_tuning_defaults(cfg, current_sweeper())  # hydra/sweeper=tune_lr implies objective=val_acc
     outcome = run_job(cfg, raise_errors=cfg.get("objective") is not None)
     code = EXIT_BAD_INPUT if outcome is None else outcome.code
     _result.append(code)

@@ -8,14 +8,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any, Mapping
 
 from bench.exits import BadInput
+from bench.machine import resolve_device
 from bench.optimizers import METHODS, REQUIRED_HPARAMS
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -33,68 +32,59 @@ BOOKKEEPING = ("results_dir", "jobs", "force", "progress", "python")
 LATER_KEYS = {"diverge_factor": 10.0, "min_steps": 0}
 
 
-def _int(name: str, value: Any, minimum: int | None = None) -> int:
+# Every integer key fits an int32, so no framework, numpy dtype or C library overflows on it.
+INT_MAX = 2**31 - 1
+SEED_MAX = 2**32 - 1  # numpy's legacy seeding and most framework seeds take 32 bits
+THREADS_MAX = 1024  # beyond any machine's cores; a bigger count is a typo
+LANES_MAX = 1024  # jobs and runs_per_gpu
+
+
+def _int(name: str, value: Any, minimum: int | None = None, maximum: int = INT_MAX) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise BadInput(f"{name} must be an integer, got {value!r}")
+        raise BadInput(f"{name} must be an integer, got {_short(value)}")
     if minimum is not None and value < minimum:
-        raise BadInput(f"{name} must be >= {minimum}, got {value}")
+        raise BadInput(f"{name} must be >= {minimum}, got {_short(value)}")
+    if value > maximum:
+        raise BadInput(f"{name} must be <= {maximum}, got {_short(value)}")
     return value
+
+
+def _bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise BadInput(f"{name} must be true or false, got {_short(value)}")
+    return value
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut so that an error stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
-        raise BadInput(f"{name}={value!r} is not one of {', '.join(choices)}")
+        raise BadInput(f"{name}={_short(value)} is not one of {', '.join(choices)}")
     return value
 
 
 def _positive_float(name: str, value: Any) -> float:
     try:
         out = float(value)
-    except (TypeError, ValueError):
-        raise BadInput(f"{name} must be a number, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise BadInput(f"{name} must be a finite number > 0, got {_short(value)}") from None
     if isinstance(value, bool) or not math.isfinite(out) or out <= 0:
-        raise BadInput(f"{name} must be a finite number > 0, got {value!r}")
+        raise BadInput(f"{name} must be a finite number > 0, got {_short(value)}")
     return out
-
-
-def visible_gpus() -> list[str]:
-    """GPUs visible to a child process, found without importing a framework."""
-    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
-        return []
-    smi = shutil.which("nvidia-smi")
-    if smi:
-        try:
-            out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20)
-            return [line for line in out.stdout.splitlines() if line.startswith("GPU")]
-        except (OSError, subprocess.SubprocessError):
-            return []
-    procdir = "/proc/driver/nvidia/gpus"
-    return sorted(os.listdir(procdir)) if os.path.isdir(procdir) else []
-
-
-def resolve_device(requested: str) -> str:
-    if requested == "cpu":
-        return "cpu"
-    gpus = visible_gpus()
-    if gpus:
-        return "cuda"
-    if requested == "cuda":
-        cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
-        found = "no nvidia-smi and no /proc/driver/nvidia" if not shutil.which("nvidia-smi") else "nvidia-smi lists no GPU"
-        if cvd is not None:
-            found += f", CUDA_VISIBLE_DEVICES={cvd!r}"
-        raise BadInput(f"device=cuda but no GPU is visible ({found}); use device=cpu or device=auto")
-    return "cpu"
 
 
 def _diverge_factor(value: Any) -> float:
     """0 turns the loss-ratio test off; a non-finite loss is a divergence whatever it is."""
     try:
         out = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         out = math.nan
     if isinstance(value, bool) or not math.isfinite(out) or out < 0:
-        raise BadInput(f"diverge_factor must be a finite number >= 0 (0 = off), got {value!r}")
+        raise BadInput(f"diverge_factor must be a finite number >= 0 (0 = off), got {_short(value)}")
     return out
 
 
@@ -215,20 +205,25 @@ def build_spec(cfg: Mapping[str, Any]) -> dict[str, Any]:
         "data": data,
         "batch_size": batch,
         "epochs": _int("epochs", cfg.get("epochs"), 1),
-        "seed": _int("seed", cfg.get("seed"), 0),
+        "seed": _int("seed", cfg.get("seed"), 0, SEED_MAX),
         "device": resolve_device(_choice("device", cfg.get("device"), DEVICES)),
         "device_requested": cfg.get("device"),
-        "threads": _int("threads", cfg.get("threads"), 1),
+        "threads": _int("threads", cfg.get("threads"), 1, THREADS_MAX),
         "mode": _choice("mode", cfg.get("mode"), MODES),
         "init": _choice("init", cfg.get("init"), INITS),
-        "deterministic": bool(cfg.get("deterministic", True)),
+        "deterministic": _bool("deterministic", cfg.get("deterministic", True)),
         "precision": _choice("precision", cfg.get("precision", "fp32"), PRECISIONS),
         "step_log_points": _int("step_log_points", cfg.get("step_log_points", 200), 1),
         "progress": _choice("progress", cfg.get("progress", "auto"), ("auto", "bar", "lines", "none")),
         "diverge_factor": _diverge_factor(cfg.get("diverge_factor", LATER_KEYS["diverge_factor"])),
         "min_steps": _int("min_steps", cfg.get("min_steps", LATER_KEYS["min_steps"]), 0),
     }
-    _int("jobs", cfg.get("jobs", 1), 1)
+    _int("jobs", cfg.get("jobs", 1), 1, LANES_MAX)
+    _int("runs_per_gpu", cfg.get("runs_per_gpu", 1), 1, LANES_MAX)
+    _bool("force", cfg.get("force", False))
+    python = fw.get("python")
+    if python is not None and not (isinstance(python, str) and shutil.which(python)):
+        raise BadInput(f"framework.python={_short(python)} is not an executable")
     spec["run_id"] = run_id(spec)
     return spec
 

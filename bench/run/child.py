@@ -10,6 +10,9 @@ Fault injection for tests: ``OPTBENCH_FAULT=<kind>@<epoch>[@<text>]`` makes the 
 run_id contains ``<text>`` (every run if omitted) misbehave as epoch ``<epoch>`` starts:
 ``segv`` (crash by SIGSEGV), ``kill`` (SIGKILL, as the OOM killer does), ``raise`` (a Python
 exception), ``hang`` (sleep, so a test can interrupt a sweep mid-way).
+``OPTBENCH_FAULT=envonly@<seconds>`` trains nothing and imports no framework: the child records
+the CUDA_VISIBLE_DEVICES it was given and its start and end times in run.json, stays that many
+seconds, and ends ``completed`` (tests of the GPU lanes on a machine without a GPU).
 """
 from __future__ import annotations
 
@@ -92,11 +95,26 @@ def make_runner(spec: dict, data, weights):
     return getattr(importlib.import_module(module), cls)(spec, data, weights)
 
 
+def env_only(out_dir: Path, seconds: str) -> int:
+    """The ``envonly`` fault: record what the parent gave this child, train nothing."""
+    started = time.time()
+    time.sleep(float(seconds or 0))
+    update_run_json(out_dir, status="completed", env_only=True, child_start_time=started, child_end_time=time.time(),
+                    cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"), end_time=time.time())
+    return 0
+
+
 def main(spec_path: str) -> int:
     started = time.time()
     sigterm_as_interrupt()  # the parent stopping, or the parent gone, ends the run cleanly
+    # Slurm's warning ahead of a job's time limit (SIGUSR2, asked for by submitit) reaches every
+    # process of the job; a run cannot checkpoint, so it trains on until Slurm's SIGTERM.
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
     spec = json.loads(Path(spec_path).read_text())
     out_dir = Path(spec_path).parent
+    kind, _, seconds = os.environ.get("OPTBENCH_FAULT", "").partition("@")
+    if kind == "envonly":
+        return env_only(out_dir, seconds)
     try:
         data = load_dataset(spec["data"])
         batch_size = resolve_batch_size(spec, data.n_train)

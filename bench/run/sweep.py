@@ -19,6 +19,7 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
+from submitit.core.utils import UncompletedJobError
 
 from bench.exits import EXIT_BAD_INPUT, BadInput
 from bench.machine import resolve_device
@@ -116,8 +117,30 @@ def slurm_stop_reason() -> str | None:
         out = subprocess.run([scontrol, "show", "job", "-o", job], capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.SubprocessError):
         return None
-    match = re.search(r"\bJobState=(\w+)", out.stdout)
-    return SLURM_REASONS.get(match.group(1)) if match else None
+    fields = dict(re.findall(r"\b(JobState|RunTime|TimeLimit)=(\S+)", out.stdout))
+    state = fields.get("JobState")
+    if state == "COMPLETING":  # how Slurm shows a job it is ending, whatever the cause
+        limit, ran = _seconds(fields.get("TimeLimit", "")), _seconds(fields.get("RunTime", ""))
+        state = "TIMEOUT" if limit is not None and ran is not None and ran >= limit else "CANCELLED"
+    return SLURM_REASONS.get(state or "")
+
+
+def scheduler_reason(exc: BaseException) -> str | None:
+    """The reason for a run stopped by submitit inside a Slurm job: Slurm's SIGUSR2 warning before
+    the time limit, or a preemption, reaches the job as UncompletedJobError."""
+    if not isinstance(exc, UncompletedJobError):
+        return None
+    return SLURM_REASONS["TIMEOUT" if "timed-out" in str(exc) else "PREEMPTED"]
+
+
+def _seconds(text: str) -> int | None:
+    """Slurm's ``[days-]hours:minutes:seconds`` (or ``minutes:seconds``) in seconds."""
+    days, _, clock = text.rpartition("-")
+    try:
+        parts = [int(p) for p in clock.split(":")]
+        return int(days or 0) * 86400 + sum(v * 60**i for i, v in enumerate(reversed(parts)))
+    except ValueError:
+        return None  # UNLIMITED, or a format this version does not write
 
 
 class _OnceSacct(logging.Filter):
@@ -131,12 +154,11 @@ class _OnceSacct(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if "Bypassing sacct error" not in record.getMessage():
             return True
-        if self.seen:
-            return False
-        self.seen = True
-        record.msg, record.args = ("sacct cannot read job states (no Slurm accounting on this cluster?); "
-                                   "the sweep goes on from submitit's own files (said once)"), None
-        return True
+        if not self.seen:  # printed here: submitit's logger has several handlers, each would repeat it
+            print("[slurm] sacct cannot read job states (no Slurm accounting on this cluster?); the sweep "
+                  "goes on from submitit's own files (said once)", file=sys.stderr, flush=True)
+            self.seen = True
+        return False
 
 
 def quiet_sacct() -> None:

@@ -1,0 +1,104 @@
+"""A real one-node Slurm cluster (scripts/local-slurm) behind ``hydra/launcher=slurm``: a sweep
+completes, ``scancel`` and a time limit are recorded with Slurm's reason, a re-run finishes what
+was stopped. Needs root and the packages slurm-wlm and munge; skipped otherwise."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, SMALL, run_cli
+from test_reliability import _hanging, _start, _wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.stress]
+
+SCRIPT = ROOT / "scripts" / "local-slurm"
+STATE = "/var/tmp/optbench-slurm"  # the script's default: one cluster per machine
+CPU_JOBS = ["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=0", "hydra.launcher.cpus_per_task=1",
+            "hydra.launcher.mem_gb=1"]
+TINY = [*SMALL, "epochs=1", "optimizer=minibatch", "progress=none"]
+
+
+@pytest.fixture(scope="session")
+def slurm() -> dict[str, str]:
+    """SLURM_CONF of a running one-node cluster; one started here is stopped after the session."""
+    if os.geteuid() != 0:
+        pytest.skip("a local Slurm cluster needs root (it starts munged, slurmctld and slurmd)")
+    missing = [cmd for cmd in ("munged", "slurmctld", "slurmd", "sbatch") if not shutil.which(cmd)]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not found: apt-get install slurm-wlm munge")
+    env = {k: v for k, v in os.environ.items() if k != "OPTBENCH_SLURM_STATE"}
+    running = subprocess.run([str(SCRIPT), "status"], env=env, timeout=60).returncode == 0
+    if not running:
+        started = subprocess.run([str(SCRIPT)], capture_output=True, text=True, env=env, timeout=180)
+        assert started.returncode == 0, started.stdout + started.stderr
+    yield {"SLURM_CONF": f"{STATE}/slurm.conf"}
+    if not running:
+        subprocess.run([str(SCRIPT), "stop"], capture_output=True, text=True, env=env, timeout=120)
+
+
+def _infos(results: Path) -> dict[str, dict]:
+    return {p.name: json.loads((p / "run.json").read_text()) for p in sorted((results / "runs").iterdir())}
+
+
+def _job_of(results: Path, task: int, env: dict[str, str]) -> str:
+    """The Slurm id of array task ``task`` of the sweep writing into ``results``."""
+    out = subprocess.run(["squeue", "-h", "-o", "%i %o"], capture_output=True, text=True, env=env, timeout=30)
+    ids = [line.split()[0] for line in out.stdout.splitlines() if str(results) in line]
+    found = [i for i in ids if i.endswith(f"_{task}")]
+    assert len(found) == 1, out.stdout
+    return found[0]
+
+
+def test_a_four_run_sweep_completes_and_says_sacct_once(slurm: dict[str, str], results: Path) -> None:
+    proc = run_cli("-m", *CPU_JOBS, *TINY, "seed=range(4)", f"results_dir={results}", env=slurm, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    infos = _infos(results)
+    assert len(infos) == 4 and {i["status"] for i in infos.values()} == {"completed"}
+    assert "4 ran, 0 skipped" in proc.stdout
+    out = proc.stdout + proc.stderr
+    assert "Bypassing sacct" not in out and "accounting storage is disabled" not in out
+    assert sum("sacct" in line for line in out.splitlines()) <= 1
+
+
+def test_scancel_is_recorded_with_its_reason_and_a_rerun_finishes_it(slurm: dict[str, str], results: Path,
+                                                                     tmp_path: Path) -> None:
+    args = ["-m", *CPU_JOBS, *TINY, "seed=range(4)", f"results_dir={results}"]
+    os.environ.update(slurm)  # _start passes this process's environment on
+    try:
+        proc, log = _start(args, tmp_path, "scancel", fault="hang@1@-s1-")
+        _wait_for(lambda: _hanging(results, 1), timeout=300)
+        subprocess.run(["scancel", _job_of(results, 1, {**os.environ, **slurm})], check=True, timeout=30)
+        assert proc.wait(timeout=300) == 1, log.read_text()[-3000:]
+    finally:
+        for key in slurm:
+            os.environ.pop(key, None)
+    infos = _infos(results)
+    stopped = [i for name, i in infos.items() if "-s1-" in name]
+    assert len(stopped) == 1 and stopped[0]["status"] in ("interrupted", "failed")
+    assert stopped[0]["exit_reason"] == "cancelled by Slurm (scancel)"
+    assert sorted(i["status"] for i in infos.values()) == sorted(["completed"] * 3 + [stopped[0]["status"]])
+    finished = {name: i["end_time"] for name, i in infos.items() if "-s1-" not in name}
+
+    again = run_cli(*args, env=slurm, timeout=600)
+    assert again.returncode == 0 and "1 ran, 3 skipped" in again.stdout, again.stdout[-3000:]
+    infos = _infos(results)
+    assert {i["status"] for i in infos.values()} == {"completed"}
+    assert {name: i["end_time"] for name, i in infos.items() if "-s1-" not in name} == finished
+
+
+def test_a_run_past_its_time_limit_is_recorded_as_a_timeout(slurm: dict[str, str], results: Path) -> None:
+    begin = time.monotonic()
+    proc = run_cli("-m", *CPU_JOBS, "hydra.launcher.timeout_min=1", *TINY, "seed=0", f"results_dir={results}",
+                   env={**slurm, "OPTBENCH_FAULT": "hang@1"}, timeout=600)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    (info,) = _infos(results).values()
+    assert info["status"] in ("interrupted", "failed")
+    assert info["exit_reason"] == "Slurm time limit reached (timeout)"
+    assert time.monotonic() - begin >= 55  # it trained on after Slurm's early warning, up to the limit
+    assert "Traceback" not in proc.stderr
