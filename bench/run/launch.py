@@ -28,6 +28,7 @@ from bench.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 from bench.machine import git_commit, host_info
 from bench.run.proc import NOISE, die_with_parent, spec_env, start
 from bench.results import FINISHED, run_dir, run_status, update_run_json, write_json
+from bench.run.cpulock import CpuLock
 from bench.spec import BadInput, build_spec, unknown_keys
 
 STDERR_TAIL = 40
@@ -76,6 +77,7 @@ def execute(spec: dict[str, Any], results_dir: str, force: bool = False) -> RunO
         print(f"[skip] {spec['run_id']}: running in another process", flush=True)
         lock.close()
         return RunOutcome("running", 0, out, skipped=True)
+    cpu = CpuLock(exclusive=False, who=spec["run_id"])
     try:
         previous = run_status(out)
         if previous in FINISHED and not force:
@@ -89,6 +91,7 @@ def execute(spec: dict[str, Any], results_dir: str, force: bool = False) -> RunO
                         start_time_iso=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **host_info())
         python = spec["framework"].get("python") or sys.executable
         tail: collections.deque = collections.deque(maxlen=STDERR_TAIL)
+        cpu.acquire()  # shared: lanes train side by side, but never while a timing pass measures
         try:
             proc = start("bench.run.child", [out / "spec.json"], env=spec_env(spec), python=python,
                          stderr=subprocess.PIPE)
@@ -129,6 +132,7 @@ def execute(spec: dict[str, Any], results_dir: str, force: bool = False) -> RunO
         print(f"[failed] {spec['run_id']}: {reason}", file=sys.stderr, flush=True)
         return RunOutcome("failed", 1, out)
     finally:
+        cpu.release()
         fcntl.flock(lock, fcntl.LOCK_UN)
         lock.close()
 

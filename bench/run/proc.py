@@ -92,12 +92,13 @@ def command(module: str, args: Sequence[str] = (), python: str | None = None) ->
 
 def start(module: str, args: Sequence[str] = (), *, env: Mapping[str, str], python: str | None = None,
           stdout: int | IO[Any] | None = None, stderr: int | IO[Any] | None = None,
-          cwd: str | os.PathLike | None = None, text: bool = True) -> subprocess.Popen:
+          cwd: str | os.PathLike | None = None, text: bool = True,
+          stdin: int | IO[Any] | None = None) -> subprocess.Popen:
     """Start ``python -m module args`` in the background; it dies with this process.
 
     Raises OSError when the interpreter cannot be started (a bad ``framework.python``).
     """
-    return subprocess.Popen(command(module, args, python), env=dict(env), stdout=stdout, stderr=stderr,
+    return subprocess.Popen(command(module, args, python), env=dict(env), stdin=stdin, stdout=stdout, stderr=stderr,
                             text=text, errors="replace" if text else None, cwd=cwd or os.getcwd(),
                             preexec_fn=die_with_parent if sys.platform == "linux" else None)
 

@@ -1,0 +1,291 @@
+"""Parent side of the timing pass: find the sweep's configurations, time them in interleaved
+rounds on an otherwise idle machine, write ``timing/timing.csv`` + ``timing.json``, print a table.
+
+A sweep's epoch times are single samples taken while other lanes train beside them; here
+every configuration of the sweep gets one long-lived worker process (``bench.timing.worker``),
+and while this pass holds the machine-wide CPU lock exclusively (no run of ours trains) the
+workers are asked, in turn, for a sample of a fixed number of steps: rounds A B C ... A B C ...,
+so a slow stretch of the machine hits every configuration alike and a ratio of two
+configurations can be taken within each round.
+
+Imports neither framework: each worker imports its own.
+"""
+from __future__ import annotations
+
+import json
+import math
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from bench.exits import BadInput
+from bench.machine import cpu_name
+from bench.results import FINISHED, read_json, write_csv, write_json
+from bench.run.cpulock import CpuLock
+from bench.run.proc import spec_env, start
+from bench.stats import median_ci, ratio_ci
+from bench.timing.worker import TAG
+
+COLUMNS = (
+    "framework", "optimizer", "impl", "mode", "batch_size", "lr", "dataset", "n_train", "device",
+    "threads", "round", "steps", "time_s", "time_per_step_s", "cpu_time_s", "contention",
+)
+# What makes two runs the same configuration for speed; lr, seed and epochs do not change a step's cost.
+KEY = ("framework", "optimizer", "impl", "mode", "batch_size", "dataset", "n_train", "device", "threads")
+DEFAULTS: dict[str, Any] = {
+    "results_dir": "results", "rounds": 7, "warmup_rounds": 1, "budget_s": 120.0,
+    "min_sample_s": 0.05, "contention_threshold": 0.25,
+}
+MIN_ROUNDS = 5  # fewer paired rounds give no useful 95 % interval
+CALIBRATE_S = 0.1  # the steps of a sample are estimated from a stretch at least this long (or a quarter sample)
+BASELINE = "torch"  # every other framework's time is given as a ratio to this one
+
+
+# ------------------------------------------------------------------ arguments
+def parse_args(argv: list[str]) -> dict[str, Any]:
+    """``[results_dir] [key=value ...]`` over :data:`DEFAULTS`; anything else is BadInput."""
+    opts = dict(DEFAULTS)
+    for i, arg in enumerate(argv):
+        key, eq, value = arg.partition("=")
+        if not eq:
+            if i:
+                raise BadInput(f"unexpected argument {arg!r}: use key=value (keys: {', '.join(DEFAULTS)})")
+            opts["results_dir"] = arg
+            continue
+        if key not in DEFAULTS:
+            raise BadInput(f"unknown key {key!r}; keys: {', '.join(DEFAULTS)}")
+        opts[key] = value
+    for key, low in (("rounds", MIN_ROUNDS), ("warmup_rounds", 1)):
+        try:
+            opts[key] = int(opts[key])
+        except ValueError:
+            raise BadInput(f"{key} must be an integer, got {opts[key]!r}") from None
+        if opts[key] < low:
+            raise BadInput(f"{key} must be >= {low}, got {opts[key]}")
+    for key in ("budget_s", "min_sample_s", "contention_threshold"):
+        try:
+            opts[key] = float(opts[key])
+        except ValueError:
+            raise BadInput(f"{key} must be a number, got {opts[key]!r}") from None
+        if not math.isfinite(opts[key]) or opts[key] <= 0:
+            raise BadInput(f"{key} must be a finite number > 0, got {opts[key]}")
+    return opts
+
+
+# ------------------------------------------------------------------ the sweep's configurations
+def sweep_configs(results_dir: Path) -> list[dict[str, Any]]:
+    """One entry per distinct :data:`KEY` among the finished runs: its row fields, lr and spec.
+
+    A completed run is preferred to a diverged one as the source of the spec (and so of the lr),
+    so the worker does not time arithmetic on NaN weights.
+    """
+    found: dict[tuple, dict[str, Any]] = {}
+    for path in sorted((results_dir / "runs").glob("*/run.json")):
+        info = read_json(path)
+        if not info or info.get("status") not in FINISHED or not isinstance(info.get("config"), dict):
+            continue
+        spec = info["config"]
+        row = {
+            "framework": spec["framework"]["name"], "optimizer": spec["optimizer"]["name"],
+            "impl": spec["optimizer"]["impl"], "mode": spec["mode"],
+            "batch_size": info.get("batch_size_resolved", spec["batch_size"]),
+            "dataset": info.get("dataset", spec["data"]["name"]), "n_train": info.get("n_train"),
+            "device": spec["device"], "threads": spec["threads"],
+        }
+        key = tuple(row[k] for k in KEY)
+        if key not in found or (found[key]["status"] != "completed" and info["status"] == "completed"):
+            found[key] = {"row": {**row, "lr": spec["optimizer"]["lr"]}, "spec": spec,
+                          "run_id": info.get("run_id"), "status": info["status"]}
+    return sorted(found.values(), key=lambda c: tuple(str(c["row"][k]) for k in KEY))
+
+
+def label(row: dict[str, Any]) -> str:
+    return f"{row['framework']} {row['optimizer']}/{row['impl']}/{row['mode']} bs{row['batch_size']}"
+
+
+# ------------------------------------------------------------------ workers
+@dataclass
+class Worker:
+    """One configuration's worker process and what it has said so far."""
+
+    config: dict[str, Any]
+    log: IO[str]
+    proc: subprocess.Popen | None = None
+    error: str | None = None
+    steps: int = 0
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+    def begin(self) -> None:
+        spec = self.config["spec"]
+        try:
+            self.proc = start("bench.timing", ["--worker", json.dumps(spec)], env=spec_env(spec),
+                              python=spec["framework"].get("python") or sys.executable,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
+        except OSError as exc:
+            self.error = f"cannot start: {exc.strerror or exc}"
+
+    def _answer(self) -> dict[str, Any]:
+        for line in self.proc.stdout:
+            if line.startswith(TAG):
+                return json.loads(line[len(TAG):])
+        self.proc.wait()
+        raise RuntimeError(f"worker ended (exit code {self.proc.returncode}); see {self.log.name}")
+
+    def ready(self) -> bool:
+        if self.error is None:
+            try:
+                answer = self._answer()
+                self.error = answer.get("error")
+            except RuntimeError as exc:
+                self.error = str(exc)
+        return self.error is None
+
+    def sample(self, steps: int) -> dict[str, Any]:
+        self.proc.stdin.write(json.dumps({"steps": steps}) + "\n")
+        self.proc.stdin.flush()
+        return self._answer()
+
+    def close(self) -> None:
+        if self.proc is not None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def steps_for(worker: Worker, sample_s: float) -> int:
+    """Steps that take about ``sample_s``, from doubling runs until one lasts long enough."""
+    steps, target = 1, min(CALIBRATE_S, sample_s / 4)
+    while True:
+        took = worker.sample(steps)["time_s"]
+        if took >= target or steps >= 10**7:
+            return max(1, round(sample_s * steps / max(took, 1e-9)))
+        steps *= 2 if took <= 0 else min(16, max(2, math.ceil(target / took)))
+
+
+# ------------------------------------------------------------------ the pass
+def measure(workers: list[Worker], opts: dict[str, Any], spent_s: float) -> list[dict[str, Any]]:
+    """Calibrate, warm up and time every ready worker in interleaved rounds; returns the rows."""
+    live = [w for w in workers if w.error is None]
+    samples = len(live) * (opts["rounds"] + opts["warmup_rounds"] + 1)  # +1: the calibration
+    sample_s = max(opts["min_sample_s"], (opts["budget_s"] - spent_s) / max(1, samples))
+    opts["sample_s"] = sample_s
+
+    def guarded(worker: Worker, fn) -> Any:
+        try:
+            return fn()
+        except (RuntimeError, OSError, ValueError) as exc:
+            worker.error = str(exc)
+            print(f"[timing] {label(worker.config['row'])}: failed: {exc}", file=sys.stderr, flush=True)
+            return None
+
+    for w in live:
+        w.steps = guarded(w, lambda w=w: steps_for(w, sample_s)) or 0
+    for _ in range(opts["warmup_rounds"]):
+        for w in live:
+            if w.error is None:
+                guarded(w, lambda w=w: w.sample(w.steps))
+    rows = []
+    for rnd in range(1, opts["rounds"] + 1):
+        for w in live:
+            if w.error is not None:
+                continue
+            got = guarded(w, lambda w=w: w.sample(w.steps))
+            if got is None:
+                continue
+            rows.append({**w.config["row"], "round": rnd, "steps": got["steps"], "time_s": got["time_s"],
+                         "time_per_step_s": got["time_s"] / got["steps"], "cpu_time_s": got["cpu_time_s"],
+                         "contention": got["contention"]})
+    return rows
+
+
+def timing_pass(opts: dict[str, Any], command: str) -> int:
+    results_dir = Path(opts["results_dir"])
+    configs = sweep_configs(results_dir)
+    if not configs:
+        raise BadInput(f"no finished runs under {results_dir / 'runs'}: run a sweep first")
+    out = results_dir / "timing"
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    t0, started = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    print(f"[timing] {len(configs)} configuration(s), {opts['rounds']} rounds, budget {opts['budget_s']:g} s",
+          flush=True)
+    workers = [Worker(c, open(out / "logs" / f"worker-{i}.log", "w")) for i, c in enumerate(configs)]
+    meta: dict[str, Any] = {}
+    try:
+        for w in workers:  # all start at once: imports and warm-ups are not timed
+            w.begin()
+        for w in workers:
+            if not w.ready():
+                print(f"[timing] {label(w.config['row'])}: failed: {w.error}", file=sys.stderr, flush=True)
+        start_up = time.perf_counter() - t0  # counts against the budget; waiting for the lock does not
+        with CpuLock(exclusive=True, who="timing pass"):
+            meta["measure_start"] = time.time()
+            rows = measure(workers, opts, start_up)
+            meta["measure_end"] = time.time()
+    finally:
+        for w in workers:
+            w.close()
+    meta.update({
+        "command": command, "started": started, "host": socket.gethostname(), "cpu": cpu_name(),
+        "rounds": opts["rounds"], "warmup_rounds": opts["warmup_rounds"], "budget_s": opts["budget_s"],
+        "sample_s": opts.get("sample_s"), "start_up_s": start_up, "elapsed_s": time.perf_counter() - t0,
+        "contention_threshold": opts["contention_threshold"],
+        "configs": [{**w.config["row"], "run_id": w.config["run_id"], "steps": w.steps, "error": w.error}
+                    for w in workers],
+    })
+    write_csv(out / "timing.csv", rows, COLUMNS)
+    write_json(out / "timing.json", meta)
+    print_table(rows, opts["contention_threshold"])
+    print(f"[timing] {meta['elapsed_s']:.0f} s; wrote {out / 'timing.csv'}", flush=True)
+    return 1 if any(w.error for w in workers) else 0
+
+
+# ------------------------------------------------------------------ the table
+def _fmt_time(iv) -> str:
+    if not math.isfinite(iv.est):
+        return "n/a"
+    scale, unit = (1e3, "ms") if iv.est >= 1e-3 else (1e6, "us")
+    if not iv.known:
+        return f"{iv.est * scale:.1f} {unit}"
+    return f"{iv.est * scale:.1f} [{iv.lo * scale:.1f}, {iv.hi * scale:.1f}] {unit}"
+
+
+def print_table(rows: list[dict[str, Any]], threshold: float) -> None:
+    """Median time per step (95 % interval) per configuration; each framework vs torch per method."""
+    by_config: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_config.setdefault(tuple(row[k] for k in KEY), []).append(row)
+    print(f"\n{'configuration':<44} {'steps':>7}  {'time per step (95% CI)':<30} contention (>{threshold:g})")
+    for group in by_config.values():
+        times = [r["time_per_step_s"] for r in group]
+        shares = np.array([r["contention"] for r in group], dtype=float)
+        busy = int(np.sum(shares > threshold))
+        share = f"{np.nanmedian(shares):.2f} ({busy}/{len(group)})" if np.isfinite(shares).any() else "n/a"
+        print(f"{label(group[0]):<44} {group[0]['steps']:>7}  {_fmt_time(median_ci(times)):<30} {share}")
+    ratios = []
+    for key, group in by_config.items():
+        row = group[0]
+        if row["framework"] == BASELINE:
+            continue
+        base_key = (BASELINE,) + key[1:]
+        if base_key not in by_config:
+            continue
+        num = {r["round"]: r["time_per_step_s"] for r in group}
+        den = {r["round"]: r["time_per_step_s"] for r in by_config[base_key]}
+        common = sorted(set(num) & set(den))
+        iv = ratio_ci([num[r] for r in common], [den[r] for r in common])
+        ratios.append(f"{row['optimizer']}/{row['impl']}/{row['mode']} bs{row['batch_size']}: "
+                      f"{row['framework']}/{BASELINE} = {iv.text()}")
+    if ratios:
+        print("\ntime-per-step ratios, paired by round (median, 95% CI):")
+        print("\n".join(f"  {line}" for line in ratios))
+    print(flush=True)

@@ -1,0 +1,166 @@
+"""The timing pass and its clocks: contention seen, the CPU lock honoured, the files exact."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, run_cli
+
+from bench.clock import MachineCpu, Snapshot, contention_share, parse_proc_stat, parse_self_stat
+from bench.timing.core import COLUMNS
+
+PROC_STAT = """cpu  100 20 30 800 50 0 5 0 7 0
+cpu0 50 10 15 400 25 0 3 0 0 0
+intr 12345 0 0
+"""
+SELF_STAT = "4242 (python (a) b) R 1 2 3 0 -1 4194304 99 0 0 0 {u} {s} 0 0 20 0 1 0 45174 3133440 379\n"
+TINY = ["data=mnist_embedded", "data.limit_train=128", "data.limit_test=128", "epochs=1", "progress=none"]
+
+
+# ------------------------------------------------------------------ bench.clock on fake /proc
+def test_proc_stat_busy_and_total_exclude_guest_time() -> None:
+    cpu = parse_proc_stat(PROC_STAT)
+    assert cpu == MachineCpu(busy=100 + 20 + 30 + 5, total=100 + 20 + 30 + 800 + 50 + 5)  # guest 7 is in user
+    with pytest.raises(ValueError):
+        parse_proc_stat("intr 1 2 3\n")
+
+
+def test_self_stat_survives_a_command_name_with_spaces_and_parentheses() -> None:
+    assert parse_self_stat(SELF_STAT.format(u=17, s=4)) == 21
+
+
+def test_contention_is_the_others_share_clamped_to_0_1() -> None:
+    before, after = MachineCpu(100, 1000), MachineCpu(250, 1200)  # 150 busy of 200 jiffies
+    assert contention_share(before, after, 10, 60) == pytest.approx(0.5)  # we used 50 of the 150
+    assert contention_share(before, after, 0, 190) == 0.0  # jiffy rounding cannot go below 0
+    assert contention_share(before, MachineCpu(500, 1200), 0, 0) == 1.0
+    assert math.isnan(contention_share(before, before, 0, 0))
+
+
+def test_snapshot_reads_a_fake_proc_and_is_nan_without_one(tmp_path: Path) -> None:
+    def write(busy_user: int, idle: int, own: int) -> None:
+        (tmp_path / "self").mkdir(exist_ok=True)
+        (tmp_path / "stat").write_text(f"cpu  {busy_user} 0 0 {idle} 0 0 0 0 0 0\n")
+        (tmp_path / "self" / "stat").write_text(SELF_STAT.format(u=own, s=0))
+
+    write(100, 100, 10)
+    before = Snapshot.take(tmp_path)
+    write(180, 120, 30)  # 80 busy of 100, 20 of them ours
+    used = Snapshot.take(tmp_path).since(before)
+    assert used.contention == pytest.approx(0.6)
+    assert used.wall_s >= 0 and used.cpu_s >= 0
+    nowhere = Snapshot.take(tmp_path / "absent")
+    assert math.isnan(Snapshot.take(tmp_path / "absent").since(nowhere).contention)
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="needs Linux /proc")
+def test_a_cpu_burner_beside_a_timed_sample_shows_as_contention() -> None:
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    try:
+        time.sleep(0.5)  # let them reach the CPUs
+        before = Snapshot.take()
+        deadline = time.perf_counter() + 1.5
+        while time.perf_counter() < deadline:
+            sum(range(1000))
+        used = Snapshot.take().since(before)
+    finally:
+        for proc in burners:
+            proc.kill()
+            proc.wait()
+    # One burner per core beside our own loop: they hold about (cores)/(cores + 1) of the CPUs.
+    assert 0.25 < used.contention <= 1.0
+
+
+# ------------------------------------------------------------------ the timing pass, end to end
+def _rows(results: Path) -> list[dict[str, str]]:
+    with open(results / "timing" / "timing.csv", newline="") as fh:
+        reader = csv.DictReader(fh)
+        assert tuple(reader.fieldnames) == COLUMNS
+        return list(reader)
+
+
+@pytest.mark.slow
+def test_timing_pass_end_to_end(results: Path, tmp_path: Path) -> None:
+    env = {"OPTBENCH_CPU_LOCK": str(tmp_path / "cpu.lock")}
+    sweep = run_cli("-m", *TINY, "framework=torch,tensorflow", "optimizer=minibatch,bgd",
+                    "optimizer.lr=0.01,0.02", "jobs=1", f"results_dir={results}", env=env, timeout=600)
+    assert sweep.returncode == 0, sweep.stderr[-2000:]
+    proc = run_cli(str(results), "rounds=5", "budget_s=20", module="bench.timing", env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = _rows(results)
+    configs = {(r["framework"], r["optimizer"]) for r in rows}
+    assert len(configs) == 4  # lr does not make another configuration
+    assert len(rows) == 4 * 5
+    assert sorted(int(r["round"]) for r in rows) == sorted(list(range(1, 6)) * 4)
+    for r in rows:
+        for col in ("time_s", "time_per_step_s", "cpu_time_s"):
+            assert math.isfinite(float(r[col])) and float(r[col]) > 0, (col, r)
+        assert int(r["steps"]) >= 1
+        share = float(r["contention"])
+        assert math.isnan(share) or 0.0 <= share <= 1.0
+    meta = json.loads((results / "timing" / "timing.json").read_text())
+    assert {"command", "started", "host", "cpu", "rounds", "warmup_rounds", "budget_s", "configs",
+            "contention_threshold"} <= set(meta)
+    assert meta["rounds"] == 5 and len(meta["configs"]) == 4
+    assert "tensorflow/torch" in proc.stdout  # the ratio table
+
+
+@pytest.mark.parametrize("args, words", [
+    (["nosuchkey=1"], "nosuchkey"), (["rounds=3"], "rounds"), (["budget_s=-1"], "budget_s"),
+    ([], "no finished runs"),
+])
+def test_timing_pass_bad_input_is_one_line(results: Path, args: list[str], words: str) -> None:
+    proc = run_cli(str(results), *args, module="bench.timing", timeout=120)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and words in lines[0], proc.stderr
+
+
+# ------------------------------------------------------------------ the CPU lock
+def overlapping(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> list[tuple]:
+    """Pairs of intervals, one from each list, that share a moment (the same pair is skipped)."""
+    return [(x, y) for x in a for y in b if x is not y and x[0] < y[1] and y[0] < x[1]]
+
+
+def test_overlap_check_can_fail() -> None:
+    assert overlapping([(0, 2)], [(1, 3)]) and not overlapping([(0, 1)], [(1, 2)])
+
+
+@pytest.mark.slow
+def test_timing_passes_never_overlap_each_other_nor_a_training_run(tmp_path: Path) -> None:
+    """Two sweeps and two timing passes started together: every timed phase runs alone."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPTBENCH_CPU_LOCK": str(tmp_path / "cpu.lock")}
+    seed_run = run_cli(*TINY, "optimizer=minibatch", f"results_dir={tmp_path / 'a'}", env=env)
+    assert seed_run.returncode == 0, seed_run.stderr[-2000:]
+    for name in ("t1", "t2"):
+        shutil.copytree(tmp_path / "a", tmp_path / name)
+    commands = [
+        [sys.executable, "-m", "bench", "-m", *TINY, "optimizer=minibatch,sgd", "optimizer.lr=0.01,0.02",
+         "jobs=2", f"results_dir={tmp_path / s}"] for s in ("s1", "s2")
+    ] + [
+        [sys.executable, "-m", "bench.timing", str(tmp_path / t), "rounds=5", "budget_s=4"] for t in ("t1", "t2")
+    ]
+    procs = [subprocess.Popen(c, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for c in commands]
+    outs = [p.communicate(timeout=900) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, (p.args, err[-2000:])
+    timed = []
+    for t in ("t1", "t2"):
+        meta = json.loads((tmp_path / t / "timing" / "timing.json").read_text())
+        timed.append((meta["measure_start"], meta["measure_end"]))
+    runs = []
+    for s in ("s1", "s2"):
+        for info in (json.loads(p.read_text()) for p in (tmp_path / s / "runs").glob("*/run.json")):
+            runs.append((info["child_start_time"], info["end_time"]))
+    assert len(runs) == 8 and all(a < b for a, b in timed + runs)
+    assert not overlapping(timed, timed), "two timing passes measured at once"
+    assert not overlapping(timed, runs), "a timing pass measured while a run trained"
