@@ -21,16 +21,34 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-# Quick sweep: 6 methods x 3 frameworks, each run in its own process, then the seed's toy
-# paths, the step-by-step parity check and the report. The report is built even when some run failed (it lists them);
-# make still exits with the sweep's non-zero status then.
+# Learning-rate grids swept by PROFILE=full: about 4 values around each method's default (the
+# tutorial's lr among them). Kept here rather than in conf/optimizer/, where a new key would
+# change every run_id.
+LRS_bgd       := 0.01,0.03,0.1,0.3
+LRS_sgd       := 0.001,0.003,0.01,0.03
+LRS_minibatch := 0.003,0.01,0.03,0.1
+LRS_momentum  := 0.03,0.1,0.3,1.0
+LRS_rmsprop   := 0.0003,0.001,0.003,0.01
+LRS_adam      := 0.0003,0.001,0.003,0.01
+TIMING_BUDGET ?= 120
+comma := ,
+SWEEP = $(PYTHON) -m bench -m framework=torch,tensorflow,jax profile=$(PROFILE) device=$(DEVICE) data=$(DATA) \
+	results_dir=$(RESULTS) $(ARGS)
+
+# Quick sweep: 6 methods x 3 frameworks, each run in its own process (PROFILE=full: each method
+# over its LRS_ grid), then the tutorial's toy paths, the step-by-step parity check, the timing
+# pass (each configuration's time per step, interleaved rounds on an otherwise idle machine,
+# about TIMING_BUDGET seconds) and the report. The report is built even when some run failed
+# (it lists them); make still exits with the sweep's non-zero status then.
 bench: $(STAMP)
 	status=0; \
-	$(PYTHON) -m bench -m framework=torch,tensorflow,jax optimizer=$(METHODS) profile=$(PROFILE) \
-	    device=$(DEVICE) data=$(DATA) results_dir=$(RESULTS) $(ARGS) || status=$$?; \
+	$(if $(filter full,$(PROFILE)),$(foreach m,$(subst $(comma), ,$(METHODS)),\
+	    $(SWEEP) optimizer=$(m) optimizer.lr=$(LRS_$(m)) || status=$$?; [ $$status -eq 2 ] && exit 2;),\
+	    $(SWEEP) optimizer=$(METHODS) || status=$$?;) \
 	[ $$status -eq 2 ] && exit 2; \
 	$(PYTHON) -m bench.toy --out $(RESULTS)/toy || status=$$?; \
 	$(MAKE) --no-print-directory parity RESULTS=$(RESULTS) || status=$$?; \
+	$(PYTHON) -m bench.timing $(RESULTS) budget_s=$(TIMING_BUDGET) || status=$$?; \
 	$(PYTHON) -m bench.report $(RESULTS) || status=$$?; \
 	exit $$status
 
