@@ -58,8 +58,9 @@ def _timing_text(timing: Timing | None, baseline: str) -> str:
         return ("**No timing pass** (`python -m bench.timing`): the speed numbers below are sweep wall time "
                 "(runs shared the cores), and every claim about time is inconclusive.")
     meta, rows = timing.meta, timing.rows
+    started = meta.get("started", "start not recorded")
     busy = int(contended(rows["contention"]).sum())
-    return (f"Speed from the timing pass ({meta.get('started', 'start not recorded')}, host "
+    return (f"Speed from the timing pass ({started}, host "
             f"{meta.get('host', '?')}): {int(rows['round'].nunique())} rounds per configuration after "
             f"{meta.get('warmup_rounds', '?')} warm-up rounds, configurations interleaved round by round. "
             f"ms/step: median over clean rounds with its 95 % bootstrap interval; time vs {baseline}: median "
