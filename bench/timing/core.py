@@ -15,11 +15,11 @@ from __future__ import annotations
 import json
 import math
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from subprocess import PIPE, Popen, TimeoutExpired
 from typing import IO, Any
 
 import numpy as np
@@ -116,7 +116,7 @@ class Worker:
 
     config: dict[str, Any]
     log: IO[str]
-    proc: subprocess.Popen | None = None
+    proc: Popen | None = None
     error: str | None = None
     steps: int = 0
     samples: list[dict[str, Any]] = field(default_factory=list)
@@ -126,7 +126,7 @@ class Worker:
         try:
             self.proc = start("bench.timing", ["--worker", json.dumps(spec)], env=spec_env(spec),
                               python=spec["framework"].get("python") or sys.executable,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
+                              stdin=PIPE, stdout=PIPE, stderr=self.log)
         except OSError as exc:
             self.error = f"cannot start: {exc.strerror or exc}"
 
@@ -156,7 +156,7 @@ class Worker:
             try:
                 self.proc.stdin.close()
                 self.proc.wait(timeout=30)
-            except (OSError, subprocess.TimeoutExpired):
+            except (OSError, TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
