@@ -161,7 +161,10 @@ def test_cli_writes_csv_prints_the_table_and_repeats_across_processes(batch: dic
 
     section = report_section(results)
     assert section is not None and section.title == "Do the frameworks agree?"
-    assert len(section.table) == 1 and section.table.iloc[0]["agree (≤1e-4)"] == "yes"
+    # One row per pair of frameworks: torch–tensorflow, torch–jax, tensorflow–jax.
+    assert list(section.table["frameworks"]) == ["torch–tensorflow", "torch–jax", "tensorflow–jax"]
+    assert set(section.table["agree (≤1e-4)"]) == {"yes"}
+    assert (results / "parity" / "adam-reference-bs32-s0-torch-jax.csv").is_file()
 
 
 def test_report_section_explains_the_native_residuals(batch: dict, tmp_path: Path) -> None:

@@ -1,12 +1,13 @@
 """``python -m bench.parity <overrides>``: do the frameworks agree, step by step?
 
-Runs the first N training steps of a run in PyTorch and in TensorFlow, each in its own child
-process (they cannot share one), from the same initial weights on the same batches, saves
+Runs the first N training steps of a run in PyTorch, TensorFlow and JAX, each in its own child
+process (torch and TensorFlow cannot share one), from the same initial weights on the same batches, saves
 every step's loss and the parameters at about ``param_points`` steps, and compares them
 (``bench.parity.compare`` says how), each framework also against exact float64 arithmetic of
 its formula (``bench.parity.exact``).
 
-Writes ``results_dir/parity/<optimizer>-<impl>-bs<bs>-s<seed>[-tags].csv`` (one row per step)
+Writes, per pair of frameworks, ``results_dir/parity/<optimizer>-<impl>-bs<bs>-s<seed>[-tags].csv``
+(one row per step; a tag names a pair other than torch–tensorflow)
 and a ``.json`` beside it (versions, devices, date), and prints the comparison at steps 1, 10
 and N. ``bench.parity.section`` summarises every parity CSV for ``bench.report``.
 
@@ -25,7 +26,7 @@ from typing import Any
 
 from bench.cli import entry, error
 from bench.exits import BadInput
-from bench.parity.compare import COLUMNS, compare, print_table, result_rows
+from bench.parity.compare import COLUMNS, compare, pairs, print_table, result_rows
 from bench.parity.run import ParityError, job_data, make_job, result_name, run_jobs
 from bench.results import write_csv, write_json
 
@@ -33,18 +34,21 @@ from bench.results import write_csv, write_json
 def check(cfg: Mapping[str, Any], overrides: Sequence[str] = ()) -> int:
     """The whole check for one composed parity config; returns the exit code."""
     job = make_job("parity", cfg, overrides)
-    name = result_name(job)
     out_dir = Path(str(cfg["results_dir"])) / "parity"
     with contextlib.ExitStack() as stack:
-        workdir = (out_dir / name if cfg["keep_arrays"]
+        workdir = (out_dir / result_name(job) if cfg["keep_arrays"]
                    else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="parity-"))))
         result = run_jobs([job], workdir)["parity"]
-    diffs = compare(job, result, job_data(job))
-    write_csv(out_dir / f"{name}.csv", result_rows(job, diffs), COLUMNS)
-    write_json(out_dir / f"{name}.json", {
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "job": job, "frameworks": result["describe"]})
-    print_table(job, diffs)
-    print(f"per-step results: {out_dir / (name + '.csv')}")
+    exact: dict[str, Any] = {}  # each framework's float64 run, shared by its pairs
+    for pair in pairs(list(job["specs"])):
+        name = result_name(job, pair)
+        diffs = compare(job, result, job_data(job), pair, exact)
+        write_csv(out_dir / f"{name}.csv", result_rows(job, diffs, pair), COLUMNS)
+        write_json(out_dir / f"{name}.json", {
+            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "job": job,
+            "frameworks": {fw: result["describe"][fw] for fw in pair}})
+        print_table(job, diffs, pair)
+        print(f"per-step results: {out_dir / (name + '.csv')}")
     return 0
 
 

@@ -20,6 +20,7 @@
 """
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -35,7 +36,7 @@ from models.init import LAYERS, PARAM_NAMES
 
 TOLERANCE = 1e-4  # the claim: reference implementations agree to this after N steps (float32)
 BOUND = f"{TOLERANCE:.0e}".replace("e-0", "e-")  # "1e-4", for tables and messages
-PAIR = ("torch", "tensorflow")  # the pair a check compares; any other pair is compared the same way
+PAIR = ("torch", "tensorflow")  # the first pair a check compares; every other pair is compared the same way
 SHORT = {"tensorflow": "tf"}  # short names in the per-framework columns (param_tf_vs_f64)
 
 
@@ -51,7 +52,7 @@ COLUMNS = (
     "optimizer", "impl", "framework_a", "framework_b", "batch_size", "seed", "steps", "dataset",
     "n_train", "init", "mode", "device", "precision", "lr", "step", loss_key(PAIR[0]), loss_key(PAIR[1]),
     "loss_rel_diff", "param_max_abs_diff", "param_max_rel_diff", "params_over_bound", "param_rel_to_moved",
-    f64_key(PAIR[0]), f64_key(PAIR[1]), "param_forms_diff",
+    f64_key(PAIR[0]), f64_key(PAIR[1]), "param_forms_diff", loss_key("jax"), f64_key("jax"),
 )
 N_PARAMS = sum(i * o + o for i, o in LAYERS)
 # Rounding shows in isolated weights (a gradient that cancels to float32 noise); a wrong formula
@@ -91,13 +92,19 @@ def _at(params: Mapping[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
     return {name: params[name][i] for name in PARAM_NAMES}
 
 
+def pairs(frameworks: Sequence[str]) -> list[tuple[str, str]]:
+    """Every pair of the frameworks a check ran, in their order: torch–tf, torch–jax, tf–jax."""
+    return list(itertools.combinations(frameworks, 2))
+
+
 def compare(job: Mapping[str, Any], result: Mapping[str, Any], data: Dataset,
-            pair: Sequence[str] = PAIR) -> list[dict[str, float]]:
+            pair: Sequence[str] = PAIR, exact: dict[str, Any] | None = None) -> list[dict[str, float]]:
     """Per-step differences of one job's results (step 0 = the start); see the module docstring.
 
     Besides framework a vs framework b, each is measured against a float64 run of the formula it
     is meant to compute (``param_torch_vs_f64``, ``param_tf_vs_f64``), and the two formulas'
     float64 runs against each other (``param_forms_diff``: 0 when both compute the same one).
+    ``exact`` (framework -> float64 run), shared by the calls for a check's pairs, computes each once.
     """
     fa, fb = pair
     a, b = result[fa], result[fb]
@@ -107,10 +114,10 @@ def compare(job: Mapping[str, Any], result: Mapping[str, Any], data: Dataset,
     saved = [int(s) for s in a["param_steps"]]
     batches = batch_plan(spec["seed"], data.n_train, job["batch_size"], job["steps"])
     x = as_float(data.x_train)
-    exact: dict[str, dict[str, np.ndarray]] = {}
+    exact = {} if exact is None else exact
     # numpy's BLAS gets the frameworks' thread budget: many threads on a busy machine cost more than they give
     with threadpool_limits(limits=int(spec["threads"])):
-        for fw in pair:
+        for fw in (fw for fw in pair if fw not in exact):
             form, start = expected_form(rule, fw, opt["impl"]), _at(result[fw], 0)
             same = [other for other in exact if expected_form(rule, other, opt["impl"]) == form
                     and all(np.array_equal(start[n], result[other][n][0]) for n in PARAM_NAMES)]

@@ -1,8 +1,8 @@
-"""The parent side of ``bench.parity``: one check from a composed config to its CSV and table.
+"""The parent side of ``bench.parity``: jobs from composed configs, and their runs.
 
 A job is one comparison (its run specs, one per framework, the steps, the batch). All jobs run
 in one child process per framework (``python -m bench.parity.worker``), the frameworks side by
-side; the parent imports none of them.
+side; the parent imports none of them. ``python -m bench.parity`` compares and writes the result.
 """
 from __future__ import annotations
 
@@ -140,8 +140,9 @@ def run_jobs(jobs: Sequence[Mapping[str, Any]], workdir: Path) -> dict[str, dict
     return out
 
 
-def result_name(job: Mapping[str, Any]) -> str:
-    """``<optimizer>-<impl>-bs<bs>-s<seed>``, plus a tag for each setting away from the defaults."""
+def result_name(job: Mapping[str, Any], pair: Sequence[str] = ("torch", "tensorflow")) -> str:
+    """``<optimizer>-<impl>-bs<bs>-s<seed>``, plus a tag for each setting away from the defaults
+    and for a pair other than torch–tensorflow (``-torch-jax``, ``-tensorflow-jax``)."""
     spec = lead_spec(job)
     opt = spec["optimizer"]
     name = f"{opt['name']}-{opt['impl']}-bs{job['batch_size']}-s{spec['seed']}"
@@ -150,5 +151,6 @@ def result_name(job: Mapping[str, Any]) -> str:
             "init_native" if spec["init"] == "native" else "",
             spec["mode"] if spec["mode"] != "eager" else "",
             spec["device"] if spec["device"] != "cpu" else "",
-            spec["precision"] if spec["precision"] != "fp32" else ""]
+            spec["precision"] if spec["precision"] != "fp32" else "",
+            "-".join(pair) if tuple(pair) != ("torch", "tensorflow") else ""]
     return "-".join([name] + [t for t in tags if t])

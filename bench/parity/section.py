@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.optimizers import METHODS, RESIDUAL
-from bench.parity.compare import BOUND, COLUMNS, ISOLATED, N_PARAMS, TOLERANCE
+from bench.parity.compare import BOUND, COLUMNS, ISOLATED, N_PARAMS, PAIR, TOLERANCE, f64_key, pairs
 from bench.report.sections import ReportSection
+from bench.spec import FRAMEWORKS
 
 
 def _summary(csv_path: Path) -> dict[str, Any] | None:
@@ -29,8 +30,10 @@ def _summary(csv_path: Path) -> dict[str, Any] | None:
         out[f"loss@{label}"] = at.at[step, "loss_rel_diff"]
         out[f"param@{label}"] = at.at[step, "param_max_rel_diff"]
     for key in ("params_over_bound", "param_rel_to_moved", "param_torch_vs_f64", "param_tf_vs_f64",
-                "param_forms_diff"):
+                "param_jax_vs_f64", "param_forms_diff"):
         out[key] = at.at[n, key]
+    fa, fb = first["framework_a"], first["framework_b"]
+    out.update(pair=f"{fa}–{fb}", a_vs_f64=at.at[n, f64_key(fa)], b_vs_f64=at.at[n, f64_key(fb)])
     return out
 
 
@@ -44,13 +47,15 @@ def _display(summary) -> Any:
 
     return summary.assign(setup=summary.apply(setup, axis=1), agree=(summary["param@N"] <= TOLERANCE).map(
         {True: "yes", False: "no"}))[
-        ["optimizer", "impl", "setup", "loss@1", "loss@10", "loss@N", "param@1", "param@10", "param@N",
-         "params_over_bound", "param_torch_vs_f64", "param_tf_vs_f64", "param_forms_diff", "agree"]
+        ["optimizer", "impl", "pair", "setup", "loss@1", "loss@10", "loss@N", "param@1", "param@10", "param@N",
+         "params_over_bound", "param_torch_vs_f64", "param_tf_vs_f64", "param_jax_vs_f64", "param_forms_diff",
+         "agree"]
     ].rename(columns={
-        "optimizer": "method", "loss@1": "loss @1", "loss@10": "loss @10", "loss@N": "loss @N",
+        "optimizer": "method", "pair": "frameworks", "loss@1": "loss @1", "loss@10": "loss @10", "loss@N": "loss @N",
         "param@1": "params @1", "param@10": "params @10", "param@N": "params @N",
         "params_over_bound": f"weights over {BOUND} @N", "param_torch_vs_f64": "torch vs float64 @N",
-        "param_tf_vs_f64": "tf vs float64 @N", "param_forms_diff": "formulas apart @N",
+        "param_tf_vs_f64": "tf vs float64 @N", "param_jax_vs_f64": "jax vs float64 @N",
+        "param_forms_diff": "formulas apart @N",
         "agree": f"agree (≤{BOUND})"})
 
 
@@ -72,6 +77,8 @@ def _figure(csv_paths: Sequence[Path], out: Path) -> Path | None:
         style = "-" if first["impl"] == "reference" else "--"  # colour = method, line = impl
         colour = f"C{list(METHODS).index(first['optimizer'])}" if first["optimizer"] in METHODS else None
         label = f"{first['optimizer']} {first['impl']}"
+        if (first["framework_a"], first["framework_b"]) != PAIR:
+            label += f" {first['framework_a']}–{first['framework_b']}"
         if first["init"] != "shared":
             label += f" init {first['init']}"
         if first["seed"] != 0:
@@ -83,8 +90,8 @@ def _figure(csv_paths: Sequence[Path], out: Path) -> Path | None:
         plt.close(fig)
         return None
     ax.axhline(TOLERANCE, color="grey", lw=0.8)
-    ax.set(yscale="log", xlabel="step", ylabel="max |θ_torch − θ_tf| / tensor scale",
-           title="Parameters, PyTorch vs TensorFlow (same start, same batches)")
+    ax.set(yscale="log", xlabel="step", ylabel="max |θ_a − θ_b| / tensor scale",
+           title="Parameters, each pair of frameworks (same start, same batches)")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -96,11 +103,12 @@ def _figure(csv_paths: Sequence[Path], out: Path) -> Path | None:
 def _words(summary) -> str:
     """The explanation, worded from the numbers in ``summary`` (one row per parity CSV)."""
     paras = [
-        "Each check trains the same MLP for N steps in PyTorch and in TensorFlow, in separate processes, "
+        "Each check trains the same MLP for N steps in PyTorch, TensorFlow and JAX, in separate processes, "
         "from the same initial weights on the same batches (the first N of a real run). *loss* is the "
-        "relative difference of the step's training loss; *params* the largest element difference in any "
+        "relative difference of the step's training loss between the pair of frameworks; *params* the largest "
+        "element difference in any "
         "weight tensor divided by that tensor's largest magnitude; "
-        f"*weights over* counts the elements beyond {BOUND} of their tensor's scale. *torch/tf vs "
+        f"*weights over* counts the elements beyond {BOUND} of their tensor's scale. *torch/tf/jax vs "
         "float64* measure each framework against exact (float64 numpy) arithmetic of the formula it is meant "
         "to compute, *formulas apart* the exact runs of the two frameworks' formulas against each other "
         f"(0 when both compute the same one). The bound is {BOUND} (float32)."
@@ -117,10 +125,10 @@ def _words(summary) -> str:
         paras.append(text + ".")
         for _, r in ref[ref["param@N"] > TOLERANCE].iterrows():
             paras.append(
-                f"Reference {r['optimizer']} (seed {r['seed']}) is {r['param@N']:.1e} apart after {r['n']} steps, "
-                f"in {int(r['params_over_bound'])} of {N_PARAMS} weights, with the same formula on both sides and "
-                f"the loss {r['loss@N']:.1e} apart; exact arithmetic is {r['param_torch_vs_f64']:.1e} from torch "
-                f"and {r['param_tf_vs_f64']:.1e} from TensorFlow. "
+                f"Reference {r['optimizer']} (seed {r['seed']}, {r['pair']}) is {r['param@N']:.1e} apart after "
+                f"{r['n']} steps, in {int(r['params_over_bound'])} of {N_PARAMS} weights, with the same formula on "
+                f"both sides and the loss {r['loss@N']:.1e} apart; exact arithmetic is {r['a_vs_f64']:.1e} from "
+                f"the first and {r['b_vs_f64']:.1e} from the second. "
                 + ("That is float32 rounding: such a weight's gradient is a sum that cancels to almost zero, so "
                    "rounding changes it by percents, and the per-weight scaling of RMSProp/Adam turns that into "
                    "a full-size step. The bound holds for most seeds, not for every one."
@@ -128,21 +136,21 @@ def _words(summary) -> str:
     native = shared[shared["impl"] == "native"]
     for _, r in native.iterrows():
         rule = METHODS[r["optimizer"]].rule if r["optimizer"] in METHODS else ""
-        residual = RESIDUAL.get((rule, "tensorflow"), "")
-        same = ref[(ref["optimizer"] == r["optimizer"]) & (ref["seed"] == r["seed"])]
+        residual = " ".join(RESIDUAL.get((rule, fw), "") for fw in r["pair"].split("–")).strip()
+        same = ref[(ref["optimizer"] == r["optimizer"]) & (ref["seed"] == r["seed"]) & (ref["pair"] == r["pair"])]
         versus = f" (reference: {same['param@N'].max():.1e})" if len(same) else ""
         if residual and r["param_forms_diff"] > TOLERANCE:
             paras.append(
-                f"Native {r['optimizer']}: {r['param@N']:.1e} apart after {r['n']} steps{versus}, in "
+                f"Native {r['optimizer']} ({r['pair']}): {r['param@N']:.1e} apart after {r['n']} steps{versus}, in "
                 f"{int(r['params_over_bound'])} of {N_PARAMS} weights; the loss {r['loss@N']:.1e} apart. "
-                f"Not a bug: {residual}. Exact arithmetic of torch's formula (the tutorial's) and of Keras' formula "
+                f"Not a bug: {residual}. Exact arithmetic of the tutorial's formula and of Keras' formula "
                 f"gives runs {r['param_forms_diff']:.1e} apart, while each framework is within "
-                f"{max(r['param_torch_vs_f64'], r['param_tf_vs_f64']):.1e} of its own formula: the difference is "
+                f"{max(r['a_vs_f64'], r['b_vs_f64']):.1e} of its own formula: the difference is "
                 f"the ε placement, largest for weights whose gradients are tiny (√s or √v̂ comparable to ε).")
         else:
             how = " (with lr·(1−β) for the tutorial's EMA momentum)" if rule == "momentum" else ""
-            paras.append(f"Native {r['optimizer']}: {r['param@N']:.1e} apart after {r['n']} steps{versus}; the "
-                         f"built-in optimizers compute the tutorial's update here{how}.")
+            paras.append(f"Native {r['optimizer']} ({r['pair']}): {r['param@N']:.1e} apart after {r['n']} steps"
+                         f"{versus}; the built-in optimizers compute the tutorial's update here{how}.")
     for _, r in summary[summary["init"] == "native"].iterrows():
         paras.append(
             f"init=native ({r['optimizer']}, {r['impl']}): each framework's own default initialisation; the "
@@ -189,9 +197,11 @@ def report_section(results_dir: Path) -> ReportSection | None:
         return None
     epochs = epoch_agreement(Path(results_dir))
     order = {name: i for i, name in enumerate(METHODS)}
+    pair_order = {f"{a}–{b}": i for i, (a, b) in enumerate(pairs(FRAMEWORKS))}
     summary = pd.DataFrame(rows).sort_values(
-        ["init", "impl", "optimizer", "seed"], ascending=[False, False, True, True], ignore_index=True,
-        key=lambda col: col.map(order) if col.name == "optimizer" else col)
+        ["init", "impl", "optimizer", "seed", "pair"], ascending=[False, False, True, True, True], ignore_index=True,
+        key=lambda col: col.map(order) if col.name == "optimizer" else col.map(pair_order) if col.name == "pair"
+        else col)
     figure = _figure([p for p in paths if _summary(p) is not None], Path(results_dir) / "parity" / "parity.png")
     text = _words(summary)
     if len(epochs):
