@@ -11,7 +11,7 @@ RESULTS ?= results
 ARGS    ?=
 METHODS := bgd,sgd,minibatch,momentum,rmsprop,adam
 
-.PHONY: help bench test test-fast test-all lint report toy parity perf gpu-check gpu-pack clean tune
+.PHONY: help bench test test-fast test-all lint report toy parity perf gpu-check gpu-pack clean tune gpu-env local-slurm
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -91,6 +91,24 @@ gpu-check:
 gpu-pack:
 	mkdir -p data/fashion_mnist && cp /usr/share/datasets/fashion-mnist/*.gz data/fashion_mnist/
 
+# TensorFlow on a GPU: tensorflow[and-cuda] at the version pyproject pins for tensorflow-cpu, plus the
+# other dependencies minus torch and JAX (scripts/tf-gpu-requirements). TensorFlow runs with
+# device=cuda use .venv-tf-gpu/bin/python by themselves once it exists (framework.python overrides).
+TF_GPU_VENV := .venv-tf-gpu
+gpu-env: $(TF_GPU_VENV)/.installed ## .venv-tf-gpu: TensorFlow with CUDA, used by device=cuda TensorFlow runs
+$(TF_GPU_VENV)/.installed: pyproject.toml scripts/tf-gpu-requirements
+	test -x $(TF_GPU_VENV)/bin/python || $(PY) -m venv $(TF_GPU_VENV)
+	$(PY) scripts/tf-gpu-requirements > $(TF_GPU_VENV)/requirements.txt
+	$(TF_GPU_VENV)/bin/python -m pip install -q --disable-pip-version-check -r $(TF_GPU_VENV)/requirements.txt
+	$(TF_GPU_VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
+	touch $@
+
+# A one-node Slurm cluster on this machine for hydra/launcher=slurm (root; apt-get install slurm-wlm
+# munge). ARGS=stop stops it. Client commands find it through /etc/slurm/slurm.conf, or through the
+# SLURM_CONF it prints when another slurm.conf is there.
+local-slurm: ## start a one-node Slurm cluster here (root); ARGS=stop stops it
+	scripts/local-slurm $(ARGS)
+
 # Learning-rate tuning, the DeepOBS protocol: per framework x method an Optuna study (seeded TPE)
 # on a validation split carved from the training set, then the best and the default lr re-run
 # with SEEDS seeds; the report's "Tuned vs default" table compares their test accuracy.
@@ -100,7 +118,7 @@ VAL     ?= 1000
 tune: $(STAMP)
 	for fw in torch tensorflow; do for m in bgd sgd minibatch momentum rmsprop adam; do \
 	    common="framework=$$fw optimizer=$$m data.val_size=$(VAL) profile=$(PROFILE) device=$(DEVICE) data=$(DATA) results_dir=$(RESULTS) $(ARGS)"; \
-	    $(PYTHON) -m bench -m hydra/sweeper=tune_lr hydra.sweeper.n_trials=$(TRIALS) objective=val_acc $$common || exit 1; \
+	    $(PYTHON) -m bench -m hydra/sweeper=tune_lr hydra.sweeper.n_trials=$(TRIALS) $$common || exit 1; \
 	    lrs=$$($(PYTHON) -m bench.tuning lrs $(RESULTS) $$fw $$m) || exit 1; \
 	    $(PYTHON) -m bench -m optimizer.lr=$$lrs seeds=$(SEEDS) $$common || exit 1; \
 	done; done

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, SMALL, run_cli
 
 from bench.run import launch
-from conftest import SMALL, run_cli
 
 FAKE_SMI = """#!/bin/sh
 # A stand-in for nvidia-smi: $FAKE_GPUS GPUs named by $FAKE_TAG.
@@ -117,3 +120,28 @@ def test_tensorflow_on_a_gpu_uses_the_tf_gpu_venv_when_it_exists(tmp_path: Path,
     assert launch.child_python({**spec, "framework": {"name": "tensorflow", "python": "/x/py"}}) == "/x/py"
     assert launch.child_python({**spec, "framework": {"name": "torch", "python": None}}) == launch.sys.executable
     assert launch.child_python({**spec, "device": "cpu"}) == launch.sys.executable
+
+
+def _pypi_reachable() -> bool:
+    try:
+        urllib.request.urlopen("https://pypi.org/simple/tensorflow/", timeout=10).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+def test_the_tf_gpu_venv_pins_resolve(tmp_path: Path) -> None:
+    """``make gpu-env``'s requirements resolve on this machine, without a GPU (pip --dry-run)."""
+    if not _pypi_reachable():
+        pytest.skip("no network to pypi.org: the pins of .venv-tf-gpu cannot be resolved here")
+    reqs = subprocess.run([sys.executable, str(ROOT / "scripts" / "tf-gpu-requirements")], capture_output=True,
+                          text=True, check=True).stdout.split()
+    assert "tensorflow[and-cuda]==2.21.0" in reqs and not any(r.startswith(("torch", "jax")) for r in reqs)
+    report = tmp_path / "report.json"
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--dry-run",
+                           "--ignore-installed", "--report", str(report), *reqs],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    names = {i["metadata"]["name"].lower(): i["metadata"]["version"] for i in json.loads(report.read_text())["install"]}
+    assert names["tensorflow"] == "2.21.0" and "nvidia-cudnn-cu12" in names and "torch" not in names

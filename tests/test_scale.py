@@ -17,6 +17,7 @@ from hydra import compose, initialize_config_dir
 
 from bench.__main__ import expand_seeds
 from bench.run.launch import FAILED_OBJECTIVE, RunOutcome, objective_value
+from bench.run.sweep import TUNE_VAL_SIZE, apply_tuning_defaults
 from bench.results import METRIC_COLUMNS, write_csv, write_json
 from bench.tuning import best_lrs, default_lr, final_rows, report_section
 from conftest import ROOT, run_cli
@@ -105,7 +106,8 @@ def test_seeds_is_shorthand_for_a_seed_range_sweep() -> None:
 
 # ------------------------------------------------------------------ learning-rate tuning
 def test_optuna_sweep_with_three_trials_writes_its_best_parameters(results: Path) -> None:
-    proc = run_cli("-m", "hydra/sweeper=tune_lr", "hydra.sweeper.n_trials=3", "objective=val_acc",
+    # objective=val_acc is implied by the sweeper; the split is set, as the default's 1000 is big here
+    proc = run_cli("-m", "hydra/sweeper=tune_lr", "hydra.sweeper.n_trials=3",
                    "data.val_size=64", "optimizer=minibatch", *TOY, f"results_dir={results}", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (best_file,) = results.glob(".hydra/sweep/*/optimization_results.yaml")
@@ -128,9 +130,8 @@ def test_optuna_sweep_with_three_trials_writes_its_best_parameters(results: Path
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["objective=val_acc"], "set data.val_size > 0"),
-    (["data.val_size=64"], "add objective=val_acc"),
     (["objective=test_acc", "data.val_size=64"], "objective='test_acc' is not one of val_acc"),
+    (["+optimizer.betas=0.5"], "unknown key(s) optimizer.betas"),
 ])
 def test_a_misconfigured_tuning_sweep_stops_before_its_first_trial(overrides: list[str], message: str,
                                                                      results: Path) -> None:
@@ -138,6 +139,19 @@ def test_a_misconfigured_tuning_sweep_stops_before_its_first_trial(overrides: li
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
     assert not (results / "runs").exists()
+
+
+def test_tune_lr_implies_the_objective_and_a_validation_split() -> None:
+    tune = "hydra._internal.core_plugins.OptunaSweeper"  # what the sweeper's _target_ ends with
+    cfg = _hydra_cfg()
+    apply_tuning_defaults(cfg, tune)
+    assert cfg.objective == "val_acc" and cfg.data.val_size == TUNE_VAL_SIZE
+    cfg = _hydra_cfg("data.val_size=64")
+    apply_tuning_defaults(cfg, tune)
+    assert cfg.objective == "val_acc" and cfg.data.val_size == 64  # what the user sets stays
+    cfg = _hydra_cfg()
+    apply_tuning_defaults(cfg, "hydra._internal.core_plugins.basic_sweeper.BasicSweeper")
+    assert cfg.objective is None and cfg.data.val_size == 0  # a plain sweep is left alone
 
 
 def test_sweeper_choices_compose() -> None:

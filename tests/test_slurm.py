@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, SMALL, run_cli
 from test_reliability import _hanging, _start, _wait_for
 
