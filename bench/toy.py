@@ -8,7 +8,7 @@ is a mean over fixed points a_i (drawn with `seed` 0) with mean 0,
 
 and SGD uses one a_i per step, mini-batch five, batch GD all of them (the other three
 methods, like the tutorial's, see the whole set). Every path is computed three ways — plain
-numpy from the tutorial's formulas, PyTorch's optimizers, TensorFlow's optimizers (native, and
+numpy from the tutorial's formulas, PyTorch's, TensorFlow's and optax's optimizers (native, and
 the reference implementation of the tutorial's formulas) — on the same samples, in float64.
 A 2-D surface (Rosenbrock, with the same kind of sampled linear noise) shows where the
 methods' behaviours differ.
@@ -45,7 +45,8 @@ from bench.run import proc
 SEED = 0
 # framework -> the module that computes its paths in a child process; adding a framework is one entry
 # here (and its PATH_STYLES).
-CHILD_MODULES = {"torch": "bench.frameworks.torch.toy", "tensorflow": "bench.frameworks.tf.toy"}
+CHILD_MODULES = {"torch": "bench.frameworks.torch.toy", "tensorflow": "bench.frameworks.tf.toy",
+                 "jax": "bench.frameworks.jax.toy"}
 FRAMEWORKS = tuple(CHILD_MODULES)
 IMPLS = ("native", "reference")  # each framework's own optimizer, and the tutorial's formulas in it
 METHOD_COLOURS = {"bgd": "#000000", "sgd": "#9c36b5", "minibatch": "#2f9e44", "momentum": "#e67700",
@@ -53,11 +54,13 @@ METHOD_COLOURS = {"bgd": "#000000", "sgd": "#9c36b5", "minibatch": "#2f9e44", "m
 # How each (framework, impl) path is drawn on top of the numpy one.
 PATH_STYLES = {
     ("numpy", "formula"): dict(color="#000000", marker="o", ms=7, mfc="none", label="numpy (tutorial's formula)"),
-    # Sizes differ so that coinciding points stay visible: big torch marks behind small TF ones.
+    # Sizes differ so that coinciding points stay visible: big torch marks behind small TF and JAX ones.
     ("torch", "native"): dict(color="#e8590c", marker="x", ms=9, label="torch native"),
     ("torch", "reference"): dict(color="#e8590c", marker="+", ms=13, label="torch reference"),
     ("tensorflow", "native"): dict(color="#1c7ed6", marker="x", ms=5, label="tensorflow native"),
     ("tensorflow", "reference"): dict(color="#1c7ed6", marker="+", ms=8, label="tensorflow reference"),
+    ("jax", "native"): dict(color="#2b8a3e", marker="x", ms=3, label="jax native"),
+    ("jax", "reference"): dict(color="#2b8a3e", marker="+", ms=5, label="jax reference"),
 }
 matplotlib.rcParams.update({"svg.hashsalt": "optbench-toy", "font.size": 9})
 
@@ -157,7 +160,7 @@ def _job(problems: Sequence[Problem]) -> dict[str, Any]:
 
 
 def sampled_loss(name: str, theta, samples, mean: Callable):
-    """The sampled objective in framework ops (operators work on both frameworks' tensors)."""
+    """The sampled objective in framework ops (operators work on every framework's arrays)."""
     if name == "quadratic":
         return mean((theta[0] - samples) ** 2)
     x, y = theta[0], theta[1]
@@ -271,7 +274,7 @@ def plot_all(traj: pd.DataFrame, out_dir: Path) -> Path:
     left.axhline(0, color="#bbb", lw=0.8)
     left.set_xlabel("iteration")
     left.set_ylabel("x")
-    left.set_title("x per iteration (lines: numpy; ×: torch and TF native)")
+    left.set_title("x per iteration (lines: numpy; ×: torch, TF and JAX native)")
     right.set_yscale("log")
     right.set_xlabel("iteration")
     right.set_ylabel("loss x² (log)")
@@ -310,7 +313,7 @@ def plot_surface(traj: pd.DataFrame, problem: Problem, out_dir: Path) -> Path:
     ax.set_xlabel("x")
     ax.set_ylabel("y")
     ax.legend(fontsize=8, loc="upper right")
-    ax.set_title("paths (dot = end; × every 25th step: torch and TF native)")
+    ax.set_title("paths (dot = end; × every 25th step: torch, TF and JAX native)")
     right.set_yscale("log")
     right.set_xlabel("iteration")
     right.set_ylabel("Rosenbrock value (log)")

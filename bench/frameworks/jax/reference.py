@@ -56,18 +56,19 @@ def reference(rule: str, hp: Mapping[str, Any]) -> optax.GradientTransformation:
         b1, b2, eps = p["beta1"], p["beta2"], p["eps"]
         m = jax.tree.map(lambda m, g: m * b1 + (1.0 - b1) * g, s["m"], grads)
         v = jax.tree.map(lambda v, g: v * b2 + (1.0 - b2) * (g * g), s["v"], grads)
-        c1, c2 = _one_minus_pow(b1, t), _one_minus_pow(b2, t)
+        dtype = jax.tree.leaves(grads)[0].dtype  # float32 in training, float64 on the toy paths
+        c1, c2 = _one_minus_pow(b1, t, dtype), _one_minus_pow(b2, t, dtype)
         step = jax.tree.map(lambda m, v: -(lr * (m / c1) / (jnp.sqrt(v / c2) + eps)), m, v)
         return step, ReferenceState(t, {"m": m, "v": v})
 
     return optax.GradientTransformation(init, update)
 
 
-def _one_minus_pow(beta: float, t: jax.Array) -> jax.Array:
-    """1 − βᵗ in float32, within an ulp of torch's float64-then-float32 value.
+def _one_minus_pow(beta: float, t: jax.Array, dtype: Any) -> jax.Array:
+    """1 − βᵗ in ``dtype``; in float32 within a few ulp of torch's float64-then-float32 value.
 
     JAX computes in float32 unless x64 is on (a process-wide switch left alone here), and
     float32 ``1 − β**t`` loses digits: float32(0.999) is off by 1.3e-8, so 1 − βᵗ at t = 1 would be
     off by 1.3e-5 relative. −expm1(t·ln β) with ln β rounded from float64 keeps full precision.
     """
-    return -jnp.expm1(t.astype(jnp.float32) * jnp.float32(math.log(beta)))
+    return -jnp.expm1(t.astype(dtype) * jnp.asarray(math.log(beta), dtype))
