@@ -7,6 +7,7 @@ Exit codes: 0 all runs completed (or diverged, which is a result), 1 some run fa
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sys
@@ -14,8 +15,8 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from bench.cli import entry
-from bench.exits import EXIT_BAD_INPUT
+from bench.cli import entry, one_line
+from bench.exits import EXIT_BAD_INPUT, BadInput
 from bench.run.launch import SWEEP_PID_ENV, objective_value, run_job, stop_sweep_processes
 from bench.run.sweep import SweepProgress, apply_tuning_defaults, current_sweeper, mark_interrupted
 
@@ -56,10 +57,28 @@ def _interrupted() -> str:
             "run the same command again to finish the rest")
 
 
+def _raised_by_hydra(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and f"{os.sep}hydra{os.sep}" in tb.tb_frame.f_code.co_filename
+
+
 def _run() -> int:
     os.environ[SWEEP_PID_ENV] = str(os.getpid())  # local sweep workers (joblib, submitit_local) die with us
     sys.argv[1:] = expand_seeds(sys.argv[1:])
-    _main()
+    try:
+        _main()
+    except ValueError as exc:
+        if not _raised_by_hydra(exc):
+            raise
+        raise BadInput(one_line(exc)) from None  # e.g. `data=null`: Hydra says so as a ValueError
+    except OSError as exc:  # Hydra's own files of a sweep (multirun.yaml) on a full disk
+        if exc.errno != errno.ENOSPC:
+            raise
+        where = SweepProgress.results_dir or exc.filename or "results_dir"
+        print(f"error: {where}: no space left on device", file=sys.stderr, flush=True)
+        return 1
     if SweepProgress.failed is not None:  # a sweep: the jobs ran in workers
         if SweepProgress.failed:
             print(f"error: {SweepProgress.failed} run(s) failed; see run.json of each", file=sys.stderr)

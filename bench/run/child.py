@@ -16,6 +16,7 @@ seconds, and ends ``completed`` (tests of the GPU lanes on a machine without a G
 """
 from __future__ import annotations
 
+import errno
 import importlib
 import json
 import os
@@ -139,6 +140,9 @@ def main(spec_path: str) -> int:
         print(f"[{spec['run_id']}] interrupted", file=sys.stderr, flush=True)
         return EXIT_INTERRUPTED
     except Exception as exc:  # recorded in run.json, then the child fails
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:  # nothing more can be recorded
+            print(f"error: {exc.filename or out_dir}: no space left on device", file=sys.stderr, flush=True)
+            return 1
         tail = traceback.format_exc().splitlines()[-30:]
         update_run_json(out_dir, status="failed", error=f"{type(exc).__name__}: {exc}",
                         traceback=tail, end_time=time.time())

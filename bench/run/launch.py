@@ -7,7 +7,9 @@ share a process and every run starts with fresh thread pools.
 from __future__ import annotations
 
 import collections
+import contextlib
 import csv
+import errno
 import fcntl
 import math
 import os
@@ -21,19 +23,34 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from bench.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED
-from bench.machine import git_commit, host_info
-from bench.run.proc import NOISE, die_with_parent, spec_env, start
+from bench.cli import one_line
+from bench.exits import EXIT_BAD_INPUT
+from bench.machine import PROJECT_ROOT, git_commit, host_info
 from bench.results import FINISHED, run_dir, run_status, update_run_json, write_json
 from bench.run.cpulock import CpuLock
-from bench.spec import BadInput, build_spec, unknown_keys
+from bench.run.lanes import gpu_slot
+from bench.run.proc import NOISE, die_with_parent, spec_env, start
+from bench.run.sweep import (
+    UncompletedJobError,
+    apply_tuning_defaults,
+    check_task_config,
+    current_sweeper,
+    mark_interrupted,
+    progress_dir,
+    report_progress,
+    scheduler_reason,
+    slurm_stop_reason,
+)
+from bench.spec import BadInput, build_spec
 
 STDERR_TAIL = 40
 SWEEP_PID_ENV = "OPTBENCH_SWEEP_PID"  # set by `python -m bench`; workers whose parent it is die with it
-OBJECTIVES = ("val_acc",)  # what a tuning sweep (hydra/sweeper=tune_lr) maximises
+# TensorFlow's GPU build lives in a venv of its own (`make gpu-env`): the project venv has
+# tensorflow-cpu, and torch and TensorFlow want different CUDA libraries.
+TF_GPU_PYTHON = PROJECT_ROOT / ".venv-tf-gpu" / "bin" / "python"
 FAILED_OBJECTIVE = 0.0  # a failed or diverged trial scores the worst accuracy, so the sweep goes on
 
 
@@ -45,14 +62,25 @@ class RunOutcome(NamedTuple):
 
 
 def _tee(stream, sink, tail: collections.deque, log_path: Path) -> None:
-    with open(log_path, "a", encoding="utf-8", errors="replace") as log:
+    log = open(log_path, "a", encoding="utf-8", errors="replace")
+    try:
         for line in iter(stream.readline, ""):
             tail.append(line.rstrip("\n"))
-            log.write(line)
-            log.flush()
+            if log is not None:
+                try:
+                    log.write(line)
+                    log.flush()
+                except OSError:  # a full disk: the terminal and run.json's stderr_tail still get it
+                    with contextlib.suppress(OSError):
+                        log.close()
+                    log = None
             if not any(noise in line for noise in NOISE):
                 sink.write(line)
                 sink.flush()
+    finally:
+        if log is not None:
+            with contextlib.suppress(OSError):
+                log.close()
 
 
 def _signal_name(code: int) -> str:
@@ -62,11 +90,47 @@ def _signal_name(code: int) -> str:
         return f"signal {-code}"
 
 
-def execute(spec: dict[str, Any], results_dir: str, force: bool = False) -> RunOutcome:
+def child_python(spec: dict[str, Any]) -> str:
+    """The interpreter of a run's child: framework.python, else TensorFlow's GPU venv for a
+    TensorFlow run on a GPU when it exists, else this one."""
+    if spec["framework"].get("python"):
+        return str(spec["framework"]["python"])
+    if spec["framework"]["name"] == "tensorflow" and spec["device"] == "cuda":
+        if TF_GPU_PYTHON.exists():
+            return str(TF_GPU_PYTHON)
+        print(f"[gpu] {spec['run_id']}: TensorFlow runs on the CPU from this venv (tensorflow-cpu); "
+              "`make gpu-env` builds .venv-tf-gpu, used from then on", file=sys.stderr, flush=True)
+    return sys.executable
+
+
+def _stopped(default: str | None = None) -> dict[str, str]:
+    """run.json fields saying why a run was stopped from outside (Slurm's reason if it was Slurm)."""
+    reason = slurm_stop_reason() or default
+    return {"exit_reason": reason} if reason else {}
+
+
+def _wait(proc: subprocess.Popen) -> tuple[int, str | None]:
+    """The child's exit code, and the reason Slurm gave if it warned the job while the child ran.
+
+    Slurm warns a job (SIGUSR2, raised here by submitit as UncompletedJobError) ahead of its time
+    limit. A run cannot checkpoint, so it trains on: it may still finish in time; if not, Slurm's
+    SIGTERM at the limit ends the child, which records itself interrupted.
+    """
+    warned = None
+    while True:
+        try:
+            return proc.wait(), warned
+        except UncompletedJobError as exc:
+            warned = scheduler_reason(exc)
+            print(f"[slurm] the job is warned ({warned}); the run goes on until Slurm ends it", flush=True)
+
+
+def execute(spec: dict[str, Any], results_dir: str, force: bool = False, runs_per_gpu: int = 1) -> RunOutcome:
     """Run one spec in a child process, unless it is finished already or running elsewhere.
 
     The run folder's ``.lock`` (flock) is held while the child runs, so two sweeps into the
     same results_dir never train the same run at once; the lock dies with its process.
+    A ``device=cuda`` run holds one of the ``runs_per_gpu`` slots of one GPU while its child runs.
     """
     out = run_dir(results_dir, spec["run_id"])
     out.mkdir(parents=True, exist_ok=True)
@@ -78,6 +142,7 @@ def execute(spec: dict[str, Any], results_dir: str, force: bool = False) -> RunO
         lock.close()
         return RunOutcome("running", 0, out, skipped=True)
     cpu = CpuLock(exclusive=False, who=spec["run_id"])
+    slots = contextlib.ExitStack()
     try:
         previous = run_status(out)
         if previous in FINISHED and not force:
@@ -89,11 +154,15 @@ def execute(spec: dict[str, Any], results_dir: str, force: bool = False) -> RunO
         update_run_json(out, run_id=spec["run_id"], status="running", config=spec,
                         git_commit=git_commit(), start_time=time.time(),
                         start_time_iso=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **host_info())
-        python = spec["framework"].get("python") or sys.executable
+        python = child_python(spec)
         tail: collections.deque = collections.deque(maxlen=STDERR_TAIL)
+        gpu = None
+        if spec["device"] == "cuda":
+            gpu = slots.enter_context(gpu_slot(results_dir, runs_per_gpu, spec["run_id"]))
+            update_run_json(out, gpu_index=gpu.index, gpu_name=gpu.name, gpu_uuid=gpu.uuid)
         cpu.acquire()  # shared: lanes train side by side, but never while a timing pass measures
         try:
-            proc = start("bench.run.child", [out / "spec.json"], env=spec_env(spec), python=python,
+            proc = start("bench.run.child", [out / "spec.json"], env=spec_env(spec, gpu and gpu.uuid), python=python,
                          stderr=subprocess.PIPE)
         except OSError as exc:
             update_run_json(out, status="failed", error=f"cannot start {python}: {exc}", end_time=time.time())
@@ -102,8 +171,8 @@ def execute(spec: dict[str, Any], results_dir: str, force: bool = False) -> RunO
         reader = threading.Thread(target=_tee, args=(proc.stderr, sys.stderr, tail, out / "stderr.log"), daemon=True)
         reader.start()
         try:
-            code = proc.wait()
-        except BaseException:  # Ctrl-C / SIGTERM: end the child, record, re-raise
+            code, warned = _wait(proc)
+        except BaseException:  # Ctrl-C / SIGTERM / a preempted job's requeue: end the child, record, re-raise
             proc.terminate()
             try:
                 proc.wait(timeout=10)
@@ -111,7 +180,7 @@ def execute(spec: dict[str, Any], results_dir: str, force: bool = False) -> RunO
                 proc.kill()
                 proc.wait()
             if run_status(out) not in FINISHED:  # it may have finished just before the signal
-                update_run_json(out, status="interrupted", end_time=time.time())
+                update_run_json(out, status="interrupted", end_time=time.time(), **_stopped())
             raise
         reader.join(timeout=5)
         status = run_status(out)
@@ -122,10 +191,15 @@ def execute(spec: dict[str, Any], results_dir: str, force: bool = False) -> RunO
             # line; the folder holds nothing worth keeping, so nothing is left behind.
             shutil.rmtree(out, ignore_errors=True)
             return RunOutcome("failed", EXIT_BAD_INPUT, out)
-        if code == EXIT_INTERRUPTED and status == "interrupted":  # SIGTERM/SIGINT reached the child alone
-            print(f"[interrupted] {spec['run_id']}", file=sys.stderr, flush=True)
+        if status == "interrupted":  # SIGTERM/SIGINT reached the child alone (a scheduler may kill it after)
+            stopped = _stopped(warned)
+            if stopped:
+                update_run_json(out, **stopped)
+            print(f"[interrupted] {spec['run_id']}{': ' + stopped['exit_reason'] if stopped else ''}",
+                  file=sys.stderr, flush=True)
             return RunOutcome(status, 1, out)
-        reason = f"exit code {code}" if code >= 0 else f"killed by {_signal_name(code)}"
+        reason = _stopped(warned or (f"exit code {code}" if code >= 0 else f"killed by {_signal_name(code)}"))[
+            "exit_reason"]
         update_run_json(out, status="failed", exit_code=code, exit_reason=reason,
                         exit_signal=_signal_name(code) if code < 0 else None,
                         stderr_tail=list(tail), end_time=time.time())
@@ -133,31 +207,9 @@ def execute(spec: dict[str, Any], results_dir: str, force: bool = False) -> RunO
         return RunOutcome("failed", 1, out)
     finally:
         cpu.release()
+        slots.close()
         fcntl.flock(lock, fcntl.LOCK_UN)
         lock.close()
-
-
-def mark_interrupted(results_dir: str | os.PathLike) -> list[str]:
-    """Runs left ``running`` that no live process owns (their ``.lock`` is free) become ``interrupted``.
-
-    Called when a sweep is stopped: joblib kills its workers outright, so they cannot record
-    the end of their runs themselves. Runs owned by another live sweep keep their status.
-    """
-    runs = Path(results_dir) / "runs"
-    marked: list[str] = []
-    if not runs.is_dir():
-        return marked
-    for out in sorted(runs.iterdir()):
-        if run_status(out) != "running":
-            continue
-        with open(out / ".lock", "a") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue
-            update_run_json(out, status="interrupted", end_time=time.time())
-            marked.append(out.name)
-    return marked
 
 
 def stop_sweep_processes(sweep_pid: int, grace_s: float = 15.0) -> int:
@@ -212,48 +264,13 @@ def objective_value(outcome: RunOutcome, objective: str) -> float:
     return value if math.isfinite(value) else FAILED_OBJECTIVE
 
 
-def _sweeper() -> str:
-    try:
-        return str(HydraConfig.get().sweeper.get("_target_", ""))
-    except ValueError:  # not under Hydra
-        return ""
-
-
-def _check_task_config(cfg: dict[str, Any], sweeper: str = "") -> None:
-    extra = unknown_keys(cfg)
-    if extra:
-        raise BadInput(f"unknown key(s) {', '.join(extra)}: no config file in conf/ declares them")
-    objective = cfg.get("objective")
-    if sweeper.endswith("OptunaSweeper") and objective is None:
-        raise BadInput("an Optuna sweep maximises what each run returns: add objective=val_acc "
-                          "(and data.val_size > 0)")
-    if objective is not None:
-        if objective not in OBJECTIVES:
-            raise BadInput(f"objective={objective!r} is not one of {', '.join(OBJECTIVES)}")
-        if not cfg["data"].get("val_size"):
-            raise BadInput(f"objective={objective} is measured on a validation split: set data.val_size > 0")
-
-
-# ------------------------------------------------------------------ sweep progress
-def _progress_dir() -> Path | None:
-    try:
-        hc = HydraConfig.get()
-    except ValueError:
-        return None
-    if hc.mode is None or hc.mode.name != "MULTIRUN":
-        return None
-    return Path(hc.sweep.dir) / ".progress"
-
-
-def _report_progress(pdir: Path) -> None:
-    total_file = pdir / "total"
-    total = int(total_file.read_text()) if total_file.exists() else None
-    names = [p.suffix for p in pdir.iterdir()]
-    done = sum(s in (".done", ".skipped", ".failed") for s in names)
-    running = names.count(".running")
-    failed = names.count(".failed")
-    left = "?" if total is None else total - done - running
-    print(f"[sweep] {done} done ({failed} failed), {running} running, {left} left", flush=True)
+def _disk_full(results_dir: str, run_id: str) -> RunOutcome:
+    """A full disk fails the run with one line; a folder it left without run.json goes away."""
+    out = run_dir(results_dir, run_id)
+    if not (out / "run.json").exists():
+        shutil.rmtree(out, ignore_errors=True)
+    print(f"error: results_dir={results_dir}: no space left on device; {run_id} not run", file=sys.stderr, flush=True)
+    return RunOutcome("failed", 1, out)
 
 
 def run_job(cfg: DictConfig, raise_errors: bool = False) -> RunOutcome | None:
@@ -264,80 +281,37 @@ def run_job(cfg: DictConfig, raise_errors: bool = False) -> RunOutcome | None:
     """
     if os.environ.get(SWEEP_PID_ENV) == str(os.getppid()):  # a local worker of the sweep
         die_with_parent()
-    pdir = _progress_dir()
+    pdir = progress_dir()
     marker = None
     if pdir is not None:
         pdir.mkdir(parents=True, exist_ok=True)
         marker = pdir / f"{HydraConfig.get().job.num}.running"
         marker.touch()
-        _report_progress(pdir)
+        report_progress(pdir)
     outcome = None
     try:
-        plain = OmegaConf.to_container(cfg, resolve=True)
-        _check_task_config(plain, _sweeper())
+        apply_tuning_defaults(cfg, current_sweeper())
+        try:
+            plain = OmegaConf.to_container(cfg, resolve=True)
+        except OmegaConfBaseException as exc:  # e.g. an override with a broken ${...} interpolation
+            raise BadInput(one_line(exc)) from None
+        check_task_config(plain)
         spec = build_spec(plain)
         check_results_dir(str(cfg.results_dir))
-        outcome = execute(spec, str(cfg.results_dir), bool(cfg.force))
+        if pdir is None:  # a single run; a sweep did this once at its start
+            mark_interrupted(str(cfg.results_dir))
+        outcome = execute(spec, str(cfg.results_dir), bool(cfg.force), int(plain.get("runs_per_gpu") or 1))
     except BadInput as exc:
         if raise_errors:
             raise
         print(f"error: {exc}", file=sys.stderr, flush=True)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        outcome = _disk_full(str(cfg.results_dir), spec["run_id"])
     finally:
         if marker is not None:
             suffix = ".failed" if outcome is None or outcome.code else ".skipped" if outcome.skipped else ".done"
             marker.rename(marker.with_suffix(suffix))
-            _report_progress(pdir)
+            report_progress(pdir)
     return outcome
-
-
-class SweepProgress(Callback):
-    """Knows the sweep's size up front, and its failures at the end."""
-
-    failed: int | None = None
-    results_dir: str | None = None  # where to mark runs interrupted if the sweep is stopped
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        try:
-            self._start(config)
-        except BadInput as exc:
-            # Hydra turns a callback's exceptions into warnings and sweeps on; SystemExit gets through.
-            print(f"error: {exc}", file=sys.stderr, flush=True)
-            raise SystemExit(EXIT_BAD_INPUT) from None
-
-    def _start(self, config: DictConfig) -> None:
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-
-        lanes, threads, cores = int(config.get("jobs", 1)), int(config.get("threads", 1)), os.cpu_count() or 1
-        if "Joblib" in config.hydra.launcher.get("_target_", "") and lanes * threads > cores:
-            # Oversubscribed lanes distort every timing (measured here: batch 32 went from 5 s to
-            # 151 s per epoch with 2 threads on a loaded 2-core CPU), so refuse rather than warn.
-            raise BadInput(f"jobs={lanes} x threads={threads} = {lanes * threads} threads on {cores} cores "
-                              f"would oversubscribe them: lower jobs or threads")
-        # A tuning sweep's trials would all fail the same way: say it once, before the first one.
-        task = {k: v for k, v in OmegaConf.to_container(config, resolve=False).items() if k != "hydra"}
-        _check_task_config(task, str(config.hydra.sweeper.get("_target_", "")))
-        overrides = list(config.hydra.overrides.task)
-        overrides += [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
-        total = None
-        if config.hydra.sweeper.get("_target_", "").endswith("BasicSweeper"):
-            parsed = OverridesParser.create().parse_overrides(overrides)
-            total = sum(len(batch) for batch in BasicSweeper.split_arguments(parsed, None))
-        pdir = Path(config.hydra.sweep.dir) / ".progress"
-        pdir.mkdir(parents=True, exist_ok=True)
-        if total is not None:
-            (pdir / "total").write_text(str(total))
-        SweepProgress.results_dir = str(config.results_dir)
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(config.hydra.sweep.dir)
-        pdir = sweep_dir / ".progress"
-        count = {s: len(list(pdir.glob(f"*{s}"))) if pdir.is_dir() else 0 for s in (".done", ".skipped", ".failed")}
-        SweepProgress.failed = count[".failed"]
-        print(f"[sweep] finished: {count['.done']} ran, {count['.skipped']} skipped (already done), "
-              f"{count['.failed']} failed", flush=True)
-        write_json(sweep_dir / "sweep.json", {"ok": count[".done"], "skipped": count[".skipped"],
-                                              "failed": count[".failed"]})
-        best = sweep_dir / "optimization_results.yaml"  # written by the Optuna sweeper
-        if best.is_file():
-            print(f"[tune] best parameters: {best}", flush=True)

@@ -64,10 +64,11 @@ def jax_xla_flags(threads: int, device: str, deterministic: bool) -> list[str]:
     return flags
 
 
-def spec_env(spec: Mapping[str, Any]) -> dict[str, str]:
-    """The environment of the child that trains run ``spec`` (a ``bench.spec.build_spec`` dict)."""
+def spec_env(spec: Mapping[str, Any], gpu: str | None = None) -> dict[str, str]:
+    """The environment of the child that trains run ``spec`` (a ``bench.spec.build_spec`` dict),
+    shown only GPU ``gpu`` (an index or UUID) when given."""
     return child_env(int(spec["threads"]), str(spec["device"]), str(spec["framework"]["name"]),
-                     bool(spec.get("deterministic", True)))
+                     bool(spec.get("deterministic", True)), gpu=gpu)
 
 
 def die_with_parent() -> None:

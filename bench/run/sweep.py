@@ -5,6 +5,7 @@ Framework-neutral and light: imported by ``python -m bench`` and by every sweep 
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -213,6 +214,12 @@ class SweepProgress(Callback):
             # Hydra turns a callback's exceptions into warnings and sweeps on; SystemExit gets through.
             print(f"error: {exc}", file=sys.stderr, flush=True)
             raise SystemExit(EXIT_BAD_INPUT) from None
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            print(f"error: results_dir={config.results_dir}: no space left on device; no run started",
+                  file=sys.stderr, flush=True)
+            raise SystemExit(1) from None
 
     def _start(self, config: DictConfig) -> None:
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
