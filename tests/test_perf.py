@@ -49,15 +49,16 @@ def test_perf_quick_writes_a_sane_table(tmp_path: Path) -> None:
     assert list(rows[0]) == list(COLUMNS)
     assert {"epoch_time_s_lo", "epoch_time_s_hi", "vs_naive_torch_lo", "x_floor_hi", "vs_torch_lo"} <= set(COLUMNS)
     cases = {r["case"] for r in rows}
-    assert cases == {"naive torch DataLoader", "naive keras fit", "harness torch eager", "harness tensorflow eager"}
+    assert cases == {"naive torch DataLoader", "naive keras fit", "naive jax loop", "harness torch eager",
+                     "harness tensorflow eager", "harness jax eager"}
     for row in rows:
         assert row["error"] == "", row
         assert float(row["epoch_time_s"]) > 0 and float(row["samples_per_s"]) > 0
-        assert math.isfinite(float(row["vs_naive_torch"])) and math.isfinite(float(row["vs_naive_tf"]))
+        assert all(math.isfinite(float(row[k])) for k in ("vs_naive_torch", "vs_naive_tf", "vs_naive_jax"))
         assert float(row["floor_s"]) > 0 and float(row["x_floor"]) > 0
         assert row["reps"] == "1" and math.isnan(float(row["epoch_time_s_lo"]))  # quick: one epoch, no interval
     section = report_section(tmp_path)
-    assert isinstance(section, ReportSection) and section.title == "Speed" and len(section.table) == 4
+    assert isinstance(section, ReportSection) and section.title == "Speed" and len(section.table) == 6
     assert "Batch 32, best mode" in section.text and "Failed" not in section.text
     assert "(n=1, no interval)" in section.table.iloc[0]["epoch time (s)"]
     assert report_section(tmp_path / "nothing") is None

@@ -5,7 +5,8 @@ frameworks share a process, and no two cases run at once):
 
 * this machine's single-precision matrix-product rate, which sets the FLOP floor;
 * the tutorial's loops as written (``bench/frameworks/torch/naive.py``: DataLoader + per-sample
-  ToTensor/Normalize; ``bench/frameworks/tf/naive.py``: Keras ``model.fit`` with defaults);
+  ToTensor/Normalize; ``bench/frameworks/tf/naive.py``: Keras ``model.fit`` with defaults;
+  ``bench/frameworks/jax/naive.py``: host numpy batches into a jitted optax step);
 * the harness's runners, through the real training loop (``bench.loop.train``), in each
   execution mode;
 
@@ -18,7 +19,7 @@ report's "Speed" section.
 
 Keys (defaults in brackets): results_dir [results], data [fashion_mnist; falls back to
 mnist_embedded, loudly], device [cpu] (cpu|cuda), threads [1], reps [5], batches [1,32,full],
-cap_steps [2000] (steps timed at batch 1), frameworks [torch,tensorflow],
+cap_steps [2000] (steps timed at batch 1), frameworks [torch,tensorflow,jax],
 modes [eager,compiled], xla [false] (adds TensorFlow compiled + XLA), naive [true],
 limit_train [none], data_root [the conf file's], deterministic [true], quick [false] (toy
 size for tests: 1,024 images, 1 rep and so no interval, 64 steps at batch 1).
@@ -70,7 +71,7 @@ def run_case(job: Mapping[str, Any], timeout: float = 1800) -> dict[str, Any]:
 
 def print_table(rows: Sequence[Mapping[str, Any]]) -> None:
     cols = ("case", "batch_size", "steps", "epoch_time_s", "step_time_us", "samples_per_s",
-            "vs_naive_torch", "vs_naive_tf", "vs_torch", "x_floor", "overhead_frac", "warmup_s")
+            "vs_naive_torch", "vs_naive_tf", "vs_naive_jax", "vs_torch", "x_floor", "overhead_frac", "warmup_s")
     cells = [[fmt(r.get(c)) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))

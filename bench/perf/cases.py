@@ -22,7 +22,7 @@ from models.init import LAYERS
 # layer's input gradient is never needed. 409,088 FLOP/sample: 24.5 GFLOP per 60k epoch.
 FLOP_PER_SAMPLE = 2 * (2 * sum(i * o for i, o in LAYERS) + LAYERS[1][0] * LAYERS[1][1])
 BASE_FRAMEWORK = "torch"  # ``vs_torch``: every case against torch's case of the same kind and mode
-MEASURED = ("torch", "tensorflow")  # the frameworks measured by default (any of bench.spec.FRAMEWORKS may be asked)
+MEASURED = ("torch", "tensorflow", "jax")  # measured by default (any of bench.spec.FRAMEWORKS may be asked)
 
 
 class Naive(NamedTuple):
@@ -36,6 +36,7 @@ class Naive(NamedTuple):
 NAIVE = {
     "torch": Naive("naive torch DataLoader", "vs_naive_torch", "bench.frameworks.torch.naive"),
     "tensorflow": Naive("naive keras fit", "vs_naive_tf", "bench.frameworks.tf.naive"),
+    "jax": Naive("naive jax loop", "vs_naive_jax", "bench.frameworks.jax.naive"),
 }
 NAIVE_KEYS = {fw: naive.column for fw, naive in NAIVE.items()}
 # Figures that carry an interval: ``<key>_lo`` and ``<key>_hi`` columns follow the original ones.
@@ -45,7 +46,7 @@ COLUMNS = (
     "case", "framework", "mode", "batch_size", "n_train", "steps", "reps", "epoch_time_s",
     "step_time_us", "samples_per_s", "cpu_time_s", "vs_naive_torch", "vs_naive_tf",
     "floor_s", "x_floor", "cpu_vs_naive_torch", "cpu_vs_naive_tf", "cpu_x_floor", "overhead_frac",
-    "warmup_s", "threads", "device", "dataset", "error", "vs_torch",
+    "warmup_s", "threads", "device", "dataset", "error", "vs_torch", "vs_naive_jax", "cpu_vs_naive_jax",
     *(f"{key}_{end}" for key in INTERVAL_KEYS for end in ("lo", "hi")),
 )
 DEFAULTS: dict[str, Any] = {

@@ -15,7 +15,8 @@ SHOWN = {
     "vs_naive_torch": "× faster than naive torch", "vs_naive_tf": "× faster than Keras fit",
     "vs_torch": f"× faster than {BASE_FRAMEWORK} (same mode)", "x_floor": "× FLOP floor",
     "cpu_vs_naive_torch": "CPU time: × naive torch", "cpu_vs_naive_tf": "CPU time: × Keras fit",
-    "cpu_x_floor": "CPU time: × floor",
+    "cpu_x_floor": "CPU time: × floor", "vs_naive_jax": "× faster than the naive JAX loop",
+    "cpu_vs_naive_jax": "CPU time: × naive JAX loop",
 }
 
 
