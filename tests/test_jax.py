@@ -162,3 +162,17 @@ def test_optax_calls_and_reference_compute_the_tutorial_formula(optax_trained: d
             assert error(got, want) < MATCH, (impl, mode, error(got, want))
             if METHODS[name].rule in ("rmsprop", "adam"):
                 assert error(got, keras) > MISMATCH, (impl, mode, error(got, keras))
+
+
+def test_gpu_check_runs_the_jax_path_where_jax_imports(tmp_path: Path) -> None:
+    """On CPU here; on a CUDA box the same path runs JAX's GPU backend."""
+    proc = run_cli("device=cpu", f"out={tmp_path}", "methods=adam", "modes=eager,compiled", "limit_train=64",
+                   "perf=false", module="bench.perf.gpu_check", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with open(tmp_path / "gpu_check.csv", newline="") as fh:
+        summary = list(csv.DictReader(fh))
+    assert [(r["framework"], r["mode"], r["status"]) for r in summary] == [
+        ("torch", "eager", "completed"), ("torch", "compiled", "completed"),
+        ("jax", "eager", "completed"), ("jax", "compiled", "completed")]
+    assert float(summary[3]["rel_diff_vs_eager"]) < 1e-6
+    assert json.loads((tmp_path / "gpu_check.json").read_text())["jax"]["backend"] == "cpu"

@@ -116,11 +116,12 @@ def test_perf_bad_input_is_one_line_and_exit_2(args: list[str]) -> None:
 
 
 def test_gpu_check_runs_its_path_on_cpu(tmp_path: Path) -> None:
-    """Without Hydra, omegaconf, PyYAML or TensorFlow importable, as on a bare GPU box."""
+    """Without Hydra, omegaconf, PyYAML, TensorFlow or JAX importable, as on a bare GPU box."""
     blocker = tmp_path / "blocker"
     blocker.mkdir()
     (blocker / "sitecustomize.py").write_text(
-        "import sys\nfor m in ('hydra', 'omegaconf', 'yaml', 'tensorflow', 'keras'):\n    sys.modules[m] = None\n")
+        "import sys\nfor m in ('hydra', 'omegaconf', 'yaml', 'tensorflow', 'keras', 'jax'):\n"
+        "    sys.modules[m] = None\n")
     proc = run_cli("device=cpu", f"out={tmp_path}", "methods=sgd,adam", "modes=eager", "limit_train=64",
                    "perf=false", module="bench.perf.gpu_check", timeout=300,
                    env={"PYTHONPATH": f"{blocker}{os.pathsep}{ROOT}"})
@@ -129,3 +130,5 @@ def test_gpu_check_runs_its_path_on_cpu(tmp_path: Path) -> None:
         summary = list(csv.DictReader(fh))
     assert [(r["optimizer"], r["status"]) for r in summary] == [("sgd", "completed"), ("adam", "completed")]
     assert (tmp_path / "gpu_runs.csv").is_file() and (tmp_path / "gpu_check.json").is_file()
+    assert [ln for ln in proc.stdout.splitlines() if "JAX" in ln] == [
+        next(ln for ln in proc.stdout.splitlines() if ln.startswith("[gpu-check] JAX left out: jax is not importable"))]

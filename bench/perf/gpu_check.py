@@ -8,8 +8,10 @@ numpy only (no TensorFlow, no Hydra, no omegaconf, no PyYAML: runs are started t
 1. the torch runner for all six methods in both modes (eager, compiled = torch.compile
    with CUDA graphs), one epoch each, on ``limit_train`` images; compiled and eager
    losses compared;
-2. ``bench.perf`` on the device (torch only: naive DataLoader loop and both modes, batch
-   1 capped / 32 / full); skipped, loudly, where scipy (its intervals) is missing.
+2. the same with the JAX runner (jit per step, and the whole epoch in one ``lax.scan``) where
+   JAX is importable with a backend for the device; where it is not, one line says why;
+3. ``bench.perf`` on the device (torch, and JAX where step 2 ran: naive loops and both modes,
+   batch 1 capped / 32 / full); skipped, loudly, where scipy (its intervals) is missing.
 
 Outputs, in ``out`` (default ``$OUT`` if set, else ``results/gpu_check``), few and flat so
 they can travel back from a lent machine: ``gpu_runs.csv`` (every epoch row of every
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import itertools
 import json
 import math
 import os
@@ -122,6 +125,20 @@ def torch_facts(device: str) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def jax_facts(device: str) -> tuple[dict[str, Any] | None, str]:
+    """JAX's versions and backend, asked in a child: (facts, "") or (None, why JAX is left out)."""
+    try:
+        done = proc.run("bench.frameworks.jax.device", env=proc.child_env(1, device, "jax"), timeout=120)
+    except subprocess.TimeoutExpired:
+        return None, "importing jax took over 120 s"
+    if done.returncode != 0:
+        return None, f"jax is not importable with {sys.executable} ({proc.last_line(done)})"
+    facts = json.loads(done.stdout.strip().splitlines()[-1])
+    if device == "cuda" and facts["backend"] != "gpu":
+        return None, f"jax {facts['jax']} has no CUDA backend here (backend {facts['backend']}; needs jax[cuda12])"
+    return facts, ""
+
+
 def run_one(spec: Mapping[str, Any], work: Path, timeout: int) -> tuple[list[dict[str, str]], dict[str, Any]]:
     """One harness run through ``bench.run.child``; returns its metrics rows and run.json."""
     run = work / spec["run_id"]
@@ -149,7 +166,8 @@ def summary_row(spec: dict[str, Any], rows: list[dict[str, str]], info: dict[str
     last = rows[-1] if rows else {}
     trained = [r for r in rows if r.get("epoch") not in (None, "0")]
     return {
-        "optimizer": spec["optimizer"]["name"], "mode": spec["mode"], "batch_size": spec["batch_size"],
+        "framework": spec["framework"]["name"], "optimizer": spec["optimizer"]["name"], "mode": spec["mode"],
+        "batch_size": spec["batch_size"],
         "status": info.get("status"), "device_name": info.get("device_name"),
         "train_loss": last.get("train_loss"), "test_acc": last.get("test_acc"),
         "epoch_time_s": trained[-1]["epoch_time_s"] if trained else "",
@@ -167,6 +185,10 @@ def main(argv: Sequence[str]) -> int:
         raise BadInput(f"device=cuda but torch {facts['torch']} sees no GPU; use device=cpu to test this path")
     t_start = time.perf_counter()
     print(f"[gpu-check] torch {facts['torch']} (CUDA {facts['cuda']}), device {facts['gpu'] or 'cpu'}", flush=True)
+    jax, jax_skipped = jax_facts(cfg["device"])
+    print(f"[gpu-check] jax {jax['jax']} (backend {jax['backend']}), device {jax['device']}" if jax
+          else f"[gpu-check] JAX left out: {jax_skipped}", flush=True)
+    frameworks = ["torch"] + (["jax"] if jax else [])
     # Run folders and any synthetic data stay out of `out`: a lent machine sends back few files.
     with tempfile.TemporaryDirectory(prefix="gpu_check.") as tmp:
         work = Path(tmp)
@@ -178,21 +200,20 @@ def main(argv: Sequence[str]) -> int:
 
         all_rows: list[dict[str, str]] = []
         summary: list[dict[str, Any]] = []
-        for method in cfg["methods"]:
-            for mode in cfg["modes"]:
-                spec = build_spec(compose("torch", method, "fashion_mnist", data=data, epochs=cfg["epochs"],
-                                          device=cfg["device"], threads=threads, mode=mode, progress="none"))
-                t0 = time.perf_counter()
-                rows, info = run_one(spec, work, cfg["timeout"])
-                all_rows += rows
-                summary.append(summary_row(spec, rows, info))
-                s = summary[-1]
-                print(f"[gpu-check] {method:9s} {mode:8s} {s['status']:9s} loss {s['train_loss'] or '-':.8} "
-                      f"epoch {s['epoch_time_s'] or '-':.6} s  warm-up {s['warmup_time_s'] or 0:.3g} s  "
-                      f"[{time.perf_counter() - t0:.0f} s] {s['error']}", flush=True)
-        by_key = {(s["optimizer"], s["mode"]): s for s in summary}
+        for fw, method, mode in itertools.product(frameworks, cfg["methods"], cfg["modes"]):
+            spec = build_spec(compose(fw, method, "fashion_mnist", data=data, epochs=cfg["epochs"],
+                                      device=cfg["device"], threads=threads, mode=mode, progress="none"))
+            t0 = time.perf_counter()
+            rows, info = run_one(spec, work, cfg["timeout"])
+            all_rows += rows
+            summary.append(summary_row(spec, rows, info))
+            s = summary[-1]
+            print(f"[gpu-check] {fw:5s} {method:9s} {mode:8s} {s['status']:9s} loss {s['train_loss'] or '-':.8} "
+                  f"epoch {s['epoch_time_s'] or '-':.6} s  warm-up {s['warmup_time_s'] or 0:.3g} s  "
+                  f"[{time.perf_counter() - t0:.0f} s] {s['error']}", flush=True)
+        by_key = {(s["framework"], s["optimizer"], s["mode"]): s for s in summary}
         for s in summary:
-            other = by_key.get((s["optimizer"], "eager"))
+            other = by_key.get((s["framework"], s["optimizer"], "eager"))
             try:
                 s["rel_diff_vs_eager"] = abs(float(s["train_loss"]) / float(other["train_loss"]) - 1)
             except (TypeError, ValueError, ZeroDivisionError):
@@ -206,14 +227,15 @@ def main(argv: Sequence[str]) -> int:
             print(f"!!! {skipped}", file=sys.stderr, flush=True)
             note = "; ".join(filter(None, [note, skipped]))
         elif cfg["perf"]:
-            perf_args = [f"results_dir={out}", f"device={cfg['device']}", "frameworks=torch",
+            perf_args = [f"results_dir={out}", f"device={cfg['device']}", f"frameworks={','.join(frameworks)}",
                          f"threads={threads}", f"data_root={data_root}"] + cfg["perf_args"].split()
             print(f"[gpu-check] python -m bench.perf {' '.join(perf_args)}", flush=True)
             # bench.perf sets each case's own threads and devices; its output goes straight to ours.
             perf_code = proc.start("bench.perf", perf_args, env=proc.child_env(threads, cfg["device"])).wait()
     ok = all(s["status"] == "completed" for s in summary)
     write_json(out / "gpu_check.json", {**facts, **host_info(), "data_root": str(data_root), "data_note": note,
-                                        "config": cfg, "runs_ok": ok, "perf_exit_code": perf_code,
+                                        "jax": jax, "jax_left_out": jax_skipped, "config": cfg, "runs_ok": ok,
+                                        "perf_exit_code": perf_code,
                                         "seconds": time.perf_counter() - t_start})
     print(f"[gpu-check] {'all runs completed' if ok else 'SOME RUNS FAILED'}; "
           f"{time.perf_counter() - t_start:.0f} s; outputs in {out}", flush=True)
