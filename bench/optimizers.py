@@ -1,7 +1,7 @@
 """The six methods as one table, and how each maps onto each framework's optimizers.
 
-Every hyperparameter is in the seed's notation (``lr`` is the seed's η, ``beta`` the
-seed's β, ...).  ``native_kwargs`` turns that into the exact keyword arguments of the
+Every hyperparameter is in the tutorial's notation (``lr`` is the tutorial's η, ``beta`` the
+tutorial's β, ...).  ``native_kwargs`` turns that into the exact keyword arguments of the
 framework's built-in optimizer, passing *every* argument explicitly so that a change
 of library defaults cannot change what we run.  What native cannot express exactly
 is written next to the mapping as ``RESIDUAL``: it is a real framework difference,
@@ -18,7 +18,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Method:
-    """One of the seed's six methods."""
+    """One of the tutorial's six methods."""
 
     name: str
     rule: str  # update rule family: sgd | momentum | rmsprop | adam
@@ -55,11 +55,11 @@ REQUIRED_HPARAMS: dict[str, tuple[str, ...]] = {
 RESIDUAL: dict[tuple[str, str], str] = {
     ("sgd", "torch"): "",
     ("sgd", "tensorflow"): "",
-    ("momentum", "torch"): "",  # seed's EMA momentum == torch momentum with lr·(1−β)
+    ("momentum", "torch"): "",  # the tutorial's EMA momentum == torch momentum with lr·(1−β)
     ("momentum", "tensorflow"): "",  # Keras velocity = −lr·(torch buffer): same iterates
-    ("rmsprop", "torch"): "",  # torch: θ −= lr·g/(√s + ε), the seed's form
+    ("rmsprop", "torch"): "",  # torch: θ −= lr·g/(√s + ε), the tutorial's form
     ("rmsprop", "tensorflow"): "Keras puts ε inside the root: θ −= lr·g/√(s + ε)",
-    ("adam", "torch"): "",  # torch: θ −= lr·m̂/(√v̂ + ε), the seed's form
+    ("adam", "torch"): "",  # torch: θ −= lr·m̂/(√v̂ + ε), the tutorial's form
     ("adam", "tensorflow"): "Keras uses ε-hat: θ −= lr·m̂/(√v̂ + ε/√(1−β₂ᵗ)); larger ε early on",
     ("sgd", "jax"): "",
     ("momentum", "jax"): "",  # optax trace b ← g + βb is torch's buffer: lr·(1−β) again
