@@ -163,20 +163,30 @@ class Worker:
 
 
 def steps_for(worker: Worker, sample_s: float) -> int:
-    """Steps that take about ``sample_s``, from doubling runs until one lasts long enough."""
+    """Steps that take about ``sample_s``, from doubling runs until one lasts long enough.
+
+    Each size runs twice and the second is timed: a framework that compiles per input length
+    (JAX, XLA) pays the compilation on the first. Above one epoch the count is rounded to whole
+    epochs, so every sample is made of the epoch-sized calls a run makes (one shape to compile).
+    """
     steps, target = 1, min(CALIBRATE_S, sample_s / 4)
     while True:
+        worker.sample(steps)
         took = worker.sample(steps)["time_s"]
         if took >= target or steps >= 10**7:
-            return max(1, round(sample_s * steps / max(took, 1e-9)))
+            break
         steps *= 2 if took <= 0 else min(16, max(2, math.ceil(target / took)))
+    want = max(1, round(sample_s * steps / max(took, 1e-9)))
+    row = worker.config["row"]
+    per_epoch = max(1, int(row["n_train"]) // int(row["batch_size"]))
+    return per_epoch * max(1, round(want / per_epoch)) if want > per_epoch else want
 
 
 # ------------------------------------------------------------------ the pass
 def measure(workers: list[Worker], opts: dict[str, Any], spent_s: float) -> list[dict[str, Any]]:
     """Calibrate, warm up and time every ready worker in interleaved rounds; returns the rows."""
     live = [w for w in workers if w.error is None]
-    samples = len(live) * (opts["rounds"] + opts["warmup_rounds"] + 1)  # +1: the calibration
+    samples = len(live) * (opts["rounds"] + opts["warmup_rounds"] + 1)  # +1: the calibration, about one sample
     sample_s = max(opts["min_sample_s"], (opts["budget_s"] - spent_s) / max(1, samples))
     opts["sample_s"] = sample_s
 
