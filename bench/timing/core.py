@@ -295,6 +295,11 @@ def print_table(rows: list[dict[str, Any]], threshold: float) -> None:
         iv = ratio_ci([num[r] for r in common], [den[r] for r in common])
         ratios.append(f"{row['optimizer']}/{row['impl']}/{row['mode']} bs{row['batch_size']}: "
                       f"{row['framework']}/{BASELINE} = {iv.text()}")
+    shares = np.array([r["contention"] for r in rows], dtype=float)
+    busy = int(np.sum(shares > threshold))
+    if busy:
+        print(f"\nnote: {busy} of {len(rows)} samples ran while other processes used more than "
+              f"{threshold:.0%} of the CPUs (column contention): the machine was shared")
     if ratios:
         print("\ntime-per-step ratios, paired by round (median, 95% CI):")
         print("\n".join(f"  {line}" for line in ratios))
