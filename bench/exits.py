@@ -8,7 +8,7 @@ from __future__ import annotations
 import signal
 
 EXIT_BAD_INPUT = 2  # one clear line on stderr, nothing trained
-EXIT_DIVERGED = 3  # a run child only: the loss became non-finite (a result, not a failure)
+EXIT_DIVERGED = 3  # a run child only: the run diverged (a result, not a failure)
 EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM
 
 
@@ -18,8 +18,14 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 def sigterm_as_interrupt() -> None:
     """Make SIGTERM raise KeyboardInterrupt, so a stop by a scheduler or ``kill`` takes the
-    same clean-up path (children ended, runs marked) as Ctrl-C."""
+    same clean-up path (children ended, runs marked) as Ctrl-C.
+
+    SIGINT gets Python's own handler back too: a command started from a non-interactive
+    shell's background (``cmd &``, some CI runners) inherits SIGINT ignored, and would then
+    not stop on Ctrl-C or ``kill -INT`` at all.
+    """
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 class BadInput(Exception):
