@@ -16,6 +16,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 PROC = Path("/proc")
+# Above this share of the machine's CPU taken by other processes, a timing is "under
+# contention": the timing pass counts such samples, the report leaves them out of every
+# interval and says how many. One core busy elsewhere on a 2-core box is 0.5.
+CONTENTION_THRESHOLD = 0.10
 
 
 class MachineCpu(NamedTuple):

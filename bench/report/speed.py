@@ -16,9 +16,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from bench.clock import CONTENTION_THRESHOLD
 from bench.stats import NAN_INTERVAL, Interval, median_ci, ratio_ci
 
-CONTENTION_THRESHOLD = 0.10  # share of the machine's CPU used by other processes
 BASELINE = "torch"  # the framework every other one is compared with, unless told otherwise
 # lr does not change the time of a step, so it is not part of a timing configuration.
 TIMING_KEYS = ("dataset", "device", "framework", "optimizer", "impl", "mode", "batch_size")

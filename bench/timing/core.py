@@ -24,6 +24,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from bench.clock import CONTENTION_THRESHOLD
 from bench.exits import BadInput
 from bench.machine import cpu_name
 from bench.results import FINISHED, read_json, write_csv, write_json
@@ -40,7 +41,7 @@ COLUMNS = (
 KEY = ("framework", "optimizer", "impl", "mode", "batch_size", "dataset", "n_train", "device", "threads")
 DEFAULTS: dict[str, Any] = {
     "results_dir": "results", "rounds": 7, "warmup_rounds": 1, "budget_s": 120.0,
-    "min_sample_s": 0.05, "contention_threshold": 0.25,
+    "min_sample_s": 0.05, "contention_threshold": CONTENTION_THRESHOLD,
 }
 MIN_ROUNDS = 5  # fewer paired rounds give no useful 95 % interval
 CALIBRATE_S = 0.1  # the steps of a sample are estimated from a stretch at least this long (or a quarter sample)
