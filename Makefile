@@ -72,11 +72,9 @@ toy: $(STAMP)
 
 # Per-step proof that both frameworks compute the same math: all six methods with the tutorial's
 # formulas (reference), and with the native optimizers to show what differs there.
-PARITY_IMPLS ?= reference native
+PARITY_IMPLS ?= reference,native
 parity: $(STAMP)
-	for impl in $(PARITY_IMPLS); do for m in bgd sgd minibatch momentum rmsprop adam; do \
-	    $(PYTHON) -m bench.parity optimizer=$$m optimizer.impl=$$impl results_dir=$(RESULTS) $(PARITY_ARGS) || exit 1; \
-	done; done
+	$(PYTHON) -m bench.parity -m optimizer=$(METHODS) optimizer.impl=$(PARITY_IMPLS) results_dir=$(RESULTS) $(PARITY_ARGS)
 
 perf: $(STAMP)
 	$(PYTHON) -m bench.perf results_dir=$(RESULTS) $(ARGS)

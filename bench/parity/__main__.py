@@ -17,6 +17,7 @@ Exit codes: 0 compared (whether or not the frameworks agree: a difference is a r
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 import tempfile
 import time
@@ -31,14 +32,32 @@ from bench.parity.run import ParityError, job_data, make_job, result_name, run_j
 from bench.results import write_csv, write_json
 
 
-def check(cfg: Mapping[str, Any], overrides: Sequence[str] = ()) -> int:
-    """The whole check for one composed parity config; returns the exit code."""
-    job = make_job("parity", cfg, overrides)
-    out_dir = Path(str(cfg["results_dir"])) / "parity"
-    with contextlib.ExitStack() as stack:
-        workdir = (out_dir / result_name(job) if cfg["keep_arrays"]
-                   else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="parity-"))))
-        result = run_jobs([job], workdir)["parity"]
+def _process_key(job: Mapping[str, Any]) -> str:
+    """Jobs that can share one child process per framework: same interpreters and environment."""
+    return json.dumps({fw: [spec["framework"].get("python"), spec["threads"], spec["device"], spec["deterministic"]]
+                       for fw, spec in job["specs"].items()}, sort_keys=True)
+
+
+def check(items: Sequence[tuple[dict[str, Any], Mapping[str, Any]]]) -> int:
+    """Every (job, config) of this command: one child per framework runs all jobs that can
+    share it (a sweep of twelve checks imports each framework once, not twelve times), then
+    each job is compared pair by pair and written. Returns the exit code."""
+    groups: dict[str, list[tuple[dict[str, Any], Mapping[str, Any]]]] = {}
+    for item in items:
+        groups.setdefault(_process_key(item[0]), []).append(item)
+    for group in groups.values():
+        cfg = group[0][1]
+        out_dir = Path(str(cfg["results_dir"])) / "parity"
+        with contextlib.ExitStack() as stack:
+            workdir = (out_dir / "arrays" if cfg["keep_arrays"]
+                       else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="parity-"))))
+            results = run_jobs([job for job, _ in group], workdir)
+        for job, cfg in group:
+            _compare_and_write(job, results[job["key"]], Path(str(cfg["results_dir"])) / "parity")
+    return 0
+
+
+def _compare_and_write(job: Mapping[str, Any], result: Mapping[str, Any], out_dir: Path) -> None:
     exact: dict[str, Any] = {}  # each framework's float64 run, shared by its pairs
     for pair in pairs(list(job["specs"])):
         name = result_name(job, pair)
@@ -49,7 +68,6 @@ def check(cfg: Mapping[str, Any], overrides: Sequence[str] = ()) -> int:
             "frameworks": {fw: result["describe"][fw] for fw in pair}})
         print_table(job, diffs, pair)
         print(f"per-step results: {out_dir / (name + '.csv')}")
-    return 0
 
 
 def main() -> int:
@@ -58,19 +76,27 @@ def main() -> int:
     from omegaconf import DictConfig, OmegaConf
 
     codes: list[int] = []
+    items: list[tuple[dict[str, Any], Mapping[str, Any]]] = []
 
     @hydra.main(version_base="1.3", config_path="../../conf", config_name="parity")
     def _main(cfg: DictConfig) -> None:
+        # With -m, Hydra calls this once per check: collect them, run them together below.
+        plain = OmegaConf.to_container(cfg, resolve=True)
         try:
-            codes.append(check(OmegaConf.to_container(cfg, resolve=True), HydraConfig.get().overrides.task))
+            job = make_job("check", plain, HydraConfig.get().overrides.task)
+            job["key"] = result_name(job)  # unique per check; names its arrays with keep_arrays=true
+            items.append((job, plain))
         except BadInput as exc:
             codes.append(error(str(exc)))
-        except ParityError as exc:  # a framework's process failed: a failed run, not bad input
-            print(f"error: {exc}", file=sys.stderr, flush=True)
-            codes.append(1)
 
     def _checks() -> int:
         _main()
+        if items:
+            try:
+                codes.append(check(items))
+            except ParityError as exc:  # a framework's process failed: a failed run, not bad input
+                print(f"error: {exc}", file=sys.stderr, flush=True)
+                codes.append(1)
         return max(codes, default=0)  # with -m, the worst of the checks
 
     return entry(_checks)
