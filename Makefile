@@ -40,7 +40,7 @@ SWEEP = $(PYTHON) -m bench -m framework=torch,tensorflow,jax profile=$(PROFILE) 
 # pass (each configuration's time per step, interleaved rounds on an otherwise idle machine,
 # about TIMING_BUDGET seconds) and the report. The report is built even when some run failed
 # (it lists them); make still exits with the sweep's non-zero status then.
-bench: $(STAMP)
+bench: $(STAMP) ## sweep 6 methods x 3 frameworks, toy, parity, timing pass, report (PROFILE DATA DEVICE ARGS)
 	status=0; \
 	$(if $(filter full,$(PROFILE)),$(foreach m,$(subst $(comma), ,$(METHODS)),\
 	    $(SWEEP) optimizer=$(m) optimizer.lr=$(LRS_$(m)) || status=$$?; [ $$status -eq 2 ] && exit 2;),\
@@ -64,29 +64,29 @@ test-all: $(STAMP) ## everything, the stress tests included (what CI runs)
 lint: $(STAMP) ## ruff, with the config in pyproject.toml
 	$(PYTHON) -m ruff check .
 
-report: $(STAMP)
+report: $(STAMP) ## rebuild results/report from results/runs
 	$(PYTHON) -m bench.report $(RESULTS)
 
-toy: $(STAMP)
+toy: $(STAMP) ## the tutorial's x² toy and Rosenbrock paths in every framework
 	$(PYTHON) -m bench.toy --out $(RESULTS)/toy
 
 # Per-step proof that both frameworks compute the same math: all six methods with the tutorial's
 # formulas (reference), and with the native optimizers to show what differs there.
 PARITY_IMPLS ?= reference,native
-parity: $(STAMP)
+parity: $(STAMP) ## step-by-step agreement of the frameworks, six methods, reference and native
 	$(PYTHON) -m bench.parity -m optimizer=$(METHODS) optimizer.impl=$(PARITY_IMPLS) results_dir=$(RESULTS) $(PARITY_ARGS)
 
-perf: $(STAMP)
+perf: $(STAMP) ## the harness against the tutorial's naive loops and the FLOP floor
 	$(PYTHON) -m bench.perf results_dir=$(RESULTS) $(ARGS)
 
 # On a CUDA box with torch preinstalled and no network: needs torch and numpy only (no venv,
 # no Hydra, no TensorFlow). Outputs go to $OUT if set, else results/gpu_check.
 GPU_PYTHON ?= python3
-gpu-check:
+gpu-check: ## on a GPU box with torch (and JAX) only: every method and mode on the GPU
 	$(GPU_PYTHON) -m bench.perf.gpu_check $(ARGS)
 
 # Before sending the checkout to a GPU box: copy Fashion-MNIST into data/ (git-ignored) so it travels.
-gpu-pack:
+gpu-pack: ## copy Fashion-MNIST into data/ so it travels to a GPU box
 	mkdir -p data/fashion_mnist && cp /usr/share/datasets/fashion-mnist/*.gz data/fashion_mnist/
 
 # TensorFlow on a GPU: tensorflow[and-cuda] at the version pyproject pins for tensorflow-cpu, plus the
@@ -113,8 +113,8 @@ local-slurm: ## start a one-node Slurm cluster here (root); ARGS=stop stops it
 TRIALS  ?= 20
 SEEDS   ?= 5
 VAL     ?= 1000
-tune: $(STAMP)
-	for fw in torch tensorflow; do for m in bgd sgd minibatch momentum rmsprop adam; do \
+tune: $(STAMP) ## learning-rate tuning per framework x method, then best vs default with SEEDS seeds
+	for fw in torch tensorflow jax; do for m in bgd sgd minibatch momentum rmsprop adam; do \
 	    common="framework=$$fw optimizer=$$m data.val_size=$(VAL) profile=$(PROFILE) device=$(DEVICE) data=$(DATA) results_dir=$(RESULTS) $(ARGS)"; \
 	    $(PYTHON) -m bench -m hydra/sweeper=tune_lr hydra.sweeper.n_trials=$(TRIALS) $$common || exit 1; \
 	    lrs=$$($(PYTHON) -m bench.tuning lrs $(RESULTS) $$fw $$m) || exit 1; \
@@ -122,5 +122,5 @@ tune: $(STAMP)
 	done; done
 	$(PYTHON) -m bench.report $(RESULTS)
 
-clean:
-	rm -rf $(RESULTS)/runs $(RESULTS)/report $(RESULTS)/.hydra
+clean: ## remove everything make bench wrote under results/
+	rm -rf $(RESULTS)/runs $(RESULTS)/report $(RESULTS)/.hydra $(RESULTS)/timing $(RESULTS)/parity $(RESULTS)/toy
