@@ -127,8 +127,8 @@ def slurm_stop_reason() -> str | None:
 
 
 def scheduler_reason(exc: BaseException) -> str | None:
-    """The reason for a run stopped by submitit inside a Slurm job: Slurm's SIGUSR2 warning before
-    the time limit, or a preemption, reaches the job as UncompletedJobError."""
+    """What submitit's UncompletedJobError means inside a Slurm job: Slurm's warning (SIGUSR2)
+    ahead of the time limit, or a preemption."""
     if not isinstance(exc, UncompletedJobError):
         return None
     return SLURM_REASONS["TIMEOUT" if "timed-out" in str(exc) else "PREEMPTED"]
