@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from bench.cli import entry, one_line
 from bench.exits import EXIT_BAD_INPUT, BadInput
 from bench.run.launch import SWEEP_PID_ENV, objective_value, run_job, stop_sweep_processes
-from bench.run.sweep import SweepProgress, apply_tuning_defaults, current_sweeper, mark_interrupted
+from bench.run.sweep import SweepProgress, apply_tuning_defaults, current_sweeper, is_tuning, mark_interrupted
 
 _result: list[int] = []
 
@@ -26,10 +26,11 @@ _result: list[int] = []
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def _main(cfg: DictConfig) -> int | float:
     apply_tuning_defaults(cfg, current_sweeper())  # hydra/sweeper=tune_lr implies objective=val_acc
-    outcome = run_job(cfg, raise_errors=cfg.get("objective") is not None)
+    # Only a tuning sweep's trial raises bad input (Optuna must stop); elsewhere it is one line.
+    outcome = run_job(cfg, raise_errors=is_tuning(current_sweeper()))
     code = EXIT_BAD_INPUT if outcome is None else outcome.code
     _result.append(code)
-    if cfg.get("objective"):  # a tuning sweep: the sweeper (Optuna) reads the return value
+    if outcome is not None and cfg.get("objective"):  # a tuning sweep: the sweeper (Optuna) reads it
         return objective_value(outcome, cfg.objective)
     return code
 
