@@ -223,7 +223,8 @@ def build_spec(cfg: Mapping[str, Any]) -> dict[str, Any]:
     _bool("force", cfg.get("force", False))
     python = fw.get("python")
     if python is not None and not (isinstance(python, str) and shutil.which(python)):
-        raise BadInput(f"framework.python={_short(python)} is not an executable")
+        shown = python if isinstance(python, str) else _short(python)
+        raise BadInput(f"cannot start framework.python={shown}: no such executable")
     spec["run_id"] = run_id(spec)
     return spec
 
