@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 from conftest import ROOT, SMALL, run_cli
+from helpers import no_framework_env
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from test_reliability import _no_framework_env
 
 from bench.spec import INT_MAX, LANES_MAX, SEED_MAX, THREADS_MAX
 
@@ -115,7 +115,7 @@ def bad_overrides(draw) -> str:
 def test_generated_bad_overrides_are_one_line_exit_2_and_write_nothing(override: str, tmp_path: Path) -> None:
     case = Path(tempfile.mkdtemp(dir=tmp_path))  # examples share tmp_path: each gets a folder of its own
     results = case / "results"
-    proc = run_cli(*FAST, f"results_dir={results}", override, env=_no_framework_env(case), timeout=120)
+    proc = run_cli(*FAST, f"results_dir={results}", override, env=no_framework_env(case), timeout=120)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2, (override, proc.returncode, proc.stderr[-2000:])
     assert len(lines) == 1 and lines[0].startswith("error:"), (override, proc.stderr[-2000:])
@@ -126,7 +126,7 @@ def test_generated_bad_overrides_are_one_line_exit_2_and_write_nothing(override:
 
 def test_threads_beyond_any_machine_is_refused_before_the_child(results: Path, tmp_path: Path) -> None:
     proc = run_cli(*FAST, f"results_dir={results}", "threads=99999999999999999999",
-                   env=_no_framework_env(tmp_path), timeout=120)
+                   env=no_framework_env(tmp_path), timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip() == "error: threads must be <= 1024, got 99999999999999999999"
 
 

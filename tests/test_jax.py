@@ -9,8 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import SMALL, compose_config, run_cli, run_python
-from test_reference import _PREAMBLE, HP, MATCH, MISMATCH, error, numpy_run
-from test_runners import CHILD
 
 from bench.optimizers import METHODS, RESIDUAL
 from bench.results import METRIC_COLUMNS
@@ -103,65 +101,6 @@ def test_each_method_trains_and_native_matches_reference() -> None:
         assert RESIDUAL[(method.rule, "jax")] == ""
         for key, w in native["weights"].items():
             np.testing.assert_allclose(w, ref["weights"][key], rtol=1e-4, atol=1e-6, err_msg=f"{name} {key}")
-
-
-def test_warm_up_restores_state_with_a_partial_last_batch() -> None:
-    spec = build_spec(compose_config("framework=jax", "optimizer=rmsprop", "optimizer.impl=reference",
-                                     "mode=compiled", *SMALL, "data.limit_train=250"))
-    proc = run_python(CHILD.replace("sys.argv[1]", repr(json.dumps(spec))), timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["restored"] == out["keys"] == out["same_weights"] == ["b1", "b2", "w1", "w2"]
-    assert out["same_losses"]
-    assert {"jaxlib_version", "optax_version", "backend"} <= set(out["describe"])
-
-
-OPTAX = _PREAMBLE + """
-import jax
-import jax.numpy as jnp
-import optax
-from bench.frameworks.jax.runner import make_optimizer
-a = [jnp.asarray(x) for x in P["a"]]
-c = [jnp.asarray(x) for x in P["c"]]
-loss = lambda th: sum((0.5 * ai * t * t + ci * t).sum() for ai, ci, t in zip(a, c, th))
-for name, impl in CASES:
-    tx = make_optimizer(spec(name, impl))
-
-    def step(carry, _):
-        th, st = carry
-        u, st = tx.update(jax.grad(loss)(th), st, th)
-        return (optax.apply_updates(th, u), st), None
-
-    start = [jnp.asarray(t) for t in P["theta"]]
-    one = jax.jit(lambda c: step(c, None)[0])  # mode=eager: one program per step
-    carry = (start, tx.init(start))
-    for _ in range(STEPS):
-        carry = one(carry)
-    out[f"{name}/{impl}/eager"] = [np.asarray(t).tolist() for t in carry[0]]
-    many = jax.jit(lambda c: jax.lax.scan(step, c, None, length=STEPS)[0])  # mode=compiled
-    out[f"{name}/{impl}/compiled"] = [np.asarray(t).tolist() for t in many((start, tx.init(start)))[0]]
-print(json.dumps(out))
-"""
-
-
-@pytest.fixture(scope="module")
-def optax_trained() -> dict:
-    proc = run_python(OPTAX, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-@pytest.mark.parametrize("name", list(HP))
-def test_optax_calls_and_reference_compute_the_tutorial_formula(optax_trained: dict, name: str) -> None:
-    """Against float64 numpy: ε outside the root (optax's eps_in_sqrt=False, Adam's eps_root=0),
-    EMA momentum as optax's trace with lr = η(1−β). The Keras-style ε placement must not fit."""
-    want, keras = numpy_run(name, "seed"), numpy_run(name, "keras")
-    for impl in ("native", "reference"):
-        for mode in ("eager", "compiled"):
-            got = optax_trained[f"{name}/{impl}/{mode}"]
-            assert error(got, want) < MATCH, (impl, mode, error(got, want))
-            if METHODS[name].rule in ("rmsprop", "adam"):
-                assert error(got, keras) > MISMATCH, (impl, mode, error(got, keras))
 
 
 def test_gpu_check_runs_the_jax_path_where_jax_imports(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_reliability import _hanging, _processes_mentioning, _start, _status, _wait_for
+from helpers import is_hanging, processes_mentioning, start_bench, status_of, wait_for
 
 TINY = ["data=mnist_embedded", "data.limit_train=64", "data.limit_test=64", "epochs=1", "optimizer=minibatch",
         "progress=none"]
@@ -64,21 +64,21 @@ def test_200_runs_5_kill_9s_of_the_sweep_lose_nothing(results: Path, tmp_path: P
     targets = sorted(moments.sample(range(5, RUNS - 10), KILLS))
     begin = time.monotonic()
     for kill, target in enumerate(targets):
-        proc, log = _start(args, tmp_path, f"part{kill}")
-        _wait_for(lambda t=target, p=proc: _completed(results) >= t or p.poll() is not None, timeout=1800)
+        proc, log = start_bench(args, tmp_path, f"part{kill}")
+        wait_for(lambda t=target, p=proc: _completed(results) >= t or p.poll() is not None, timeout=1800)
         try:
             proc.wait(timeout=moments.uniform(0, 4))
             pytest.fail(f"the sweep ended before kill {kill}: {log.read_text()[-2000:]}")
         except subprocess.TimeoutExpired:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
-        _wait_for(lambda pid=proc.pid: not _tagged(pid), timeout=120)  # its workers and runs died with it
+        wait_for(lambda pid=proc.pid: not _tagged(pid), timeout=120)  # its workers and runs died with it
     last_start, done_before = time.monotonic(), _completed(results)
-    proc, log = _start(args, tmp_path, "last")
+    proc, log = start_bench(args, tmp_path, "last")
     assert proc.wait(timeout=3600) == 0, log.read_text()[-3000:]
     end = time.monotonic()
     # the pool's workers end a moment after the sweep (joblib shuts them down, or they get SIGTERM)
-    _wait_for(lambda: not _tagged(proc.pid) and not _processes_mentioning(str(results)), timeout=60)
+    wait_for(lambda: not _tagged(proc.pid) and not processes_mentioning(str(results)), timeout=60)
     _check_every_folder(results, range(RUNS))
 
     steady = (RUNS - done_before) / (end - last_start)  # runs per second of a sweep nobody kills
@@ -91,30 +91,30 @@ def test_200_runs_5_kill_9s_of_the_sweep_lose_nothing(results: Path, tmp_path: P
 def test_a_sweep_killed_with_its_whole_process_group_leaves_running_then_the_next_finishes_it(
         results: Path, tmp_path: Path) -> None:
     args = ["-m", *TINY, "seed=0,1", "jobs=2", f"results_dir={results}"]
-    proc, log = _start(args, tmp_path, "group", fault="hang@1@-s1-", new_session=True)
-    _wait_for(lambda: _status(results, 0) == "completed" and _hanging(results, 1))
+    proc, log = start_bench(args, tmp_path, "group", fault="hang@1@-s1-", new_session=True)
+    wait_for(lambda: status_of(results, 0) == "completed" and is_hanging(results, 1))
     os.killpg(proc.pid, signal.SIGKILL)  # parent, workers and run child at once: nobody records anything
     proc.wait()
-    _wait_for(lambda: not _processes_mentioning(str(results)), timeout=60)
-    assert _status(results, 1) == "running"
+    wait_for(lambda: not processes_mentioning(str(results)), timeout=60)
+    assert status_of(results, 1) == "running"
 
-    again, log = _start(args, tmp_path, "again")
+    again, log = start_bench(args, tmp_path, "again")
     assert again.wait(timeout=400) == 0, log.read_text()[-3000:]
     out = log.read_text()
     assert "1 run(s) left running by a stopped sweep: marked interrupted" in out
     assert "1 ran, 1 skipped" in out
-    assert _status(results, 0) == "completed" and _status(results, 1) == "completed"
+    assert status_of(results, 0) == "completed" and status_of(results, 1) == "completed"
 
 
 @pytest.mark.slow
 def test_a_single_run_marks_a_stale_running_run_interrupted(results: Path, tmp_path: Path) -> None:
-    proc, log = _start(["-m", *TINY, "seed=1", f"results_dir={results}"], tmp_path, "stale", fault="hang@1",
+    proc, log = start_bench(["-m", *TINY, "seed=1", f"results_dir={results}"], tmp_path, "stale", fault="hang@1",
                        new_session=True)
-    _wait_for(lambda: _hanging(results, 1))
+    wait_for(lambda: is_hanging(results, 1))
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    _wait_for(lambda: not _processes_mentioning(str(results)), timeout=60)
-    assert _status(results, 1) == "running"
-    single, log = _start([*TINY, "seed=0", f"results_dir={results}"], tmp_path, "single")
+    wait_for(lambda: not processes_mentioning(str(results)), timeout=60)
+    assert status_of(results, 1) == "running"
+    single, log = start_bench([*TINY, "seed=0", f"results_dir={results}"], tmp_path, "single")
     assert single.wait(timeout=400) == 0, log.read_text()[-3000:]
-    assert _status(results, 1) == "interrupted" and _status(results, 0) == "completed"
+    assert status_of(results, 1) == "interrupted" and status_of(results, 0) == "completed"

@@ -16,6 +16,7 @@ from conftest import run_python
 
 from bench.optimizers import METHODS, RESIDUAL
 from bench.parity.exact import update_float64
+from bench.spec import FRAMEWORKS
 
 STEPS = 20
 HP = {
@@ -154,18 +155,46 @@ print(json.dumps(out))
 """
 
 
+JAX = _PREAMBLE + """
+import jax
+import jax.numpy as jnp
+import optax
+from bench.frameworks.jax.runner import make_optimizer
+a = [jnp.asarray(x) for x in P["a"]]
+c = [jnp.asarray(x) for x in P["c"]]
+loss = lambda th: sum((0.5 * ai * t * t + ci * t).sum() for ai, ci, t in zip(a, c, th))
+for name, impl in CASES:
+    tx = make_optimizer(spec(name, impl))
+
+    def step(carry, _):
+        th, st = carry
+        u, st = tx.update(jax.grad(loss)(th), st, th)
+        return (optax.apply_updates(th, u), st), None
+
+    start = [jnp.asarray(t) for t in P["theta"]]
+    one = jax.jit(lambda c: step(c, None)[0])  # mode=eager: one program per step
+    carry = (start, tx.init(start))
+    for _ in range(STEPS):
+        carry = one(carry)
+    out[f"{name}/{impl}/eager"] = [np.asarray(t).tolist() for t in carry[0]]
+    many = jax.jit(lambda c: jax.lax.scan(step, c, None, length=STEPS)[0])  # mode=compiled
+    out[f"{name}/{impl}/compiled"] = [np.asarray(t).tolist() for t in many((start, tx.init(start)))[0]]
+print(json.dumps(out))
+"""
+
+
 @pytest.fixture(scope="module")
 def trained() -> dict[str, dict]:
     """Every case in each framework, one subprocess per framework."""
     out = {}
-    for framework, code in (("torch", TORCH), ("tensorflow", TENSORFLOW)):
+    for framework, code in (("torch", TORCH), ("tensorflow", TENSORFLOW), ("jax", JAX)):
         proc = run_python(code, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         out[framework] = json.loads(proc.stdout.strip().splitlines()[-1])
     return out
 
 
-@pytest.mark.parametrize("framework", ["torch", "tensorflow"])
+@pytest.mark.parametrize("framework", FRAMEWORKS)
 @pytest.mark.parametrize("name", list(HP))
 def test_reference_optimizer_is_the_tutorial_formula(trained: dict, framework: str, name: str) -> None:
     want = numpy_run(name, "tutorial")
@@ -174,7 +203,7 @@ def test_reference_optimizer_is_the_tutorial_formula(trained: dict, framework: s
             assert error(got, want) < MATCH, (key, error(got, want))
 
 
-@pytest.mark.parametrize("framework", ["torch", "tensorflow"])
+@pytest.mark.parametrize("framework", FRAMEWORKS)
 @pytest.mark.parametrize("name", list(HP))
 def test_native_optimizer_computes_the_formula_the_table_says(trained: dict, framework: str, name: str) -> None:
     """Where RESIDUAL names a difference, numpy with that ε placement reproduces the framework."""

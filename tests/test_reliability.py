@@ -1,4 +1,4 @@
-"""Issue 6, through the real CLI: bad input is one line and exit 2, faults stay inside their run,
+"""Reliability, through the real CLI: bad input is one line and exit 2, faults stay inside their run,
 interruptions end every process and lose nothing, re-runs skip what is complete.
 
 Runs are tiny (256 training images, one epoch, torch). Faults are injected with
@@ -8,60 +8,35 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
-import json
 import os
 import re
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
+from conftest import ROOT, SMALL, run_cli
+from helpers import (
+    assert_one_line_error,
+    is_hanging,
+    no_framework_env,
+    processes_mentioning,
+    run_dirs,
+    run_info,
+    run_of,
+    start_bench,
+    status_of,
+    wait_for,
+)
 
 from bench import data as D
 from bench.results import run_dir, write_csv
 from bench.spec import run_id
-from conftest import ROOT, SMALL, run_cli
 
 FAST = [*SMALL, "epochs=1", "optimizer=minibatch", "progress=none"]
 
 
 # ------------------------------------------------------------------ helpers
-def _no_framework_env(tmp_path: Path) -> dict[str, str]:
-    """PYTHONPATH with stand-ins for torch and tensorflow that fail on import: bad input must be
-    reported before either framework is imported, in the parent and in the child."""
-    shim = tmp_path / "shim"
-    for name in ("torch", "tensorflow"):
-        (shim / name).mkdir(parents=True)
-        (shim / name / "__init__.py").write_text(f"raise ImportError('{name} imported before validation')\n")
-    return {"PYTHONPATH": f"{shim}{os.pathsep}{ROOT}"}
-
-
-def _assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
-    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr + proc.stdout
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
-
-
-def _runs(results: Path) -> list[Path]:
-    return sorted((results / "runs").iterdir()) if (results / "runs").is_dir() else []
-
-
-def _info(run: Path) -> dict:
-    return json.loads((run / "run.json").read_text())
-
-
-def _run(results: Path, seed: int) -> Path:
-    found = [p for p in _runs(results) if f"-s{seed}-" in p.name]
-    assert len(found) == 1, _runs(results)
-    return found[0]
 
 
 def _fingerprint(run: Path) -> dict[str, tuple[str, int]]:
@@ -69,53 +44,9 @@ def _fingerprint(run: Path) -> dict[str, tuple[str, int]]:
             for p in sorted(run.iterdir()) if p.is_file() and p.name != ".lock"}
 
 
-def _wait_for(condition: Callable[[], bool], timeout: float = 240) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return
-        time.sleep(0.5)
-    raise AssertionError("timed out waiting")
-
-
-def _status(results: Path, seed: int) -> str | None:
-    runs = [p for p in _runs(results) if f"-s{seed}-" in p.name]
-    if not runs or not (runs[0] / "run.json").exists():
-        return None
-    return _info(runs[0]).get("status")
-
-
-def _hanging(results: Path, seed: int) -> bool:
-    logs = [p / "stderr.log" for p in _runs(results) if f"-s{seed}-" in p.name]
-    return bool(logs) and logs[0].exists() and "injecting hang" in logs[0].read_text(errors="replace")
-
-
-def _processes_mentioning(text: str) -> list[str]:
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in args:
-            found.append(args)
-    return found
-
-
-def _start(args: list[str], tmp_path: Path, name: str, fault: str | None = None,
-           new_session: bool = False) -> tuple[subprocess.Popen, Path]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    if fault:
-        env["OPTBENCH_FAULT"] = fault
-    log = tmp_path / f"{name}.log"
-    proc = subprocess.Popen([sys.executable, "-m", "bench", *args], stdout=open(log, "w"),
-                            stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=new_session)
-    return proc, log
-
-
 # ------------------------------------------------------------------ bad input
 @pytest.mark.parametrize("override, needles", [
-    ("framework=jax", ["framework/jax", "tensorflow, torch"]),
+    ("framework=mxnet", ["framework/mxnet", "jax, tensorflow, torch"]),
     ("optimizer=adagrad", ["optimizer/adagrad", "adam"]),
     ("data=cifar", ["data/cifar", "mnist_embedded"]),
     ("optimizer.lr=0", ["optimizer.lr must be a finite number > 0"]),
@@ -132,31 +63,31 @@ def _start(args: list[str], tmp_path: Path, name: str, fault: str | None = None,
 ])
 def test_bad_config_is_one_line_exit_2_and_writes_nothing(override: str, needles: list[str], results: Path,
                                                           tmp_path: Path) -> None:
-    proc = run_cli(*FAST, f"results_dir={results}", override, env=_no_framework_env(tmp_path), timeout=120)
-    _assert_one_line_error(proc, *needles)
-    assert _runs(results) == []
+    proc = run_cli(*FAST, f"results_dir={results}", override, env=no_framework_env(tmp_path), timeout=120)
+    assert_one_line_error(proc, *needles)
+    assert run_dirs(results) == []
 
 
 def test_cuda_without_gpu_says_what_was_found(results: Path, tmp_path: Path) -> None:
-    env = {**_no_framework_env(tmp_path), "CUDA_VISIBLE_DEVICES": ""}
-    line = _assert_one_line_error(run_cli(*FAST, f"results_dir={results}", "device=cuda", env=env),
+    env = {**no_framework_env(tmp_path), "CUDA_VISIBLE_DEVICES": ""}
+    line = assert_one_line_error(run_cli(*FAST, f"results_dir={results}", "device=cuda", env=env),
                                   "device=cuda but no GPU is visible")
     assert "CUDA_VISIBLE_DEVICES=''" in line or "nvidia" in line
-    assert _runs(results) == []
+    assert run_dirs(results) == []
 
 
 def test_batch_larger_than_training_set_is_found_in_the_child_before_any_framework(
         results: Path, tmp_path: Path) -> None:
-    proc = run_cli(*FAST, f"results_dir={results}", "batch_size=257", env=_no_framework_env(tmp_path))
-    _assert_one_line_error(proc, "batch_size=257 is larger than the training set (256 images)")
-    assert _runs(results) == []  # the child's folder is removed: nothing ran
+    proc = run_cli(*FAST, f"results_dir={results}", "batch_size=257", env=no_framework_env(tmp_path))
+    assert_one_line_error(proc, "batch_size=257 is larger than the training set (256 images)")
+    assert run_dirs(results) == []  # the child's folder is removed: nothing ran
 
 
 def test_unwritable_results_dir(tmp_path: Path) -> None:
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    proc = run_cli(*FAST, f"results_dir={blocker}/results", env=_no_framework_env(tmp_path))
-    _assert_one_line_error(proc, str(blocker), "results_dir")
+    proc = run_cli(*FAST, f"results_dir={blocker}/results", env=no_framework_env(tmp_path))
+    assert_one_line_error(proc, str(blocker), "results_dir")
     assert blocker.read_text() == "not a folder"
 
 
@@ -227,11 +158,9 @@ def test_bad_data_is_one_line_exit_2(damage, needles: list[str], results: Path, 
     _write(root, _fake())
     damage(root)
     proc = run_cli("data=mnist", f"data.root={root}", "data.download=false", "data.fallback=null", "epochs=1",
-                   f"results_dir={results}", env=_no_framework_env(tmp_path))
-    _assert_one_line_error(proc, *needles)
-    assert _runs(results) == []
-
-
+                   f"results_dir={results}", env=no_framework_env(tmp_path))
+    assert_one_line_error(proc, *needles)
+    assert run_dirs(results) == []
 
 
 def test_md5_mismatch_on_download_deletes_the_file(http_server, results: Path, tmp_path: Path) -> None:
@@ -239,17 +168,17 @@ def test_md5_mismatch_on_download_deletes_the_file(http_server, results: Path, t
     _write(srv, _fake())  # valid IDX files, but not the real MNIST ones: every MD5 differs
     dest = tmp_path / "download"
     proc = run_cli("data=mnist", f"data.root={dest}", "data.fallback=null", f"data.mirrors=[{url}]", "epochs=1",
-                   f"results_dir={results}", env=_no_framework_env(tmp_path))
-    _assert_one_line_error(proc, "MD5", "discarded")
+                   f"results_dir={results}", env=no_framework_env(tmp_path))
+    assert_one_line_error(proc, "MD5", "discarded")
     assert list(dest.iterdir()) == []
-    assert _runs(results) == []
+    assert run_dirs(results) == []
 
 
 def test_downloads_refuse_plain_http(results: Path, tmp_path: Path) -> None:
     dest = tmp_path / "download"
     proc = run_cli("data=mnist", f"data.root={dest}", "data.fallback=null", "data.mirrors=[http://example.com/]",
-                   "epochs=1", f"results_dir={results}", env=_no_framework_env(tmp_path))
-    _assert_one_line_error(proc, "http://example.com/", "HTTPS")
+                   "epochs=1", f"results_dir={results}", env=no_framework_env(tmp_path))
+    assert_one_line_error(proc, "http://example.com/", "HTTPS")
     assert not dest.exists() or list(dest.iterdir()) == []
 
 
@@ -258,9 +187,9 @@ def test_divergence_is_a_result_and_the_sweep_goes_on(results: Path) -> None:
     proc = run_cli("-m", *SMALL, "data.limit_train=64", "epochs=2", "optimizer=sgd", "optimizer.lr=0.01,1e20",
                    f"results_dir={results}", "progress=none")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    status = {_info(r)["config"]["optimizer"]["lr"]: _info(r)["status"] for r in _runs(results)}
+    status = {run_info(r)["config"]["optimizer"]["lr"]: run_info(r)["status"] for r in run_dirs(results)}
     assert status == {0.01: "completed", 1e20: "diverged"}
-    diverged = next(r for r in _runs(results) if _info(r)["status"] == "diverged")
+    diverged = next(r for r in run_dirs(results) if run_info(r)["status"] == "diverged")
     rows = list(csv.DictReader(open(diverged / "metrics.csv")))
     assert {r["status"] for r in rows} == {"diverged"} and rows[-1]["train_loss"] == "nan"
     assert "diverged" in proc.stderr
@@ -270,34 +199,34 @@ def test_crashed_child_is_failed_with_signal_and_stderr_tail_and_the_sweep_goes_
     proc = run_cli("-m", *FAST, "seed=0,1", f"results_dir={results}", env={"OPTBENCH_FAULT": "segv@1@-s1-"})
     assert proc.returncode == 1
     assert "1 run(s) failed" in proc.stderr and "killed by SIGSEGV" in proc.stderr
-    crashed = _info(_run(results, 1))
+    crashed = run_info(run_of(results, 1))
     assert crashed["status"] == "failed" and crashed["exit_signal"] == "SIGSEGV"
     assert any("injecting segv" in line for line in crashed["stderr_tail"])
-    assert _info(_run(results, 0))["status"] == "completed"
+    assert run_info(run_of(results, 0))["status"] == "completed"
 
 
 def test_killed_child_like_out_of_memory(results: Path) -> None:
     proc = run_cli(*FAST, f"results_dir={results}", env={"OPTBENCH_FAULT": "kill@1"})
     assert proc.returncode == 1 and "killed by SIGKILL" in proc.stderr
-    info = _info(_run(results, 0))
+    info = run_info(run_of(results, 0))
     assert info["status"] == "failed" and info["exit_signal"] == "SIGKILL" and info["stderr_tail"]
 
 
 def test_sigterm_mid_sweep_then_rerun_redoes_only_the_unfinished(results: Path, tmp_path: Path) -> None:
     args = ["-m", *FAST, "seed=0,1,2", f"results_dir={results}", "jobs=2"]
-    proc, log = _start(args, tmp_path, "first", fault="hang@1@-s1-")
-    _wait_for(lambda: _status(results, 0) == "completed" and _hanging(results, 1))
+    proc, log = start_bench(args, tmp_path, "first", fault="hang@1@-s1-")
+    wait_for(lambda: status_of(results, 0) == "completed" and is_hanging(results, 1))
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 130, log.read_text()[-3000:]
     assert "interrupted" in log.read_text()
-    _wait_for(lambda: not _processes_mentioning(str(results)), timeout=30)  # workers and children ended
-    assert _status(results, 1) == "interrupted"
-    done = {p.name: _fingerprint(p) for p in _runs(results) if _info(p)["status"] == "completed"}
+    wait_for(lambda: not processes_mentioning(str(results)), timeout=30)  # workers and children ended
+    assert status_of(results, 1) == "interrupted"
+    done = {p.name: _fingerprint(p) for p in run_dirs(results) if run_info(p)["status"] == "completed"}
     assert done
 
     again = run_cli(*args)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert {_info(p)["status"] for p in _runs(results)} == {"completed"} and len(_runs(results)) == 3
+    assert {run_info(p)["status"] for p in run_dirs(results)} == {"completed"} and len(run_dirs(results)) == 3
     for name, fingerprint in done.items():
         assert _fingerprint(results / "runs" / name) == fingerprint  # not re-run: files untouched
     assert again.stdout.count("[skip]") == len(done)
@@ -305,46 +234,46 @@ def test_sigterm_mid_sweep_then_rerun_redoes_only_the_unfinished(results: Path, 
 
 
 def test_kill_9_of_the_parent_leaves_finished_runs_intact(results: Path, tmp_path: Path) -> None:
-    proc, log = _start(["-m", *FAST, "seed=0,1", f"results_dir={results}", "jobs=2"], tmp_path, "k9",
+    proc, log = start_bench(["-m", *FAST, "seed=0,1", f"results_dir={results}", "jobs=2"], tmp_path, "k9",
                        fault="hang@1@-s1-")
-    _wait_for(lambda: _status(results, 0) == "completed" and _hanging(results, 1))
-    before = _fingerprint(_run(results, 0))
+    wait_for(lambda: status_of(results, 0) == "completed" and is_hanging(results, 1))
+    before = _fingerprint(run_of(results, 0))
     proc.kill()
     proc.wait(timeout=30)
-    _wait_for(lambda: not _processes_mentioning(str(results)), timeout=60)  # no orphan trains on
-    assert _fingerprint(_run(results, 0)) == before
-    rows = list(csv.DictReader(open(_run(results, 0) / "metrics.csv")))
+    wait_for(lambda: not processes_mentioning(str(results)), timeout=60)  # no orphan trains on
+    assert _fingerprint(run_of(results, 0)) == before
+    rows = list(csv.DictReader(open(run_of(results, 0) / "metrics.csv")))
     assert [r["epoch"] for r in rows] == ["0", "1"] and rows[-1]["status"] == "completed"
     # The child gets SIGTERM when its worker dies and records itself interrupted, unless the
     # worker's pool SIGKILLs it first: then it stays `running` until the next sweep starts.
-    assert _status(results, 1) in ("interrupted", "running")
+    assert status_of(results, 1) in ("interrupted", "running")
     assert not list(results.rglob("*.tmp"))
     again = run_cli("-m", *FAST, "seed=0,1", f"results_dir={results}", "jobs=2", timeout=400)
     assert again.returncode == 0 and "1 ran, 1 skipped" in again.stdout, again.stdout[-3000:]
-    assert _fingerprint(_run(results, 0)) == before and _status(results, 1) == "completed"
+    assert _fingerprint(run_of(results, 0)) == before and status_of(results, 1) == "completed"
 
 
 def test_ctrl_c_ends_a_single_run_cleanly(results: Path, tmp_path: Path) -> None:
-    proc, log = _start([*FAST, f"results_dir={results}"], tmp_path, "ctrlc", fault="hang@1", new_session=True)
-    _wait_for(lambda: _hanging(results, 0))
+    proc, log = start_bench([*FAST, f"results_dir={results}"], tmp_path, "ctrlc", fault="hang@1", new_session=True)
+    wait_for(lambda: is_hanging(results, 0))
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal does: the whole foreground group
     assert proc.wait(timeout=60) == 130, log.read_text()[-3000:]
     assert "Traceback" not in log.read_text()
-    assert _status(results, 0) == "interrupted"
-    _wait_for(lambda: not _processes_mentioning(str(results)), timeout=30)
+    assert status_of(results, 0) == "interrupted"
+    wait_for(lambda: not processes_mentioning(str(results)), timeout=30)
 
 
 def test_two_sweeps_into_one_results_dir_do_not_collide(results: Path, tmp_path: Path) -> None:
     args = ["-m", *FAST, "seed=0,1", f"results_dir={results}", "jobs=1"]
-    (a, log_a), (b, log_b) = _start(args, tmp_path, "a"), _start(args, tmp_path, "b")
+    (a, log_a), (b, log_b) = start_bench(args, tmp_path, "a"), start_bench(args, tmp_path, "b")
     assert a.wait(timeout=400) == 0 and b.wait(timeout=400) == 0, log_a.read_text() + log_b.read_text()
     out = log_a.read_text() + log_b.read_text()
     assert out.count("[skip]") == 2  # each run trained by exactly one of the two sweeps
-    for run in _runs(results):
-        assert _info(run)["status"] == "completed"
+    for run in run_dirs(results):
+        assert run_info(run)["status"] == "completed"
         rows = list(csv.DictReader(open(run / "metrics.csv")))
         assert [r["epoch"] for r in rows] == ["0", "1"]
-    assert len(_runs(results)) == 2 and not list(results.rglob("*.tmp"))
+    assert len(run_dirs(results)) == 2 and not list(results.rglob("*.tmp"))
 
 
 def test_a_failed_write_leaves_the_previous_file_and_no_temp(tmp_path: Path, monkeypatch) -> None:
@@ -363,8 +292,8 @@ def test_a_failed_write_leaves_the_previous_file_and_no_temp(tmp_path: Path, mon
 
 def test_bad_key_in_a_sweep_stops_it_before_any_run(results: Path) -> None:
     proc = run_cli("-m", *FAST, "seed=0,1", "+optimizer.betas=0.5", f"results_dir={results}")
-    _assert_one_line_error(proc, "unknown key", "optimizer.betas")
-    assert _runs(results) == []
+    assert_one_line_error(proc, "unknown key", "optimizer.betas")
+    assert run_dirs(results) == []
 
 
 # ------------------------------------------------------------------ security

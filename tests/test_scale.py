@@ -1,4 +1,4 @@
-"""Issue 7: launchers as config choices, a second interpreter per framework, seeds, LR tuning,
+"""Launchers as config choices, a second interpreter per framework, seeds, LR tuning,
 resume. Real sweeps run at toy size (torch, 128 training images, one epoch)."""
 from __future__ import annotations
 
@@ -13,15 +13,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import ROOT, run_cli
+from helpers import is_hanging, processes_mentioning, start_bench, status_of, wait_for
 from hydra import compose, initialize_config_dir
 
 from bench.__main__ import expand_seeds
+from bench.results import METRIC_COLUMNS, write_csv, write_json
 from bench.run.launch import FAILED_OBJECTIVE, RunOutcome, objective_value
 from bench.run.sweep import TUNE_VAL_SIZE, apply_tuning_defaults
-from bench.results import METRIC_COLUMNS, write_csv, write_json
 from bench.tuning import best_lrs, default_lr, final_rows, report_section
-from conftest import ROOT, run_cli
-from test_reliability import _hanging, _processes_mentioning, _start, _status, _wait_for
 
 TOY = ["data=mnist_embedded", "data.limit_train=128", "data.limit_test=64", "epochs=1", "progress=none"]
 
@@ -60,13 +60,13 @@ def test_four_job_sweep_through_submitit_local_then_resume_and_report(results: P
 
 def test_sigterm_ends_a_submitit_local_sweep_and_its_jobs(results: Path, tmp_path: Path) -> None:
     args = ["-m", "hydra/launcher=submitit_local", "optimizer=minibatch", "seed=0,1", *TOY, f"results_dir={results}"]
-    proc, log = _start(args, tmp_path, "submitit", fault="hang@1@-s1-")
-    _wait_for(lambda: _status(results, 0) == "completed" and _hanging(results, 1))
+    proc, log = start_bench(args, tmp_path, "submitit", fault="hang@1@-s1-")
+    wait_for(lambda: status_of(results, 0) == "completed" and is_hanging(results, 1))
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 130, log.read_text()[-3000:]
     # submitit's job controller runs in its own session; it and the jobs end all the same.
-    _wait_for(lambda: not _processes_mentioning(str(results)), timeout=60)
-    assert _status(results, 0) == "completed" and _status(results, 1) == "interrupted"
+    wait_for(lambda: not processes_mentioning(str(results)), timeout=60)
+    assert status_of(results, 0) == "completed" and status_of(results, 1) == "interrupted"
 
 
 def test_launcher_choices_compose() -> None:
@@ -200,5 +200,6 @@ def test_tuned_vs_default_table_on_synthetic_runs(tmp_path: Path) -> None:
 def test_failed_or_diverged_trials_score_the_worst_objective(tmp_path: Path) -> None:
     assert objective_value(RunOutcome("failed", 1, tmp_path), "val_acc") == FAILED_OBJECTIVE
     assert objective_value(RunOutcome("diverged", 0, tmp_path), "val_acc") == FAILED_OBJECTIVE
-    write_csv(tmp_path / "metrics.csv", [{"epoch": 0, "val_acc": 0.1}, {"epoch": 1, "val_acc": 0.7}], ("epoch", "val_acc"))
+    write_csv(tmp_path / "metrics.csv", [{"epoch": 0, "val_acc": 0.1}, {"epoch": 1, "val_acc": 0.7}],
+              ("epoch", "val_acc"))
     assert objective_value(RunOutcome("completed", 0, tmp_path), "val_acc") == 0.7

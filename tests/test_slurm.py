@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, SMALL, run_cli
-from test_reliability import _hanging, _start, _wait_for
+from helpers import is_hanging, start_bench, wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.stress]
+pytestmark = pytest.mark.slow  # about 2 minutes: a real one-node cluster; part of make test
 
 SCRIPT = ROOT / "scripts" / "local-slurm"
 STATE = "/var/tmp/optbench-slurm"  # the script's default: one cluster per machine
@@ -68,10 +68,10 @@ def test_a_four_run_sweep_completes_and_says_sacct_once(slurm: dict[str, str], r
 def test_scancel_is_recorded_with_its_reason_and_a_rerun_finishes_it(slurm: dict[str, str], results: Path,
                                                                      tmp_path: Path) -> None:
     args = ["-m", *CPU_JOBS, *TINY, "seed=range(4)", f"results_dir={results}"]
-    os.environ.update(slurm)  # _start passes this process's environment on
+    os.environ.update(slurm)  # start_bench passes this process's environment on
     try:
-        proc, log = _start(args, tmp_path, "scancel", fault="hang@1@-s1-")
-        _wait_for(lambda: _hanging(results, 1), timeout=300)
+        proc, log = start_bench(args, tmp_path, "scancel", fault="hang@1@-s1-")
+        wait_for(lambda: is_hanging(results, 1), timeout=300)
         subprocess.run(["scancel", _job_of(results, 1, {**os.environ, **slurm})], check=True, timeout=30)
         assert proc.wait(timeout=300) == 1, log.read_text()[-3000:]
     finally:
