@@ -30,7 +30,9 @@ LRS_minibatch := 0.003,0.01,0.03,0.1
 LRS_momentum  := 0.03,0.1,0.3,1.0
 LRS_rmsprop   := 0.0003,0.001,0.003,0.01
 LRS_adam      := 0.0003,0.001,0.003,0.01
-TIMING_BUDGET ?= 120
+TIMING_BUDGET ?= 100
+# Seeds of the quick sweep: accuracy verdicts need an interval, and one seed gives none.
+BENCH_SEEDS ?= 3
 comma := ,
 SWEEP = $(PYTHON) -m bench -m framework=torch,tensorflow,jax profile=$(PROFILE) device=$(DEVICE) data=$(DATA) \
 	results_dir=$(RESULTS) $(ARGS)
@@ -43,8 +45,8 @@ SWEEP = $(PYTHON) -m bench -m framework=torch,tensorflow,jax profile=$(PROFILE) 
 bench: $(STAMP) ## sweep 6 methods x 3 frameworks, toy, parity, timing pass, report (PROFILE DATA DEVICE ARGS)
 	status=0; \
 	$(if $(filter full,$(PROFILE)),$(foreach m,$(subst $(comma), ,$(METHODS)),\
-	    $(SWEEP) optimizer=$(m) optimizer.lr=$(LRS_$(m)) || status=$$?; [ $$status -eq 2 ] && exit 2;),\
-	    $(SWEEP) optimizer=$(METHODS) || status=$$?;) \
+	    $(SWEEP) optimizer=$(m) optimizer.lr=$(LRS_$(m)) seeds=$(BENCH_SEEDS) || status=$$?; [ $$status -eq 2 ] && exit 2;),\
+	    $(SWEEP) optimizer=$(METHODS) seeds=$(BENCH_SEEDS) || status=$$?;) \
 	[ $$status -eq 2 ] && exit 2; \
 	$(PYTHON) -m bench.toy --out $(RESULTS)/toy || status=$$?; \
 	$(MAKE) --no-print-directory parity RESULTS=$(RESULTS) || status=$$?; \

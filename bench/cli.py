@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from bench.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, BadInput, sigterm_as_interrupt
 

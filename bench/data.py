@@ -19,9 +19,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -117,7 +118,8 @@ def _open_bytes(path: Path) -> bytes:
                 return fh.read()
         return path.read_bytes()
     except (OSError, EOFError, zipfile.BadZipFile) as exc:  # gzip raises OSError/EOFError when corrupt
-        raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc}); the file is corrupt or truncated") from None
+        raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc}); "
+                        "the file is corrupt or truncated") from None
 
 
 def read_idx(path: str | os.PathLike, expect_magic: int | None = None) -> np.ndarray:

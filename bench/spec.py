@@ -10,8 +10,9 @@ import json
 import math
 import re
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from bench.exits import BadInput
 from bench.machine import resolve_device

@@ -7,7 +7,8 @@ same samples always give the same interval.
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 from scipy import stats as _scipy_stats
@@ -38,7 +39,7 @@ class Interval(NamedTuple):
         """The whole interval lies below ``threshold``."""
         return self.known and self.hi < threshold
 
-    def overlaps(self, other: "Interval") -> bool:
+    def overlaps(self, other: Interval) -> bool:
         return self.known and other.known and self.lo <= other.hi and other.lo <= self.hi
 
     def text(self, digits: int = 3) -> str:

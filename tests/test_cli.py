@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import SMALL, run_cli
 
 from bench.results import METRIC_COLUMNS
-from conftest import SMALL, run_cli
 
 
 def _rows(run_dir: Path) -> list[dict[str, str]]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
 from conftest import run_python
+
 from models.init import initial_weights
 
 TORCH = """

@@ -12,7 +12,8 @@ import os
 import signal
 import subprocess
 import sys
-from typing import IO, Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import IO, Any
 
 from bench.machine import PROJECT_ROOT
 

@@ -10,7 +10,8 @@ Imported only inside a TensorFlow child process.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import keras
 import tensorflow as tf

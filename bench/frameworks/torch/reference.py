@@ -1,7 +1,8 @@
 """The tutorial's update rules, written as a ``torch.optim.Optimizer`` (``optimizer.impl=reference``).
 
-Exactly the formulas of the tutorial (docs/ARCHITECTURE.md lists them); the TensorFlow twin in ``bench/frameworks/tf/reference.py`` does the
-same operations in the same order, so the two frameworks differ only by float32 rounding:
+Exactly the tutorial's formulas (docs/ARCHITECTURE.md lists them); the TensorFlow and JAX
+twins (``bench/frameworks/tf/reference.py``, ``bench/frameworks/jax/reference.py``) do the same
+operations in the same order, so the frameworks differ only by float32 rounding:
 
     sgd       θ ← θ − ηg
     momentum  v ← βv + (1−β)g;            θ ← θ − ηv
@@ -13,7 +14,8 @@ Imported only inside a torch child process.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import torch
 

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from bench.data import Dataset, as_float
-from bench.optimizers import METHODS, native_kwargs
 from bench.machine import cpu_name
+from bench.optimizers import METHODS, native_kwargs
 from models.torch_mlp import MLP
 
 EVAL_CHUNK = 10_000
