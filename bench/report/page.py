@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +17,7 @@ from bench.report.sections import EXTRA_MODULES, collect_section
 from bench.report.speed import BASELINE, CONTENTION_THRESHOLD, contended, round_times
 from bench.report.tables import comparison_table, contention_note, environment
 from bench.results import atomic_write_text
+from bench.spec import FRAMEWORKS
 
 
 def _slug(text: str) -> str:
@@ -51,6 +52,7 @@ class Inputs:
     target: float | None
     lanes: int
     baseline: str = BASELINE
+    claims: list[pd.DataFrame] = field(default_factory=list)  # every dataset's verdicts, for claims.csv
 
 
 def _timing_text(timing: Timing | None, baseline: str) -> str:
@@ -105,9 +107,11 @@ def _dataset_parts(ds: str, several: bool, inp: Inputs, out_dir: Path) -> list[P
                 "averaged over the seeds both ran (mean with 95 % interval; *n* says how many). **A single seed "
                 "gives no interval, so with one seed these verdicts are inconclusive**: run several seeds "
                 "(`seed=0,1,2`) for a verdict.")
-    claims.table(pd.DataFrame([{"method": x.method, "claim": x.claim, "framework": x.framework,
-                                "measured by": x.measure, "verdict": x.verdict, "95% interval": x.interval,
-                                "n": x.n, "lr": x.lr, "evidence": x.evidence} for x in found]))
+    verdicts = pd.DataFrame([{"method": x.method, "claim": x.claim, "framework": x.framework,
+                              "measured by": x.measure, "verdict": x.verdict, "95% interval": x.interval,
+                              "n": x.n, "lr": x.lr, "evidence": x.evidence} for x in found])
+    claims.table(verdicts)
+    inp.claims.append(verdicts.assign(dataset=ds))
 
     figs = Part(f"curves-{tag}", f"Curves{suffix}")
     figs.text("Frameworks in fixed colours (PyTorch orange, TensorFlow blue, JAX green), drawn widest and palest "
@@ -216,11 +220,15 @@ def build_report(results_dir: Path, out_dir: Path, target: float | None = None,
         envp.table(env)
     parts = [_status_part(stats, runs, notes)] + body + [envp]
 
-    frameworks = sorted(set(summary["framework"]), key=lambda f: (f != baseline, f)) if len(summary) else []
+    order = {fw: i for i, fw in enumerate(FRAMEWORKS)}
+    frameworks = (sorted(set(summary["framework"]), key=lambda f: (f != baseline, order.get(f, len(order)), f))
+                  if len(summary) else [])
     title = "optbench report: six gradient-descent methods" + (f", {' vs '.join(frameworks)}" if frameworks else "")
     subtitle = (f"Built {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} from {results_dir}; "
                 f"datasets: {', '.join(datasets) or 'none'}.")
     atomic_write_text(out_dir / "summary.csv", summary.to_csv(index=False))
+    if inp.claims:  # the verdicts as data: two reports can be compared claim by claim
+        atomic_write_text(out_dir / "claims.csv", pd.concat(inp.claims).to_csv(index=False))
     atomic_write_text(out_dir / "report.md", render_md(title, subtitle, parts, out_dir))
     index = out_dir / "index.html"
     atomic_write_text(index, render_html(title, subtitle, parts, out_dir))

@@ -1,0 +1,105 @@
+"""``python -m bench.report.compare A B``: do two benchmark runs tell the same story?
+
+Two result folders of the same sweep (say two ``make bench`` runs on one machine) should agree
+on speed within the noise their intervals admit, and no claim should flip. This compares
+their timing passes and their checked claims:
+
+* every framework's time-per-step ratio against the baseline framework, per configuration,
+  paired by round inside each run: the two medians must agree within ``--tolerance``
+  (default 10 %) and the two 95 % intervals must overlap;
+* every claim of ``report/claims.csv``: a verdict may move between "inconclusive" and a
+  decision, but never from "supported" to "not supported" or back.
+
+Prints both tables and exits 0 when everything agrees, 1 when something does not, 2 on bad
+input (a folder without a timing pass or a report).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from bench.cli import entry
+from bench.exits import BadInput
+from bench.report.load import load_timing
+from bench.report.speed import BASELINE, config_key, round_times, time_ratio
+from bench.stats import Interval
+
+DECIDED = {"supported", "not supported"}
+
+
+def ratios(results_dir: Path, baseline: str = BASELINE) -> dict[tuple, Interval]:
+    """Configuration (without the framework) and framework -> its time ratio against ``baseline``."""
+    timing, _ = load_timing(results_dir)
+    if timing is None or timing.rows is None or timing.rows.empty:
+        raise BadInput(f"{results_dir}: no timing pass (timing/timing.csv); run python -m bench.timing {results_dir}")
+    rounds = round_times(timing.rows)
+    out: dict[tuple, Interval] = {}
+    for key in rounds:
+        row = dict(zip(("dataset", "device", "framework", "optimizer", "impl", "mode", "batch_size"), key))
+        if row["framework"] == baseline:
+            continue
+        twin = config_key({**row, "framework": baseline})
+        if twin in rounds:
+            out[key] = time_ratio(rounds, key, twin)
+    return out
+
+
+def compare_ratios(a: dict[tuple, Interval], b: dict[tuple, Interval], tolerance: float) -> pd.DataFrame:
+    rows = []
+    for key in sorted(set(a) & set(b), key=str):
+        ra, rb = a[key], b[key]
+        rel = abs(rb.est - ra.est) / ra.est if ra.est else float("nan")
+        rows.append({"configuration": " ".join(str(k) for k in key), "ratio A": ra.text(), "ratio B": rb.text(),
+                     "difference": rel, "intervals overlap": ra.overlaps(rb),
+                     "agree": bool(rel <= tolerance and ra.overlaps(rb))})
+    return pd.DataFrame(rows)
+
+
+def compare_claims(a: Path, b: Path) -> pd.DataFrame:
+    keys = ["dataset", "method", "claim", "framework"]
+    frames = []
+    for path in (a, b):
+        file = path / "report" / "claims.csv"
+        if not file.is_file():
+            raise BadInput(f"{path}: no report/claims.csv; run python -m bench.report {path}")
+        frames.append(pd.read_csv(file)[[*keys, "verdict"]])
+    both = frames[0].merge(frames[1], on=keys, suffixes=(" A", " B"))
+    both["flip"] = both.apply(lambda r: {r["verdict A"], r["verdict B"]} == DECIDED, axis=1)
+    return both
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.report.compare", description=__doc__.splitlines()[0])
+    parser.add_argument("a", type=Path)
+    parser.add_argument("b", type=Path)
+    parser.add_argument("--tolerance", type=float, default=0.10, help="largest relative difference of two ratios")
+    parser.add_argument("--baseline", default=BASELINE)
+    args = parser.parse_args(argv)
+
+    def run() -> int:
+        speed = compare_ratios(ratios(args.a, args.baseline), ratios(args.b, args.baseline), args.tolerance)
+        claims = compare_claims(args.a, args.b)
+        with pd.option_context("display.width", 200, "display.max_rows", 500, "display.max_colwidth", 60):
+            print(f"time ratios against {args.baseline}, A = {args.a}, B = {args.b}:")
+            print(speed.to_string(index=False, float_format=lambda x: f"{x:.1%}"))
+            changed = claims[claims["verdict A"] != claims["verdict B"]]
+            print(f"\nclaims: {len(claims)} compared, {len(changed)} changed verdict, "
+                  f"{int(claims['flip'].sum())} flipped between supported and not supported")
+            if len(changed):
+                print(changed.to_string(index=False))
+        worst = speed["difference"].max() if len(speed) else float("nan")
+        ok = bool(len(speed)) and bool(speed["agree"].all()) and not claims["flip"].any()
+        print(f"\n{'AGREE' if ok else 'DISAGREE'}: largest ratio difference {worst:.1%} "
+              f"(tolerance {args.tolerance:.0%}), {int((~speed['agree']).sum()) if len(speed) else 0} ratio(s) "
+              f"outside it or without overlapping intervals, {int(claims['flip'].sum())} claim flip(s)")
+        return 0 if ok else 1
+
+    return entry(run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
