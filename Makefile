@@ -55,13 +55,13 @@ bench: $(STAMP) ## sweep 6 methods x 3 frameworks, toy, parity, timing pass, rep
 	exit $$status
 
 test: $(STAMP) ## the suite: everything but the stress tests (about 6 min on 2 cores)
-	$(PYTHON) -m pytest -m "not stress" $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -m "not stress" -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## the edit loop: no slow, browser or stress tests (about 90 s)
-	$(PYTHON) -m pytest -m "not slow and not browser and not stress" $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -m "not slow and not browser and not stress" -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 test-all: $(STAMP) ## everything, the stress tests included (what CI runs)
-	$(PYTHON) -m pytest $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff, with the config in pyproject.toml
 	$(PYTHON) -m ruff check .

@@ -19,6 +19,7 @@ from bench.cli import entry, one_line
 from bench.exits import EXIT_BAD_INPUT, BadInput
 from bench.run.launch import SWEEP_PID_ENV, objective_value, run_job, stop_sweep_processes
 from bench.run.sweep import SweepProgress, apply_tuning_defaults, current_sweeper, is_tuning, mark_interrupted
+from bench.spec import CONF_DIR
 
 _result: list[int] = []
 
@@ -65,9 +66,22 @@ def _raised_by_hydra(exc: BaseException) -> bool:
     return tb is not None and f"{os.sep}hydra{os.sep}" in tb.tb_frame.f_code.co_filename
 
 
+def check_group_overrides(argv: list[str]) -> None:
+    """A config group takes one name (or a sweep of names): ``data=[1,2]`` would reach Hydra's
+    defaults code as a list and crash there, so it is refused here, in one line."""
+    groups = {p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra"}
+    for arg in argv:
+        key, eq, value = arg.lstrip("+~").partition("=")
+        if eq and key in groups and value.strip()[:1] in ("[", "{"):
+            choices = sorted(p.stem for p in (CONF_DIR / key).glob("*.yaml"))
+            raise BadInput(f"{key}={value}: a config group takes one name, one of {', '.join(choices)} "
+                           f"(sweep several with -m {key}=a,b)")
+
+
 def _run() -> int:
     os.environ[SWEEP_PID_ENV] = str(os.getpid())  # local sweep workers (joblib, submitit_local) die with us
     sys.argv[1:] = expand_seeds(sys.argv[1:])
+    check_group_overrides(sys.argv[1:])
     try:
         _main()
     except ValueError as exc:

@@ -22,6 +22,7 @@ def _only_run(results: Path) -> Path:
     return runs[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("framework", ["torch", "tensorflow"])
 def test_one_epoch_through_the_cli(framework: str, results: Path) -> None:
     proc = run_cli(f"framework={framework}", "optimizer=momentum", "epochs=2", *SMALL,
@@ -45,6 +46,7 @@ def test_one_epoch_through_the_cli(framework: str, results: Path) -> None:
     assert len(steps) == 2 * 8 and steps[-1]["step"] == "16"
 
 
+@pytest.mark.slow
 def test_same_command_twice_skips_then_force_reruns_identically(results: Path) -> None:
     args = ("framework=torch", "optimizer=adam", "epochs=1", *SMALL, f"results_dir={results}")
     first = run_cli(*args)
@@ -60,6 +62,7 @@ def test_same_command_twice_skips_then_force_reruns_identically(results: Path) -
         assert [r[key] for r in before] == [r[key] for r in after]  # bitwise: torch on CPU
 
 
+@pytest.mark.slow
 def test_last_partial_batch_is_a_step(results: Path) -> None:
     proc = run_cli("framework=tensorflow", "optimizer=minibatch", "batch_size=100", "epochs=1",
                    *SMALL, f"results_dir={results}")
@@ -68,6 +71,7 @@ def test_last_partial_batch_is_a_step(results: Path) -> None:
     assert rows[-1]["steps"] == "3" and rows[-1]["batch_size"] == "100"  # 256 = 100 + 100 + 56
 
 
+@pytest.mark.slow
 def test_sweep_runs_every_job_in_parallel_lanes(results: Path) -> None:
     proc = run_cli("-m", "framework=torch,tensorflow", "optimizer=bgd,sgd", "epochs=1", *SMALL,
                    "data.limit_train=64", f"results_dir={results}", "jobs=2")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import run_python
 
 from models.init import initial_weights
@@ -44,6 +45,7 @@ def test_initial_weights_are_deterministic_and_seeded() -> None:
     assert np.abs(a["w1"]).max() <= 1 / np.sqrt(784)
 
 
+@pytest.mark.slow
 def test_forward_pass_agrees_across_frameworks(tmp_path: Path) -> None:
     x = np.random.default_rng(0).random((64, 784), dtype=np.float32)
     np.save(tmp_path / "x.npy", x)

@@ -24,6 +24,8 @@ from bench.parity.section import report_section
 from bench.results import METRIC_COLUMNS, write_csv
 from models.init import PARAM_NAMES, initial_weights
 
+pytestmark = pytest.mark.slow  # every case trains in child processes
+
 N = 50
 ADAPTIVE_RULES = ("rmsprop", "adam")  # the adaptive rules: Keras' native ε differs from the tutorial's
 

@@ -24,6 +24,7 @@ def _last_epoch(results: Path) -> dict[str, str]:
         return list(csv.DictReader(fh))[-1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("framework", ["torch", "tensorflow"])
 def test_compiled_matches_eager_after_an_epoch(tmp_path: Path, framework: str) -> None:
     last = {}
@@ -40,6 +41,7 @@ def test_compiled_matches_eager_after_an_epoch(tmp_path: Path, framework: str) -
         assert abs(compiled / eager - 1) < 1e-5, (key, eager, compiled)
 
 
+@pytest.mark.slow
 def test_perf_quick_writes_a_sane_table(tmp_path: Path) -> None:
     proc = run_cli("quick=true", "batches=32", "modes=eager", f"results_dir={tmp_path}", module="bench.perf",
                    timeout=600)
@@ -115,6 +117,7 @@ def test_perf_bad_input_is_one_line_and_exit_2(args: list[str]) -> None:
     assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("error:")
 
 
+@pytest.mark.slow
 def test_gpu_check_runs_its_path_on_cpu(tmp_path: Path) -> None:
     """Without Hydra, omegaconf, PyYAML, TensorFlow or JAX importable, as on a bare GPU box."""
     blocker = tmp_path / "blocker"

@@ -18,6 +18,8 @@ from bench.optimizers import METHODS, RESIDUAL
 from bench.parity.exact import update_float64
 from bench.spec import FRAMEWORKS
 
+pytestmark = pytest.mark.slow  # every case trains in child processes
+
 STEPS = 20
 HP = {
     "minibatch": {"lr": 0.05},

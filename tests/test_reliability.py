@@ -183,6 +183,7 @@ def test_downloads_refuse_plain_http(results: Path, tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------ faults during a sweep
+@pytest.mark.slow
 def test_divergence_is_a_result_and_the_sweep_goes_on(results: Path) -> None:
     proc = run_cli("-m", *SMALL, "data.limit_train=64", "epochs=2", "optimizer=sgd", "optimizer.lr=0.01,1e20",
                    f"results_dir={results}", "progress=none")
@@ -195,6 +196,7 @@ def test_divergence_is_a_result_and_the_sweep_goes_on(results: Path) -> None:
     assert "diverged" in proc.stderr
 
 
+@pytest.mark.slow
 def test_crashed_child_is_failed_with_signal_and_stderr_tail_and_the_sweep_goes_on(results: Path) -> None:
     proc = run_cli("-m", *FAST, "seed=0,1", f"results_dir={results}", env={"OPTBENCH_FAULT": "segv@1@-s1-"})
     assert proc.returncode == 1
@@ -205,6 +207,7 @@ def test_crashed_child_is_failed_with_signal_and_stderr_tail_and_the_sweep_goes_
     assert run_info(run_of(results, 0))["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_killed_child_like_out_of_memory(results: Path) -> None:
     proc = run_cli(*FAST, f"results_dir={results}", env={"OPTBENCH_FAULT": "kill@1"})
     assert proc.returncode == 1 and "killed by SIGKILL" in proc.stderr
@@ -212,6 +215,7 @@ def test_killed_child_like_out_of_memory(results: Path) -> None:
     assert info["status"] == "failed" and info["exit_signal"] == "SIGKILL" and info["stderr_tail"]
 
 
+@pytest.mark.slow
 def test_sigterm_mid_sweep_then_rerun_redoes_only_the_unfinished(results: Path, tmp_path: Path) -> None:
     args = ["-m", *FAST, "seed=0,1,2", f"results_dir={results}", "jobs=2"]
     proc, log = start_bench(args, tmp_path, "first", fault="hang@1@-s1-")
@@ -233,6 +237,7 @@ def test_sigterm_mid_sweep_then_rerun_redoes_only_the_unfinished(results: Path, 
     assert f"{len(done)} skipped" in again.stdout
 
 
+@pytest.mark.slow
 def test_kill_9_of_the_parent_leaves_finished_runs_intact(results: Path, tmp_path: Path) -> None:
     proc, log = start_bench(["-m", *FAST, "seed=0,1", f"results_dir={results}", "jobs=2"], tmp_path, "k9",
                        fault="hang@1@-s1-")
@@ -253,6 +258,7 @@ def test_kill_9_of_the_parent_leaves_finished_runs_intact(results: Path, tmp_pat
     assert _fingerprint(run_of(results, 0)) == before and status_of(results, 1) == "completed"
 
 
+@pytest.mark.slow
 def test_ctrl_c_ends_a_single_run_cleanly(results: Path, tmp_path: Path) -> None:
     proc, log = start_bench([*FAST, f"results_dir={results}"], tmp_path, "ctrlc", fault="hang@1", new_session=True)
     wait_for(lambda: is_hanging(results, 0))
@@ -263,6 +269,7 @@ def test_ctrl_c_ends_a_single_run_cleanly(results: Path, tmp_path: Path) -> None
     wait_for(lambda: not processes_mentioning(str(results)), timeout=30)
 
 
+@pytest.mark.slow
 def test_two_sweeps_into_one_results_dir_do_not_collide(results: Path, tmp_path: Path) -> None:
     args = ["-m", *FAST, "seed=0,1", f"results_dir={results}", "jobs=1"]
     (a, log_a), (b, log_b) = start_bench(args, tmp_path, "a"), start_bench(args, tmp_path, "b")

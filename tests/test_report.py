@@ -238,6 +238,7 @@ PROBE = """<script>window.addEventListener('load', () => {
 });</script>"""
 
 
+@pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed here (.ci/run installs it)")
 def test_page_renders_in_headless_chromium_with_every_figure(built: Path, tmp_path: Path) -> None:
     page = (built / "index.html").read_text()

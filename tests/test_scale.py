@@ -36,6 +36,7 @@ def _infos(results: Path) -> list[dict]:
 
 
 # ------------------------------------------------------------------ launchers
+@pytest.mark.slow
 def test_four_job_sweep_through_submitit_local_then_resume_and_report(results: Path) -> None:
     args = ["hydra/launcher=submitit_local", "optimizer=minibatch,sgd", "seeds=2", *TOY, f"results_dir={results}"]
     proc = run_cli(*args, timeout=600)
@@ -58,6 +59,7 @@ def test_four_job_sweep_through_submitit_local_then_resume_and_report(results: P
     assert summary["final_acc_std"].notna().all()  # mean and std over the two seeds
 
 
+@pytest.mark.slow
 def test_sigterm_ends_a_submitit_local_sweep_and_its_jobs(results: Path, tmp_path: Path) -> None:
     args = ["-m", "hydra/launcher=submitit_local", "optimizer=minibatch", "seed=0,1", *TOY, f"results_dir={results}"]
     proc, log = start_bench(args, tmp_path, "submitit", fault="hang@1@-s1-")
@@ -105,6 +107,7 @@ def test_seeds_is_shorthand_for_a_seed_range_sweep() -> None:
 
 
 # ------------------------------------------------------------------ learning-rate tuning
+@pytest.mark.slow
 def test_optuna_sweep_with_three_trials_writes_its_best_parameters(results: Path) -> None:
     # objective=val_acc is implied by the sweeper; the split is set, as the default's 1000 is big here
     proc = run_cli("-m", "hydra/sweeper=tune_lr", "hydra.sweeper.n_trials=3",

@@ -14,7 +14,9 @@ import pytest
 from conftest import ROOT, SMALL, run_cli
 from helpers import is_hanging, start_bench, wait_for
 
-pytestmark = pytest.mark.slow  # about 2 minutes: a real one-node cluster; part of make test
+# About 2 minutes: a real one-node cluster, part of make test. One xdist worker runs them all,
+# so one cluster serves the session.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]
 
 SCRIPT = ROOT / "scripts" / "local-slurm"
 STATE = "/var/tmp/optbench-slurm"  # the script's default: one cluster per machine

@@ -53,6 +53,7 @@ def test_sgd_and_minibatch_sample_for_real() -> None:
     assert np.abs(sgd - bgd).max() > np.abs(mini - bgd).max() > 0.05
 
 
+@pytest.mark.slow
 def test_framework_paths_equal_the_numpy_path() -> None:
     results = {}
     for fw in toy.FRAMEWORKS:
@@ -68,6 +69,7 @@ def test_framework_paths_equal_the_numpy_path() -> None:
     assert worst["max_rel_dev"] < 1e-5, worst.to_dict()
 
 
+@pytest.mark.slow
 def test_cli_writes_csv_and_figures(tmp_path: Path) -> None:
     out = tmp_path / "toy"
     proc = run_cli("--out", str(out), "--frameworks", "", module="bench.toy", timeout=300)
