@@ -24,7 +24,9 @@ from bench.parity.section import report_section
 from bench.results import METRIC_COLUMNS, write_csv
 from models.init import PARAM_NAMES, initial_weights
 
-pytestmark = pytest.mark.slow  # every case trains in child processes
+# Every case trains in child processes; one xdist worker runs them all, so the module's
+# batch of parity runs is computed once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("parity")]
 
 N = 50
 ADAPTIVE_RULES = ("rmsprop", "adam")  # the adaptive rules: Keras' native ε differs from the tutorial's

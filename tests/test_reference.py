@@ -18,7 +18,8 @@ from bench.optimizers import METHODS, RESIDUAL
 from bench.parity.exact import update_float64
 from bench.spec import FRAMEWORKS
 
-pytestmark = pytest.mark.slow  # every case trains in child processes
+# Every case trains in child processes; one xdist worker runs them all (one fixture run).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("reference")]
 
 STEPS = 20
 HP = {

@@ -18,6 +18,9 @@ from conftest import run_cli
 from bench.report import aggregate, claims, load, render, sections, tables
 from bench.results import METRIC_COLUMNS, STEP_COLUMNS, write_csv, write_json
 
+# One xdist worker runs the module, so its built report (a real sweep) is made once.
+pytestmark = pytest.mark.xdist_group("report")
+
 N_TRAIN = 400
 OWN_BATCH = {"bgd": N_TRAIN, "sgd": 1, "minibatch": 32, "momentum": 32, "rmsprop": 32, "adam": 32}
 EVIL = "<script>alert('x')</script>"

@@ -93,6 +93,7 @@ def test_scancel_is_recorded_with_its_reason_and_a_rerun_finishes_it(slurm: dict
     assert {name: i["end_time"] for name, i in infos.items() if "-s1-" not in name} == finished
 
 
+@pytest.mark.stress  # 90 s, most of it waiting for Slurm's one-minute limit: make test-all and CI
 def test_a_run_past_its_time_limit_is_recorded_as_a_timeout(slurm: dict[str, str], results: Path) -> None:
     begin = time.monotonic()
     proc = run_cli("-m", *CPU_JOBS, "hydra.launcher.timeout_min=1", *TINY, "seed=0", f"results_dir={results}",

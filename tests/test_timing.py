@@ -91,7 +91,7 @@ def _rows(results: Path) -> list[dict[str, str]]:
 def test_timing_pass_end_to_end(results: Path, tmp_path: Path) -> None:
     env = {"OPTBENCH_CPU_LOCK": str(tmp_path / "cpu.lock")}
     sweep = run_cli("-m", *TINY, "framework=torch,tensorflow", "optimizer=minibatch,bgd",
-                    "optimizer.lr=0.01,0.02", "jobs=1", f"results_dir={results}", env=env, timeout=600)
+                    "optimizer.lr=0.01,0.02", "jobs=2", f"results_dir={results}", env=env, timeout=600)
     assert sweep.returncode == 0, sweep.stderr[-2000:]
     proc = run_cli(str(results), "rounds=5", "budget_s=20", module="bench.timing", env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
