@@ -1,0 +1,49 @@
+"""The JAX runner, reference rules, naive loop and toy paths.
+
+On the CPU, XLA sizes its thread pools by the CPUs the process may run on, and the
+``intra_op_parallelism_threads`` flag does not bind its newer runtime: with ``threads=1`` a
+JAX child used both cores of a 2-core machine (CPU time twice the wall time, measured),
+while torch and TensorFlow used one. So before JAX is imported anywhere in this package,
+a CPU child is pinned to ``threads`` CPUs (``OMP_NUM_THREADS``, set by bench.run.proc),
+the least busy ones, so that two lanes of a sweep do not pile onto one core.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+
+def _busy_jiffies() -> dict[int, int]:
+    """Per-CPU busy jiffies from /proc/stat (empty where there is none)."""
+    out: dict[int, int] = {}
+    try:
+        with open("/proc/stat") as fh:
+            for line in fh:
+                name, *fields = line.split()
+                if name.startswith("cpu") and name[3:].isdigit():
+                    values = [int(v) for v in fields[:8]]
+                    out[int(name[3:])] = sum(values) - values[3] - values[4]  # minus idle and iowait
+    except (OSError, ValueError):
+        return {}
+    return out
+
+
+def pin_to_threads() -> None:
+    if os.environ.get("JAX_PLATFORMS") != "cpu" or not hasattr(os, "sched_setaffinity"):
+        return
+    try:
+        threads = int(os.environ.get("OMP_NUM_THREADS", "0"))
+        allowed = sorted(os.sched_getaffinity(0))
+    except (ValueError, OSError):
+        return
+    if threads < 1 or threads >= len(allowed):
+        return
+    before = _busy_jiffies()
+    time.sleep(0.05)
+    after = _busy_jiffies()
+    load = {cpu: after.get(cpu, 0) - before.get(cpu, 0) for cpu in allowed}
+    chosen = sorted(allowed, key=lambda cpu: (load[cpu], (cpu - os.getpid()) % len(allowed)))[:threads]
+    os.sched_setaffinity(0, chosen)
+
+
+pin_to_threads()
