@@ -54,10 +54,10 @@ bench: $(STAMP) ## sweep 6 methods x 3 frameworks, toy, parity, timing pass, rep
 	$(PYTHON) -m bench.report $(RESULTS) || status=$$?; \
 	exit $$status
 
-test: $(STAMP) ## the suite: everything but the stress tests (about 6 min on 2 cores)
+test: $(STAMP) ## the suite: everything but the stress tests (7.5 min on 2 cores)
 	$(PYTHON) -m pytest -m "not stress" -n 2 --dist loadgroup $(PYTEST_ARGS)
 
-test-fast: $(STAMP) ## the edit loop: no slow, browser or stress tests (about 90 s)
+test-fast: $(STAMP) ## the edit loop: no slow, browser or stress tests (under a minute)
 	$(PYTHON) -m pytest -m "not slow and not browser and not stress" -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 test-all: $(STAMP) ## everything, the stress tests included (what CI runs)
