@@ -38,11 +38,25 @@ def parse_proc_stat(text: str) -> MachineCpu:
     for line in text.splitlines():
         parts = line.split()
         if parts and parts[0] == "cpu":
-            values = [int(v) for v in parts[1:9]]
-            values += [0] * (8 - len(values))
-            total = sum(values)
-            return MachineCpu(total - values[3] - values[4], total)
+            return _jiffies(parts[1:])
     raise ValueError("no aggregate 'cpu' line in /proc/stat")
+
+
+def parse_proc_stat_per_cpu(text: str) -> dict[int, MachineCpu]:
+    """The ``cpuN`` lines of ``/proc/stat``: each CPU's busy and total jiffies."""
+    out: dict[int, MachineCpu] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if parts and parts[0].startswith("cpu") and parts[0][3:].isdigit():
+            out[int(parts[0][3:])] = _jiffies(parts[1:])
+    return out
+
+
+def _jiffies(fields: list[str]) -> MachineCpu:
+    values = [int(v) for v in fields[:8]]
+    values += [0] * (8 - len(values))
+    total = sum(values)
+    return MachineCpu(total - values[3] - values[4], total)
 
 
 def parse_self_stat(text: str) -> int:

@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from bench.machine import PROJECT_ROOT
+from bench.optimizers import METHODS
 from bench.results import STATUSES, read_json
+from bench.spec import conf_group
 
 REQUIRED_METRICS = (
     "run_id", "framework", "optimizer", "impl", "lr", "batch_size", "seed", "dataset", "n_train",
@@ -187,14 +187,6 @@ def load_timing(results_dir: Path) -> tuple[Timing | None, list[str]]:
     return (Timing(df.reset_index(drop=True), meta) if len(df) else None), warnings
 
 
-def default_lrs(conf_dir: Path = PROJECT_ROOT / "conf" / "optimizer") -> dict[str, float]:
+def default_lrs() -> dict[str, float]:
     """method -> the lr its config file runs by default (what a sweep without an lr grid used)."""
-    out = {}
-    for path in sorted(Path(conf_dir).glob("*.yaml")):
-        try:
-            cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError):
-            continue
-        if isinstance(cfg, dict) and isinstance(cfg.get("lr"), (int, float)):
-            out[str(cfg.get("name", path.stem))] = float(cfg["lr"])
-    return out
+    return {name: float(conf_group("optimizer", name)["lr"]) for name in METHODS}

@@ -12,20 +12,15 @@ from __future__ import annotations
 import os
 import time
 
+from bench.clock import PROC, parse_proc_stat_per_cpu
+
 
 def _busy_jiffies() -> dict[int, int]:
     """Per-CPU busy jiffies from /proc/stat (empty where there is none)."""
-    out: dict[int, int] = {}
     try:
-        with open("/proc/stat") as fh:
-            for line in fh:
-                name, *fields = line.split()
-                if name.startswith("cpu") and name[3:].isdigit():
-                    values = [int(v) for v in fields[:8]]
-                    out[int(name[3:])] = sum(values) - values[3] - values[4]  # minus idle and iowait
+        return {cpu: j.busy for cpu, j in parse_proc_stat_per_cpu((PROC / "stat").read_text()).items()}
     except (OSError, ValueError):
         return {}
-    return out
 
 
 def pin_to_threads() -> None:
