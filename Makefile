@@ -54,7 +54,7 @@ bench: $(STAMP) ## sweep 6 methods x 3 frameworks, toy, parity, timing pass, rep
 	$(PYTHON) -m bench.report $(RESULTS) || status=$$?; \
 	exit $$status
 
-test: $(STAMP) ## the suite: everything but the stress tests (7.5 min on 2 cores)
+test: $(STAMP) ## the suite: everything but the stress tests (6.5–7.5 min on 2 cores)
 	$(PYTHON) -m pytest -m "not stress" -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## the edit loop: no slow, browser or stress tests (under a minute)
