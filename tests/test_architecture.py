@@ -10,7 +10,10 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,3 +82,25 @@ def test_the_repo_cites_nothing_outside_itself() -> None:
             for i, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
             if pattern.search(line)]
     assert hits == []
+
+
+def test_an_xdist_group_runs_on_one_worker(tmp_path: Path) -> None:
+    """``make test`` relies on ``--dist loadgroup``: a group's module fixture (the parity batch,
+    the report's sweep) is computed once, and the Slurm tests never share the cluster. A pytest
+    that drops xdist's group suffix from the nodeids splits every group silently."""
+    (tmp_path / "test_g.py").write_text(
+        "import os, pytest\n"
+        "pytestmark = pytest.mark.xdist_group('g')\n"
+        "@pytest.mark.parametrize('i', range(6))\n"
+        "def test_w(i):\n"
+        "    with open(os.environ['WORKERS_FILE'], 'a') as fh:\n"
+        "        fh.write(os.environ['PYTEST_XDIST_WORKER'] + '\\n')\n"
+        "def test_other():\n    pass\n")
+    workers = tmp_path / "workers.txt"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2",
+                           "--dist", "loadgroup", "--rootdir", str(tmp_path), str(tmp_path / "test_g.py")],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "WORKERS_FILE": str(workers)})
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    ran_on = workers.read_text().split()
+    assert len(ran_on) == 6 and len(set(ran_on)) == 1, ran_on
