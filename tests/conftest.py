@@ -20,6 +20,14 @@ os.environ.setdefault("OPTBENCH_CPU_LOCK", str(Path(tempfile.mkdtemp(prefix="opt
 SMALL = ["data=mnist_embedded", "data.limit_train=256", "data.limit_test=128"]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, slow tests first: the long ones start while every worker is busy instead of
+    ending the run on one worker while the others wait. (xdist deals out an xdist_group before
+    the single tests, and single tests in collection order.)"""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def run_cli(*args: str, timeout: float = 300, env: dict | None = None, module: str = "bench",
             cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run ``python -m <module> <args>`` as a user would; returns the finished process."""
