@@ -16,8 +16,13 @@ METHODS := bgd,sgd,minibatch,momentum,rmsprop,adam
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml
+# The installer itself, pinned: Python 3.11's bundled pip 23 downloads whole wheels (3 GB for
+# make gpu-env's CUDA pins) where pip 26 reads their metadata, and installs slower.
+PIP_PIN := pip==26.3
+
+$(STAMP): pyproject.toml Makefile
 	test -x $(PYTHON) || $(PY) -m venv $(VENV)
+	$(PYTHON) -m pip install -q --disable-pip-version-check $(PIP_PIN)
 	$(PYTHON) -m pip install -q --disable-pip-version-check --no-compile -e '.[dev]'
 	@# pip byte-compiles 7 GB of packages on one core; compileall does the same on every core.
 	@# It exits 1 for the few files in site-packages that are not Python 3 (pip ignores those too).
@@ -107,6 +112,7 @@ TF_GPU_VENV := .venv-tf-gpu
 gpu-env: $(TF_GPU_VENV)/.installed ## .venv-tf-gpu: TensorFlow with CUDA, used by device=cuda TensorFlow runs
 $(TF_GPU_VENV)/.installed: pyproject.toml scripts/tf-gpu-requirements
 	test -x $(TF_GPU_VENV)/bin/python || $(PY) -m venv $(TF_GPU_VENV)
+	$(TF_GPU_VENV)/bin/python -m pip install -q --disable-pip-version-check $(PIP_PIN)
 	$(PY) scripts/tf-gpu-requirements > $(TF_GPU_VENV)/requirements.txt
 	$(TF_GPU_VENV)/bin/python -m pip install -q --disable-pip-version-check -r $(TF_GPU_VENV)/requirements.txt
 	$(TF_GPU_VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
