@@ -22,7 +22,8 @@ SCRIPT = ROOT / "scripts" / "local-slurm"
 STATE = "/var/tmp/optbench-slurm"  # the script's default: one cluster per machine
 CPU_JOBS = ["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=0", "hydra.launcher.cpus_per_task=1",
             "hydra.launcher.mem_gb=1"]
-TINY = [*SMALL, "epochs=1", "optimizer=minibatch", "progress=none"]
+# JAX: the harness is the same for every framework, and a JAX child starts in half a torch child's CPU time
+TINY = [*SMALL, "framework=jax", "epochs=1", "optimizer=minibatch", "progress=none"]
 
 
 @pytest.fixture(scope="session")

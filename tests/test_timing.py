@@ -140,12 +140,13 @@ def test_overlap_check_can_fail() -> None:
 def test_timing_passes_never_overlap_each_other_nor_a_training_run(tmp_path: Path) -> None:
     """Two sweeps and two timing passes started together: every timed phase runs alone."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OPTBENCH_CPU_LOCK": str(tmp_path / "cpu.lock")}
-    seed_run = run_cli(*TINY, "optimizer=minibatch", f"results_dir={tmp_path / 'a'}", env=env)
+    seed_run = run_cli(*TINY, "framework=jax", "optimizer=minibatch", f"results_dir={tmp_path / 'a'}", env=env)
     assert seed_run.returncode == 0, seed_run.stderr[-2000:]
     for name in ("t1", "t2"):
         shutil.copytree(tmp_path / "a", tmp_path / name)
     commands = [
-        [sys.executable, "-m", "bench", "-m", *TINY, "optimizer=minibatch,sgd", "jobs=2", f"results_dir={tmp_path / s}"] for s in ("s1", "s2")
+        [sys.executable, "-m", "bench", "-m", *TINY, "framework=jax", "optimizer=minibatch,sgd", "jobs=2",
+         f"results_dir={tmp_path / s}"] for s in ("s1", "s2")
     ] + [
         [sys.executable, "-m", "bench.timing", str(tmp_path / t), "rounds=5", "budget_s=2"] for t in ("t1", "t2")
     ]
