@@ -15,7 +15,7 @@ import pytest
 from conftest import ROOT, run_cli
 
 from bench.clock import MachineCpu, Snapshot, contention_share, parse_proc_stat, parse_self_stat
-from bench.timing.core import COLUMNS
+from bench.timing.core import COLUMNS, Worker, measure
 
 PROC_STAT = """cpu  100 20 30 800 50 0 5 0 7 0
 cpu0 50 10 15 400 25 0 3 0 0 0
@@ -166,3 +166,47 @@ def test_timing_passes_never_overlap_each_other_nor_a_training_run(tmp_path: Pat
     assert len(runs) == 4 and all(a < b for a, b in timed + runs)
     assert not overlapping(timed, timed), "two timing passes measured at once"
     assert not overlapping(timed, runs), "a timing pass measured while a run trained"
+
+
+# ------------------------------------------------------------------ a worker that stops answering
+FAKE_WORKER = """
+import json, sys, time
+hang_after = int(sys.argv[1])
+print("TIMING " + json.dumps({"ready": True}), flush=True)
+for n, line in enumerate(sys.stdin):
+    if n >= hang_after:
+        time.sleep(600)
+    steps = json.loads(line)["steps"]
+    print("TIMING " + json.dumps({"steps": steps, "time_s": 1e-3 * steps, "cpu_time_s": 1e-3 * steps,
+                                  "contention": 0.0}), flush=True)
+"""
+
+
+def _fake_worker(tmp_path: Path, name: str, hang_after: int) -> Worker:
+    row = {"framework": name, "optimizer": "sgd", "impl": "native", "mode": "eager", "batch_size": 32,
+           "dataset": "x", "n_train": 64, "device": "cpu", "threads": 1, "lr": 0.1}
+    worker = Worker({"row": row}, open(tmp_path / f"{name}.log", "w"))
+    worker.proc = subprocess.Popen([sys.executable, "-c", FAKE_WORKER, str(hang_after)], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, text=True)
+    worker.listen()
+    return worker
+
+
+def test_a_worker_that_stops_answering_is_killed_and_the_others_are_timed_on(tmp_path: Path) -> None:
+    good, stuck = _fake_worker(tmp_path, "good", 10**6), _fake_worker(tmp_path, "stuck", 6)
+    try:
+        assert good.ready() and stuck.ready()
+        for w in (good, stuck):
+            w.reply_timeout_s = 0.5
+        opts = {"rounds": 5, "warmup_rounds": 1, "budget_s": 0.5, "min_sample_s": 0.01}
+        t0 = time.monotonic()
+        rows = measure([good, stuck], opts, spent_s=0.0)
+        assert time.monotonic() - t0 < 30  # not the 600 s the stuck worker sleeps
+        assert stuck.error and "no answer in 0.5 s, worker killed" in stuck.error
+        assert stuck.proc.poll() is not None  # killed, not left behind
+        assert good.error is None
+        assert [r["round"] for r in rows if r["framework"] == "good"] == [1, 2, 3, 4, 5]
+        assert len([r for r in rows if r["framework"] == "stuck"]) < 5  # its rounds end where it hung
+    finally:
+        for w in (good, stuck):
+            w.close()

@@ -7,6 +7,8 @@ and while this pass holds the machine-wide CPU lock exclusively (no run of ours 
 workers are asked, in turn, for a sample of a fixed number of steps: rounds A B C ... A B C ...,
 so a slow stretch of the machine hits every configuration alike and a ratio of two
 configurations can be taken within each round.
+A worker that does not answer in time (:data:`START_TIMEOUT_S`, :data:`REPLY_TIMEOUT_S`) is
+killed and its configuration reported failed; the others are timed on.
 
 Imports neither framework: each worker imports its own.
 """
@@ -14,8 +16,10 @@ from __future__ import annotations
 
 import json
 import math
+import queue
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +50,10 @@ DEFAULTS: dict[str, Any] = {
 MIN_ROUNDS = 5  # fewer paired rounds give no useful 95 % interval
 CALIBRATE_S = 0.1  # the steps of a sample are estimated from a stretch at least this long (or a quarter sample)
 BASELINE = "torch"  # every other framework's time is given as a ratio to this one
+# A worker that says nothing this long is stuck (a hung framework call, a deadlock): it is
+# killed and its configuration reported failed, and the pass goes on with the others.
+START_TIMEOUT_S = 900.0  # import, data, build and warm-up
+REPLY_TIMEOUT_S = 300.0  # one sample; measure() raises it to 10 samples' length for long samples
 
 
 # ------------------------------------------------------------------ arguments
@@ -121,6 +129,8 @@ class Worker:
     error: str | None = None
     steps: int = 0
     samples: list[dict[str, Any]] = field(default_factory=list)
+    reply_timeout_s: float = REPLY_TIMEOUT_S
+    replies: queue.Queue = field(default_factory=queue.Queue)
 
     def begin(self) -> None:
         spec = self.config["spec"]
@@ -130,18 +140,36 @@ class Worker:
                               stdin=PIPE, stdout=PIPE, stderr=self.log)
         except OSError as exc:
             self.error = f"cannot start: {exc.strerror or exc}"
+            return
+        self.listen()
 
-    def _answer(self) -> dict[str, Any]:
-        for line in self.proc.stdout:
-            if line.startswith(TAG):
-                return json.loads(line[len(TAG):])
-        self.proc.wait()
-        raise RuntimeError(f"worker ended (exit code {self.proc.returncode}); see {self.log.name}")
+    def listen(self) -> None:
+        """Read the worker's stdout in a thread, so a wait for its reply can time out."""
+        def read() -> None:
+            for line in self.proc.stdout:
+                if line.startswith(TAG):
+                    self.replies.put(line[len(TAG):])
+            self.replies.put(None)  # end of output: the worker has ended
+
+        threading.Thread(target=read, name=f"timing-reply-{self.proc.pid}", daemon=True).start()
+
+    def _answer(self, timeout_s: float | None = None) -> dict[str, Any]:
+        timeout_s = self.reply_timeout_s if timeout_s is None else timeout_s
+        try:
+            line = self.replies.get(timeout=timeout_s)
+        except queue.Empty:
+            self.proc.kill()
+            self.proc.wait()
+            raise RuntimeError(f"no answer in {timeout_s:g} s, worker killed; see {self.log.name}") from None
+        if line is None:
+            self.proc.wait()
+            raise RuntimeError(f"worker ended (exit code {self.proc.returncode}); see {self.log.name}")
+        return json.loads(line)
 
     def ready(self) -> bool:
         if self.error is None:
             try:
-                answer = self._answer()
+                answer = self._answer(START_TIMEOUT_S)
                 self.error = answer.get("error")
             except RuntimeError as exc:
                 self.error = str(exc)
@@ -190,6 +218,8 @@ def measure(workers: list[Worker], opts: dict[str, Any], spent_s: float) -> list
     samples = len(live) * (opts["rounds"] + opts["warmup_rounds"] + 1)  # +1: the calibration, about one sample
     sample_s = max(opts["min_sample_s"], (opts["budget_s"] - spent_s) / max(1, samples))
     opts["sample_s"] = sample_s
+    for w in live:
+        w.reply_timeout_s = max(w.reply_timeout_s, 10 * sample_s)
 
     def guarded(worker: Worker, fn) -> Any:
         try:
