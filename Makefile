@@ -142,4 +142,5 @@ tune: $(STAMP) ## learning-rate tuning per framework x method, then best vs defa
 	$(PYTHON) -m bench.report $(RESULTS)
 
 clean: ## remove everything make bench wrote under results/
-	rm -rf $(RESULTS)/runs $(RESULTS)/report $(RESULTS)/.hydra $(RESULTS)/timing $(RESULTS)/parity $(RESULTS)/toy
+	rm -rf $(RESULTS)/runs $(RESULTS)/report $(RESULTS)/.hydra $(RESULTS)/timing $(RESULTS)/parity $(RESULTS)/toy \
+		$(RESULTS)/.gpu-slots
