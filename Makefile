@@ -70,7 +70,7 @@ bench: $(STAMP) ## sweep 6 methods x 3 frameworks, toy, parity, timing pass, rep
 WORKERS ?= 3
 XDIST   := -n $(WORKERS) --dist loadgroup
 
-test: $(STAMP) ## the suite: everything but the stress tests (4.5 min on 2 cores)
+test: $(STAMP) ## the suite: everything but the stress tests (about 4 min on 2 cores)
 	$(PYTHON) -m pytest -m "not stress" $(XDIST) $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## the edit loop: no slow, browser or stress tests (under a minute)
