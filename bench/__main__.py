@@ -19,7 +19,7 @@ from bench.cli import entry, one_line
 from bench.exits import EXIT_BAD_INPUT, BadInput
 from bench.run.launch import SWEEP_PID_ENV, objective_value, run_job, stop_sweep_processes
 from bench.run.sweep import SweepProgress, apply_tuning_defaults, current_sweeper, is_tuning, mark_interrupted
-from bench.spec import CONF_DIR
+from bench.spec import CONF_DIR, conf_groups
 
 _result: list[int] = []
 
@@ -69,7 +69,7 @@ def _raised_by_hydra(exc: BaseException) -> bool:
 def check_group_overrides(argv: list[str]) -> None:
     """A config group takes one name (or a sweep of names): ``data=[1,2]`` would reach Hydra's
     defaults code as a list and crash there, so it is refused here, in one line."""
-    groups = {p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra"}
+    groups = conf_groups()
     for arg in argv:
         key, eq, value = arg.lstrip("+~").partition("=")
         if eq and key in groups and value.strip()[:1] in ("[", "{"):

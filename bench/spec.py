@@ -95,6 +95,11 @@ def _yaml_keys(path: Path) -> set[str]:
     return {k for k in OmegaConf.to_container(OmegaConf.load(path)) or {} if k != "defaults"}
 
 
+def conf_groups(conf_dir: Path = CONF_DIR) -> set[str]:
+    """The config groups: the folders of ``conf/`` (Hydra's own settings aside)."""
+    return {p.name for p in conf_dir.iterdir() if p.is_dir() and p.name != "hydra"}
+
+
 def unknown_keys(cfg: Mapping[str, Any], conf_dir: Path = CONF_DIR) -> list[str]:
     """Keys added with ``+key=...`` that no config file declares.
 
@@ -103,7 +108,7 @@ def unknown_keys(cfg: Mapping[str, Any], conf_dir: Path = CONF_DIR) -> list[str]
     ``+optimizer.betas=...``). Keys that other work adds to the yaml files are known at once.
     """
     known = _yaml_keys(conf_dir / "config.yaml") - {"hydra"}
-    groups = {p.name for p in conf_dir.iterdir() if p.is_dir() and p.name != "hydra"}
+    groups = conf_groups(conf_dir)
     for profile in (conf_dir / "profile").glob("*.yaml"):
         known |= _yaml_keys(profile)
     bad = [k for k in cfg if k not in known | groups]
