@@ -18,6 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # machine neither waits for the suite nor makes it wait (tests of the lock set their own).
 os.environ.setdefault("OPTBENCH_CPU_LOCK", str(Path(tempfile.mkdtemp(prefix="optbench-tests-")) / "cpu.lock"))
 SMALL = ["data=mnist_embedded", "data.limit_train=256", "data.limit_test=128"]
+# The harness tests (sweeps, kills, launchers, locks) train with JAX: the harness is the same for
+# every framework, and a JAX child starts in half a torch child's CPU time.
+HARNESS_FRAMEWORK = "framework=jax"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

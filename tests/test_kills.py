@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import HARNESS_FRAMEWORK
 from helpers import is_hanging, processes_mentioning, start_bench, status_of, wait_for
 
-# JAX: the harness is the same for every framework, and a JAX child starts in half a torch child's CPU time
-TINY = ["framework=jax", "data=mnist_embedded", "data.limit_train=64", "data.limit_test=64", "epochs=1",
+TINY = [HARNESS_FRAMEWORK, "data=mnist_embedded", "data.limit_train=64", "data.limit_test=64", "epochs=1",
         "optimizer=minibatch", "progress=none"]
 RUNS, KILLS = 200, 5
 

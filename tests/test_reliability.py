@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, SMALL, run_cli
+from conftest import HARNESS_FRAMEWORK, ROOT, SMALL, run_cli
 from helpers import (
     assert_one_line_error,
     is_hanging,
@@ -33,8 +33,7 @@ from bench import data as D
 from bench.results import run_dir, write_csv
 from bench.spec import run_id
 
-# JAX: the harness is the same for every framework, and a JAX child starts in half a torch child's CPU time
-FAST = [*SMALL, "framework=jax", "epochs=1", "optimizer=minibatch", "progress=none"]
+FAST = [*SMALL, HARNESS_FRAMEWORK, "epochs=1", "optimizer=minibatch", "progress=none"]
 
 
 # ------------------------------------------------------------------ helpers

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT, run_cli
+from conftest import HARNESS_FRAMEWORK, ROOT, run_cli
 from helpers import is_hanging, processes_mentioning, start_bench, status_of, wait_for
 from hydra import compose, initialize_config_dir
 
@@ -38,7 +38,7 @@ def _infos(results: Path) -> list[dict]:
 # ------------------------------------------------------------------ launchers
 @pytest.mark.slow
 def test_four_job_sweep_through_submitit_local_then_resume_and_report(results: Path) -> None:
-    args = ["hydra/launcher=submitit_local", "framework=jax", "optimizer=minibatch,sgd", "seeds=2", *TOY,
+    args = ["hydra/launcher=submitit_local", HARNESS_FRAMEWORK, "optimizer=minibatch,sgd", "seeds=2", *TOY,
             f"results_dir={results}"]
     proc = run_cli(*args, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -62,7 +62,7 @@ def test_four_job_sweep_through_submitit_local_then_resume_and_report(results: P
 
 @pytest.mark.slow
 def test_sigterm_ends_a_submitit_local_sweep_and_its_jobs(results: Path, tmp_path: Path) -> None:
-    args = ["-m", "hydra/launcher=submitit_local", "framework=jax", "optimizer=minibatch", "seed=0,1", *TOY,
+    args = ["-m", "hydra/launcher=submitit_local", HARNESS_FRAMEWORK, "optimizer=minibatch", "seed=0,1", *TOY,
             f"results_dir={results}"]
     proc, log = start_bench(args, tmp_path, "submitit", fault="hang@1@-s1-")
     wait_for(lambda: status_of(results, 0) == "completed" and is_hanging(results, 1))
@@ -113,7 +113,7 @@ def test_seeds_is_shorthand_for_a_seed_range_sweep() -> None:
 def test_optuna_sweep_with_three_trials_writes_its_best_parameters(results: Path) -> None:
     # objective=val_acc is implied by the sweeper; the split is set, as the default's 1000 is big here
     proc = run_cli("-m", "hydra/sweeper=tune_lr", "hydra.sweeper.n_trials=3",
-                   "data.val_size=64", "framework=jax", "optimizer=minibatch", *TOY, f"results_dir={results}",
+                   "data.val_size=64", HARNESS_FRAMEWORK, "optimizer=minibatch", *TOY, f"results_dir={results}",
                    timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (best_file,) = results.glob(".hydra/sweep/*/optimization_results.yaml")
@@ -129,7 +129,7 @@ def test_optuna_sweep_with_three_trials_writes_its_best_parameters(results: Path
     assert len(table) == 1 and table.iloc[0]["best_val_acc"] == pytest.approx(best["best_value"])
     assert table.iloc[0]["lrs_tried"] == 3
 
-    lrs_cli = run_cli("lrs", str(results), "jax", "minibatch", module="bench.tuning")
+    lrs_cli = run_cli("lrs", str(results), HARNESS_FRAMEWORK.partition("=")[2], "minibatch", module="bench.tuning")
     assert lrs_cli.returncode == 0
     tuned, default = (float(x) for x in lrs_cli.stdout.strip().split(","))
     assert tuned in lrs and default == default_lr("minibatch") == 0.01

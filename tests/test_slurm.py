@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SMALL, run_cli
+from conftest import HARNESS_FRAMEWORK, ROOT, SMALL, run_cli
 from helpers import is_hanging, start_bench, wait_for
 
 # About 2 minutes: a real one-node cluster, part of make test. One xdist worker runs them all,
@@ -22,8 +22,7 @@ SCRIPT = ROOT / "scripts" / "local-slurm"
 STATE = "/var/tmp/optbench-slurm"  # the script's default: one cluster per machine
 CPU_JOBS = ["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=0", "hydra.launcher.cpus_per_task=1",
             "hydra.launcher.mem_gb=1"]
-# JAX: the harness is the same for every framework, and a JAX child starts in half a torch child's CPU time
-TINY = [*SMALL, "framework=jax", "epochs=1", "optimizer=minibatch", "progress=none"]
+TINY = [*SMALL, HARNESS_FRAMEWORK, "epochs=1", "optimizer=minibatch", "progress=none"]
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_cli
+from conftest import HARNESS_FRAMEWORK, ROOT, run_cli
 
 from bench.clock import MachineCpu, Snapshot, contention_share, parse_proc_stat, parse_self_stat
 from bench.timing.core import COLUMNS, Worker, measure
@@ -140,12 +140,12 @@ def test_overlap_check_can_fail() -> None:
 def test_timing_passes_never_overlap_each_other_nor_a_training_run(tmp_path: Path) -> None:
     """Two sweeps and two timing passes started together: every timed phase runs alone."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OPTBENCH_CPU_LOCK": str(tmp_path / "cpu.lock")}
-    seed_run = run_cli(*TINY, "framework=jax", "optimizer=minibatch", f"results_dir={tmp_path / 'a'}", env=env)
+    seed_run = run_cli(*TINY, HARNESS_FRAMEWORK, "optimizer=minibatch", f"results_dir={tmp_path / 'a'}", env=env)
     assert seed_run.returncode == 0, seed_run.stderr[-2000:]
     for name in ("t1", "t2"):
         shutil.copytree(tmp_path / "a", tmp_path / name)
     commands = [
-        [sys.executable, "-m", "bench", "-m", *TINY, "framework=jax", "optimizer=minibatch,sgd", "jobs=2",
+        [sys.executable, "-m", "bench", "-m", *TINY, HARNESS_FRAMEWORK, "optimizer=minibatch,sgd", "jobs=2",
          f"results_dir={tmp_path / s}"] for s in ("s1", "s2")
     ] + [
         [sys.executable, "-m", "bench.timing", str(tmp_path / t), "rounds=5", "budget_s=2"] for t in ("t1", "t2")
