@@ -1,135 +1,241 @@
-"""The six methods as one table, and how each maps onto each framework's optimizers.
+"""Every method as data: its update rule written once, and how each framework's optimizer maps onto it.
 
-Every hyperparameter is in the tutorial's notation (``lr`` is the tutorial's η, ``beta`` the
-tutorial's β, ...).  ``native_kwargs`` turns that into the exact keyword arguments of the
-framework's built-in optimizer, passing *every* argument explicitly so that a change
-of library defaults cannot change what we run.  What native cannot express exactly
-is written next to the mapping as ``RESIDUAL``: it is a real framework difference,
-shown by ``python -m bench.parity``, not a bug to chase.
+**Rules.** A rule is one function ``update(p, g, state, step, hp) -> (delta, state)``: the step to
+subtract (θ ← θ − delta) and the new slot values, written in array arithmetic that numpy, torch,
+TensorFlow and JAX all accept (``+ - * /`` and ``** 0.5``). ``step.t`` is the step number (1 for
+the first update) and ``step.one_minus_pow(β)`` is 1 − βᵗ in the parameters' precision, computed by
+each adapter without cancellation. The same function runs in the toy paths (numpy, float64), in
+``bench.parity``'s float64 reference, and in every framework's ``optimizer.impl=reference``
+(a thin adapter per framework: in place for torch, ``assign`` for TensorFlow, functional for optax).
 
-This module imports neither framework.
+**Native calls.** :data:`NATIVE` gives the exact keyword arguments of each framework's built-in
+optimizer for a rule, every hyperparameter explicit so that a change of library defaults cannot
+change what is run. Where native computes something else, ``computes`` names the rule it does
+compute (also written once here) and ``residual`` says the difference in words: a real framework
+difference, shown by ``python -m bench.parity``, not a bug to chase.
+
+**Methods.** :data:`METHODS` are what ``conf/optimizer/<name>.yaml`` selects: a rule with a batch
+size. The tutorial's six come first; the ones after them are "beyond the tutorial".
+
+Adding an optimizer is this file (its rule, native entries and method) and its conf file.
+This module imports no framework.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+
+class Step(Protocol):
+    """The step counter as a rule sees it; each adapter provides one."""
+
+    t: Any
+
+    def one_minus_pow(self, beta: float) -> Any:
+        """1 − βᵗ, in the precision of the parameters."""
+
+
+class NumpyStep:
+    """The counter of the float64 paths (toy, parity's exact reference): plain Python floats."""
+
+    def __init__(self, t: int) -> None:
+        self.t = t
+
+    def one_minus_pow(self, beta: float) -> float:
+        return 1.0 - beta**self.t
+
+
+Update = Callable[[Any, Any, Mapping[str, Any], Step, Mapping[str, float]], tuple[Any, dict[str, Any]]]
 
 
 @dataclass(frozen=True)
-class Method:
-    """One of the tutorial's six methods."""
-
+class Rule:
     name: str
-    rule: str  # update rule family: sgd | momentum | rmsprop | adam
-    batch_size: int | None  # the method's own batch; None = the whole training set
+    update: Update
+    slots: tuple[str, ...]  # optimizer state per parameter, each zeros shaped like it at the start
+    hparams: tuple[str, ...]  # in the tutorial's notation; conf/optimizer/<method>.yaml gives each
     formula: str
 
 
-METHODS: dict[str, Method] = {
-    m.name: m
-    for m in (
-        Method("bgd", "sgd", None, "θ ← θ − η∇J(θ)  (whole training set per step)"),
-        Method("sgd", "sgd", 1, "θ ← θ − η∇J(θ; xᵢ, yᵢ)  (one sample per step)"),
-        Method("minibatch", "sgd", 32, "θ ← θ − η∇J(θ; B)"),
-        Method("momentum", "momentum", 32, "v ← βv + (1−β)∇J;  θ ← θ − ηv"),
-        Method("rmsprop", "rmsprop", 32, "s ← βs + (1−β)(∇J)²;  θ ← θ − η∇J/(√s + ε)"),
-        Method(
-            "adam",
-            "adam",
-            32,
-            "m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²; θ ← θ − η m̂/(√v̂ + ε)",
-        ),
-    )
-}
+RULES: dict[str, Rule] = {}
 
-# Hyperparameters each rule needs (all must be present in conf/optimizer/<name>.yaml).
-REQUIRED_HPARAMS: dict[str, tuple[str, ...]] = {
-    "sgd": ("lr",),
-    "momentum": ("lr", "beta"),
-    "rmsprop": ("lr", "beta", "eps"),
-    "adam": ("lr", "beta1", "beta2", "eps"),
-}
 
-# What native cannot match exactly, per rule and framework ("" = exact match).
-RESIDUAL: dict[tuple[str, str], str] = {
-    ("sgd", "torch"): "",
-    ("sgd", "tensorflow"): "",
-    ("momentum", "torch"): "",  # the tutorial's EMA momentum == torch momentum with lr·(1−β)
-    ("momentum", "tensorflow"): "",  # Keras velocity = −lr·(torch buffer): same iterates
-    ("rmsprop", "torch"): "",  # torch: θ −= lr·g/(√s + ε), the tutorial's form
-    ("rmsprop", "tensorflow"): "Keras puts ε inside the root: θ −= lr·g/√(s + ε)",
-    ("adam", "torch"): "",  # torch: θ −= lr·m̂/(√v̂ + ε), the tutorial's form
-    ("adam", "tensorflow"): "Keras uses ε-hat: θ −= lr·m̂/(√v̂ + ε/√(1−β₂ᵗ)); larger ε early on",
-    ("sgd", "jax"): "",
-    ("momentum", "jax"): "",  # optax trace b ← g + βb is torch's buffer: lr·(1−β) again
-    ("rmsprop", "jax"): "",  # optax's default eps_in_sqrt=True is Keras' form; eps_in_sqrt=False is the tutorial's
+def rule(slots: tuple[str, ...], hparams: tuple[str, ...], formula: str) -> Callable[[Update], Update]:
+    """Register ``update`` as the rule named after the function."""
+    def register(update: Update) -> Update:
+        RULES[update.__name__] = Rule(update.__name__, update, slots, hparams, formula)
+        return update
+    return register
+
+
+def get_rule(name: str) -> Rule:
+    """The rule called ``name``; an unknown rule is an error, never a fallback to another one."""
+    try:
+        return RULES[name]
+    except KeyError:
+        raise ValueError(f"unknown update rule {name!r}; known: {', '.join(RULES)}") from None
+
+
+# ---------------------------------------------------------------- the rules, each written once
+@rule((), ("lr",), "θ ← θ − η g")
+def sgd(p, g, s, step, hp):
+    return hp["lr"] * g, {}
+
+
+@rule(("v",), ("lr", "beta"), "v ← βv + (1−β)g;  θ ← θ − ηv")
+def momentum(p, g, s, step, hp):
+    v = s["v"] * hp["beta"] + (1.0 - hp["beta"]) * g
+    return hp["lr"] * v, {"v": v}
+
+
+@rule(("s",), ("lr", "beta", "eps"), "s ← βs + (1−β)g²;  θ ← θ − η g/(√s + ε)")
+def rmsprop(p, g, s, step, hp):
+    sq = s["s"] * hp["beta"] + (1.0 - hp["beta"]) * (g * g)
+    return hp["lr"] * g / (sq**0.5 + hp["eps"]), {"s": sq}
+
+
+@rule(("s",), ("lr", "beta", "eps"), "s ← βs + (1−β)g²;  θ ← θ − η g/√(s + ε)")
+def rmsprop_eps_in_root(p, g, s, step, hp):
+    sq = s["s"] * hp["beta"] + (1.0 - hp["beta"]) * (g * g)
+    return hp["lr"] * g / (sq + hp["eps"]) ** 0.5, {"s": sq}
+
+
+def _moments(g, s, hp):
+    m = s["m"] * hp["beta1"] + (1.0 - hp["beta1"]) * g
+    v = s["v"] * hp["beta2"] + (1.0 - hp["beta2"]) * (g * g)
+    return m, v
+
+
+@rule(("m", "v"), ("lr", "beta1", "beta2", "eps"),
+      "m ← β₁m + (1−β₁)g;  v ← β₂v + (1−β₂)g²;  θ ← θ − η m̂/(√v̂ + ε),  m̂ = m/(1−β₁ᵗ), v̂ = v/(1−β₂ᵗ)")
+def adam(p, g, s, step, hp):
+    m, v = _moments(g, s, hp)
+    m_hat, v_hat = m / step.one_minus_pow(hp["beta1"]), v / step.one_minus_pow(hp["beta2"])
+    return hp["lr"] * m_hat / (v_hat**0.5 + hp["eps"]), {"m": m, "v": v}
+
+
+@rule(("m", "v"), ("lr", "beta1", "beta2", "eps"), "Adam with ε-hat: θ ← θ − η m̂/(√v̂ + ε/√(1−β₂ᵗ))")
+def adam_eps_hat(p, g, s, step, hp):
+    m, v = _moments(g, s, hp)
+    c2 = step.one_minus_pow(hp["beta2"])
+    m_hat, v_hat = m / step.one_minus_pow(hp["beta1"]), v / c2
+    return hp["lr"] * m_hat / (v_hat**0.5 + hp["eps"] / c2**0.5), {"m": m, "v": v}
+
+
+# ---------------------------------------------------------------- native calls
+@dataclass(frozen=True)
+class Native:
+    """A framework's built-in optimizer for a rule: torch.optim class, keras.optimizers class or
+    optax function, with the keyword arguments as a function of the tutorial's hyperparameters."""
+
+    call: str
+    kwargs: Callable[[Mapping[str, float]], dict[str, Any]]
+    computes: str = ""  # the rule native really computes, where it is not the method's own
+    residual: str = ""  # that difference in words ("" = native computes the rule exactly)
+
+
+def _ema_lr(hp: Mapping[str, float]) -> float:
+    """The tutorial's EMA momentum v ← βv + (1−β)g with η is native momentum b ← βb + g with
+    lr = η(1−β): v = (1−β)b, the same iterates."""
+    return hp["lr"] * (1.0 - hp["beta"])
+
+
+NATIVE: dict[tuple[str, str], Native] = {
+    ("sgd", "torch"): Native("SGD", lambda hp: dict(
+        lr=hp["lr"], momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False)),
+    ("sgd", "tensorflow"): Native("SGD", lambda hp: dict(learning_rate=hp["lr"], momentum=0.0, nesterov=False)),
+    ("sgd", "jax"): Native("sgd", lambda hp: dict(
+        learning_rate=hp["lr"], momentum=None, nesterov=False, accumulator_dtype=None)),
+    # torch: b ← βb + g, θ −= lr·b.  Keras: u ← βu − lr·g, θ += u (u = −lr·b, the same iterates;
+    # Keras insists on a float momentum).  optax: trace b ← g + βb, θ −= lr·b.
+    ("momentum", "torch"): Native("SGD", lambda hp: dict(
+        lr=_ema_lr(hp), momentum=hp["beta"], dampening=0.0, weight_decay=0.0, nesterov=False)),
+    ("momentum", "tensorflow"): Native("SGD", lambda hp: dict(
+        learning_rate=_ema_lr(hp), momentum=float(hp["beta"]), nesterov=False)),
+    ("momentum", "jax"): Native("sgd", lambda hp: dict(
+        learning_rate=_ema_lr(hp), momentum=hp["beta"], nesterov=False, accumulator_dtype=None)),
+    ("rmsprop", "torch"): Native("RMSprop", lambda hp: dict(
+        lr=hp["lr"], alpha=hp["beta"], eps=hp["eps"], weight_decay=0.0, momentum=0.0, centered=False)),
+    ("rmsprop", "tensorflow"): Native("RMSprop", lambda hp: dict(
+        learning_rate=hp["lr"], rho=hp["beta"], epsilon=hp["eps"], momentum=0.0, centered=False),
+        computes="rmsprop_eps_in_root", residual="Keras puts ε inside the root: θ −= lr·g/√(s + ε)"),
+    # optax's default eps_in_sqrt=True is Keras' form; eps_in_sqrt=False is the tutorial's.
+    ("rmsprop", "jax"): Native("rmsprop", lambda hp: dict(
+        learning_rate=hp["lr"], decay=hp["beta"], eps=hp["eps"], initial_scale=0.0, eps_in_sqrt=False,
+        centered=False, momentum=None, nesterov=False, bias_correction=False)),
+    ("adam", "torch"): Native("Adam", lambda hp: dict(
+        lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"], weight_decay=0.0, amsgrad=False)),
+    ("adam", "tensorflow"): Native("Adam", lambda hp: dict(
+        learning_rate=hp["lr"], beta_1=hp["beta1"], beta_2=hp["beta2"], epsilon=hp["eps"], amsgrad=False),
+        computes="adam_eps_hat",
+        residual="Keras uses ε-hat: θ −= lr·m̂/(√v̂ + ε/√(1−β₂ᵗ)); larger ε early on"),
     # optax: θ −= lr·m̂/(√(v̂ + eps_root) + ε), the tutorial's form with eps_root=0. Its 1 − βᵗ is taken
     # in float32 (1.3e-5 off at t = 1 for β = 0.999): rounding, but 10x the reference's after 50 steps.
-    ("adam", "jax"): "",
+    ("adam", "jax"): Native("adam", lambda hp: dict(
+        learning_rate=hp["lr"], b1=hp["beta1"], b2=hp["beta2"], eps=hp["eps"], eps_root=0.0, mu_dtype=None,
+        nesterov=False)),
 }
 
 
-def native_kwargs(rule: str, framework: str, hp: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    """Return (class name, keyword arguments) of the native optimizer for ``rule``.
+def native(rule_name: str, framework: str) -> Native:
+    try:
+        return NATIVE[(rule_name, framework)]
+    except KeyError:
+        raise ValueError(f"no native optimizer for rule={rule_name!r} framework={framework!r}") from None
 
-    torch classes live in ``torch.optim``, TensorFlow ones in ``keras.optimizers``, JAX ones
-    are ``optax`` functions.
+
+def native_kwargs(rule_name: str, framework: str, hp: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(class or function name, keyword arguments) of the native optimizer for ``rule_name``.
+
+    torch classes live in ``torch.optim``, TensorFlow ones in ``keras.optimizers``, JAX ones are
+    ``optax`` functions.
     """
-    lr = float(hp["lr"])
-    if framework == "torch":
-        if rule == "sgd":
-            return "SGD", dict(lr=lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False)
-        if rule == "momentum":
-            beta = float(hp["beta"])
-            # Seed: v ← βv + (1−β)g, θ −= ηv.  torch: b ← βb + g, θ −= lr·b, so v = (1−β)b.
-            return "SGD", dict(
-                lr=lr * (1.0 - beta), momentum=beta, dampening=0.0, weight_decay=0.0, nesterov=False
-            )
-        if rule == "rmsprop":
-            return "RMSprop", dict(
-                lr=lr, alpha=float(hp["beta"]), eps=float(hp["eps"]),
-                weight_decay=0.0, momentum=0.0, centered=False,
-            )
-        if rule == "adam":
-            return "Adam", dict(
-                lr=lr, betas=(float(hp["beta1"]), float(hp["beta2"])), eps=float(hp["eps"]),
-                weight_decay=0.0, amsgrad=False,
-            )
-    elif framework == "tensorflow":
-        if rule == "sgd":
-            return "SGD", dict(learning_rate=lr, momentum=0.0, nesterov=False)
-        if rule == "momentum":
-            beta = float(hp["beta"])
-            # Keras: u ← βu − lr·g, θ += u.  Same iterates as torch with the same lr.
-            # Keras insists on a float momentum.
-            return "SGD", dict(learning_rate=lr * (1.0 - beta), momentum=float(beta), nesterov=False)
-        if rule == "rmsprop":
-            return "RMSprop", dict(
-                learning_rate=lr, rho=float(hp["beta"]), epsilon=float(hp["eps"]),
-                momentum=0.0, centered=False,
-            )
-        if rule == "adam":
-            return "Adam", dict(
-                learning_rate=lr, beta_1=float(hp["beta1"]), beta_2=float(hp["beta2"]),
-                epsilon=float(hp["eps"]), amsgrad=False,
-            )
-    elif framework == "jax":
-        if rule == "sgd":
-            return "sgd", dict(learning_rate=lr, momentum=None, nesterov=False, accumulator_dtype=None)
-        if rule == "momentum":
-            beta = float(hp["beta"])
-            # optax: b ← g + βb, θ −= lr·b (not an EMA), so the tutorial's η becomes lr = η(1−β).
-            return "sgd", dict(learning_rate=lr * (1.0 - beta), momentum=beta, nesterov=False,
-                               accumulator_dtype=None)
-        if rule == "rmsprop":
-            return "rmsprop", dict(
-                learning_rate=lr, decay=float(hp["beta"]), eps=float(hp["eps"]), initial_scale=0.0,
-                eps_in_sqrt=False, centered=False, momentum=None, nesterov=False, bias_correction=False,
-            )
-        if rule == "adam":
-            return "adam", dict(
-                learning_rate=lr, b1=float(hp["beta1"]), b2=float(hp["beta2"]), eps=float(hp["eps"]),
-                eps_root=0.0, mu_dtype=None, nesterov=False,
-            )
-    raise ValueError(f"no native mapping for rule={rule!r} framework={framework!r}")
+    entry = native(rule_name, framework)
+    return entry.call, entry.kwargs({k: float(hp[k]) for k in get_rule(rule_name).hparams})
+
+
+def computed_rule(rule_name: str, framework: str, impl: str) -> str:
+    """The rule a framework's optimizer computes: the method's own, or the variant its native one has."""
+    if impl == "native":
+        return native(rule_name, framework).computes or rule_name
+    return rule_name
+
+
+# What native cannot match exactly, per rule and framework ("" = exact match).
+RESIDUAL: dict[tuple[str, str], str] = {key: entry.residual for key, entry in NATIVE.items()}
+
+
+# ---------------------------------------------------------------- methods
+@dataclass(frozen=True)
+class Method:
+    """What ``optimizer=<name>`` selects: a rule and the batch it sees."""
+
+    name: str
+    rule: str
+    batch_size: int | None  # the method's own batch; None = the whole training set
+    colour: str  # in the toy figures, the same for a method everywhere
+    toy_lr: float  # its step size on the toy's Rosenbrock surface (the tutorial's x² uses η 0.1 for all)
+    tutorial: bool = True  # one of the tutorial's six; the others are "beyond the tutorial"
+
+    @property
+    def formula(self) -> str:
+        batch = {None: "  (whole training set per step)", 1: "  (one sample per step)"}.get(self.batch_size, "")
+        return get_rule(self.rule).formula + batch
+
+
+# Rosenbrock's curvature (up to ~2,000 at the start) caps plain GD at η ≈ 1e-3; the adaptive
+# methods take steps of about η per coordinate, so they get a larger one.
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("bgd", "sgd", None, "#000000", 1e-3),
+    Method("sgd", "sgd", 1, "#9c36b5", 1e-3),
+    Method("minibatch", "sgd", 32, "#2f9e44", 1e-3),
+    Method("momentum", "momentum", 32, "#e67700", 1e-2),
+    Method("rmsprop", "rmsprop", 32, "#1971c2", 2e-2),
+    Method("adam", "adam", 32, "#c2255c", 5e-2),
+)}
+TUTORIAL_METHODS = tuple(name for name, m in METHODS.items() if m.tutorial)
+
+
+def required_hparams(method: str) -> tuple[str, ...]:
+    return get_rule(METHODS[method].rule).hparams

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.exits import BadInput
+from bench.frameworks import NAMES as FRAMEWORKS
 from bench.machine import resolve_device
-from bench.optimizers import METHODS, REQUIRED_HPARAMS
+from bench.optimizers import METHODS, required_hparams
+from models.layers import DEFAULT_MODEL, ModelError, parse_flow_list, parse_model
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -25,9 +27,10 @@ MODES = ("eager", "compiled")
 IMPLS = ("native", "reference")
 INITS = ("shared", "native")
 PRECISIONS = ("fp32", "tf32")
-FRAMEWORKS = ("torch", "tensorflow", "jax")
-# Keys that do not change what is computed, so they stay out of the run_id.
-BOOKKEEPING = ("results_dir", "jobs", "force", "progress", "python")
+# The bookkeeping keys: they do not change what is computed, so they stay out of the run_id. The one
+# list of them: ``--help`` marks them, tests hold docs/ARCHITECTURE.md to it. ``python`` is
+# framework.python; of the others only ``progress`` reaches a spec, but each is bookkeeping all the same.
+BOOKKEEPING = ("results_dir", "jobs", "runs_per_gpu", "force", "progress", "objective", "python")
 # Keys added after run_ids were first published: they enter the run_id only when they differ
 # from these defaults, so every earlier run keeps its id (and its results folder).
 LATER_KEYS = {"diverge_factor": 10.0, "min_steps": 0}
@@ -123,7 +126,7 @@ def unknown_keys(cfg: Mapping[str, Any], conf_dir: Path = CONF_DIR) -> list[str]
     return sorted(bad)
 
 
-GROUPS = ("framework", "optimizer", "data")  # the config groups a run spec is composed of
+GROUPS = ("framework", "optimizer", "data", "model")  # the config groups a run spec is composed of
 
 
 def parse_scalar(text: str) -> Any:
@@ -143,29 +146,44 @@ def conf_group(group: str, name: str, conf_dir: Path = CONF_DIR) -> dict[str, An
     """The top-level ``key: value`` lines of ``conf/<group>/<name>.yaml`` (``group=""``: config.yaml).
 
     Read without omegaconf or PyYAML, which a bare GPU box may lack: the conf files are flat,
-    and nested blocks (``defaults``, ``hydra``) are skipped.
+    and nested blocks (``defaults``, ``hydra``) are skipped, but for a model's ``layers``, a list
+    of one-line ``- {type: ..., key: value}`` entries.
     """
     path = conf_dir / group / f"{name}.yaml"
     if not path.is_file():
         raise BadInput(f"{group}={name!r}: no {path.relative_to(conf_dir.parent)}")
     out: dict[str, Any] = {}
+    block: list[str] | None = None
     for line in path.read_text(encoding="utf-8").splitlines():
+        if block is not None and line.startswith((" ", "-")):
+            block.append(line)
+            continue
+        block = None
         line = line.split(" #", 1)[0].rstrip()
         key, colon, value = line.partition(":")
-        if colon and value.strip() and not line[0].isspace() and line[0] not in "#-":
-            out[key.strip()] = parse_scalar(value)
+        if colon and not line[0].isspace() and line[0] not in "#-":
+            if value.strip():
+                out[key.strip()] = parse_scalar(value)
+            elif key.strip() == "layers":
+                block = out["layers"] = []
+    if isinstance(out.get("layers"), list):
+        try:
+            out["layers"] = parse_flow_list(out["layers"])
+        except ModelError as exc:
+            raise BadInput(f"{path.relative_to(conf_dir.parent)}: {exc}") from None
     return out
 
 
-def compose(framework: str, optimizer: str, data: str, /, **overrides: Any) -> dict[str, Any]:
-    """The config that ``python -m bench framework=.. optimizer=.. data=..`` composes, without Hydra.
+def compose(framework: str, optimizer: str, data: str, model: str = DEFAULT_MODEL, /,
+            **overrides: Any) -> dict[str, Any]:
+    """The config that ``python -m bench framework=.. optimizer=.. data=.. model=..`` composes, without Hydra.
 
     For commands that build run specs themselves (``bench.perf``, ``make gpu-check``); pass the
     result to :func:`build_spec`, which validates it. ``overrides`` replace top-level keys of
     config.yaml; a dict given for a group (``data={"limit_train": 64}``) updates that group's keys.
     """
     cfg = conf_group("", "config")
-    for group, name in zip(GROUPS, (framework, optimizer, data)):
+    for group, name in zip(GROUPS, (framework, optimizer, data, model)):
         cfg[group] = conf_group(group, name)
     for key, value in overrides.items():
         if key in GROUPS and isinstance(value, Mapping):
@@ -184,31 +202,29 @@ def build_spec(cfg: Mapping[str, Any]) -> dict[str, Any]:
     data = dict(cfg["data"])
     _choice("framework", fw.get("name"), FRAMEWORKS)
     name = _choice("optimizer", opt.get("name"), tuple(METHODS))
-    rule = METHODS[name].rule
-    missing = [k for k in REQUIRED_HPARAMS[rule] if opt.get(k) is None]
+    hparams = required_hparams(name)
+    missing = [k for k in hparams if opt.get(k) is None]
     if missing:
         raise BadInput(f"optimizer {name} needs {', '.join('optimizer.' + k for k in missing)}")
-    opt["lr"] = _positive_float("optimizer.lr", opt["lr"])
-    for key in REQUIRED_HPARAMS[rule][1:]:
-        value = _positive_float(f"optimizer.{key}", opt[key])
-        if key.startswith("beta") and value >= 1:
-            raise BadInput(f"optimizer.{key} must be < 1, got {value}")
-        opt[key] = value
+    for key in hparams:
+        opt[key] = _hparam(key, opt[key])
     _choice("optimizer.impl", opt.get("impl"), IMPLS)
+    model = _model(cfg.get("model"))
 
     batch = cfg.get("batch_size")
     if batch is None:
         batch = opt.get("batch_size")
     if batch != "full":
         batch = _int("batch_size", batch, 1)
-    for key in ("limit_train", "limit_test", "val_size"):
-        if data.get(key) is not None:
-            _int(f"data.{key}", data[key], 0)
+    for key, least in (("limit_train", 1), ("limit_test", 1), ("val_size", 0)):
+        if data.get(key) is not None:  # a limit is at least 1; null means no limit
+            _int(f"data.{key}", data[key], least)
 
     spec = {
         "framework": fw,
         "optimizer": opt,
         "data": data,
+        "model": model,
         "batch_size": batch,
         "epochs": _int("epochs", cfg.get("epochs"), 1),
         "seed": _int("seed", cfg.get("seed"), 0, SEED_MAX),
@@ -235,8 +251,42 @@ def build_spec(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return spec
 
 
+def _hparam(key: str, value: Any) -> float:
+    """A hyperparameter in range: β's in (0, 1), weight decay >= 0, every other one > 0."""
+    if key == "weight_decay":
+        out = _positive_float(f"optimizer.{key}", value) if value != 0 else 0.0
+    else:
+        out = _positive_float(f"optimizer.{key}", value)
+    if key.startswith("beta") and out >= 1:
+        raise BadInput(f"optimizer.{key} must be < 1, got {out}")
+    return out
+
+
+def _model(node: Any) -> dict[str, Any]:
+    """The model's layer list, checked against the 28x28x1 input before any framework is imported."""
+    if node is None:
+        node = conf_group("model", DEFAULT_MODEL)
+    try:
+        return parse_model(node).as_config()
+    except ModelError as exc:
+        raise BadInput(str(exc)) from None
+
+
+_TUTORIAL_MODEL: dict[str, Any] | None = None
+
+
+def is_default_model(model: Mapping[str, Any] | None) -> bool:
+    """The tutorial's MLP, as conf/model/mlp.yaml writes it: the model that stays out of run_ids."""
+    global _TUTORIAL_MODEL
+    if _TUTORIAL_MODEL is None:
+        _TUTORIAL_MODEL = parse_model(conf_group("model", DEFAULT_MODEL)).as_config()
+    return model is None or dict(model) == _TUTORIAL_MODEL
+
+
 def _identity(spec: Mapping[str, Any]) -> dict[str, Any]:
     ident = {k: v for k, v in spec.items() if k not in BOOKKEEPING + ("run_id", "device_requested")}
+    if is_default_model(spec.get("model")):
+        ident.pop("model", None)
     ident["framework"] = {k: v for k, v in spec["framework"].items() if k not in BOOKKEEPING}
     ident["data"] = {k: v for k, v in spec["data"].items() if k not in ("mirrors", "timeout")}
     for key, default in LATER_KEYS.items():
@@ -253,4 +303,6 @@ def run_id(spec: Mapping[str, Any]) -> str:
         f"{spec['framework']['name']}-{opt['name']}-{opt['impl']}-bs{spec['batch_size']}"
         f"-lr{opt['lr']:g}-s{spec['seed']}-{spec['data']['name']}-{spec['device']}"
     )
+    if not is_default_model(spec.get("model")):
+        readable += f"-{spec['model']['name']}"
     return re.sub(r"[^A-Za-z0-9._-]", "_", readable) + "-" + digest

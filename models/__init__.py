@@ -1,1 +1,2 @@
-"""The tutorial's MLP (784 -> 128 ReLU -> 10 logits), once per framework, plus the shared start."""
+"""Models as data: a layer list (``conf/model/*.yaml``) read by ``models.layers``, one builder per
+framework (``torch_model``, ``tf_model``, ``jax_model``) and one shared numpy start (``models.init``)."""

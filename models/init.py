@@ -1,23 +1,25 @@
-"""Initial weights drawn once in numpy, loaded into both frameworks' models.
+"""Initial weights drawn once in numpy, loaded into every framework's model.
 
-Canonical layout is Keras' ([in, out] kernels); the torch model transposes on load.
-The distribution is torch's default for nn.Linear (U(±1/√fan_in) for weight and bias),
-drawn here so that the start does not depend on which framework draws it.
+The distribution is torch's default for its layers (U(±1/√fan_in) for kernels and biases, fan_in
+= inputs of a dense unit, kernel² × input channels of a conv filter), drawn here so that the start
+does not depend on which framework draws it. Layout: the canonical one of ``models.layers``
+([in, out] dense kernels, HWIO conv kernels); each framework's builder converts on load.
 """
 from __future__ import annotations
 
 import numpy as np
 
-LAYERS = ((784, 128), (128, 10))  # the tutorial's MLP: Dense(128, relu) -> Dense(10)
-PARAM_NAMES = ("w1", "b1", "w2", "b2")
+from models.layers import Model
 
 
-def initial_weights(seed: int) -> dict[str, np.ndarray]:
-    """float32 weights {w1 [784,128], b1 [128], w2 [128,10], b2 [10]} from ``seed``."""
+def initial_weights(seed: int, model: Model) -> dict[str, np.ndarray]:
+    """float32 weights {w1, b1, w2, b2, ...} of ``model`` from ``seed``, in layer order.
+
+    For the tutorial's MLP these are the draws optbench has always made, so its runs are unchanged.
+    """
     rng = np.random.default_rng([int(seed), 0x1417])
     out: dict[str, np.ndarray] = {}
-    for i, (fan_in, fan_out) in enumerate(LAYERS, start=1):
-        bound = 1.0 / np.sqrt(fan_in)
-        out[f"w{i}"] = rng.uniform(-bound, bound, (fan_in, fan_out)).astype(np.float32)
-        out[f"b{i}"] = rng.uniform(-bound, bound, (fan_out,)).astype(np.float32)
+    for p in model.params:
+        bound = 1.0 / np.sqrt(p.fan_in)
+        out[p.name] = rng.uniform(-bound, bound, p.shape).astype(np.float32)
     return out

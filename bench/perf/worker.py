@@ -19,6 +19,7 @@ from typing import Any
 
 from bench.data import Dataset, load_dataset
 from bench.perf.cases import NAIVE
+from models.layers import parse_model
 
 RESULT_TAG = "PERF_RESULT "  # the worker's last stdout line: this tag + one JSON object
 
@@ -54,7 +55,7 @@ def _naive(job: Mapping[str, Any], data: Dataset) -> dict[str, Any]:
     batch = data.n_train if job["batch"] == "full" else job["batch"]
     extra = {"device": job["device"]} if job["framework"] == "torch" else {}  # TF places ops by itself
     times = importlib.import_module(NAIVE[job["framework"]].module).epoch_times(
-        data.x_train, data.y_train, batch, job["reps"], **extra)
+        data.x_train, data.y_train, batch, job["reps"], model=parse_model(job["model"]), **extra)
     return {"epoch_times": [w for w, _ in times], "cpu_times": [c for _, c in times],
             "steps": -(-data.n_train // batch), "n_train": data.n_train, "dataset": data.name}
 
@@ -64,11 +65,9 @@ def _harness(job: Mapping[str, Any], data: Dataset) -> dict[str, Any]:
     from bench.loop import train
     from bench.results import read_json
     from bench.run.child import make_runner, resolve_batch_size
-    from models.init import initial_weights
-
     spec = job["spec"]
     batch = resolve_batch_size(spec, data.n_train)
-    runner = _Clocked(make_runner(spec, data, initial_weights(spec["seed"])))
+    runner = _Clocked(make_runner(spec, data))
     with tempfile.TemporaryDirectory() as tmp:
         status = train(spec, runner, data, Path(tmp), batch)
         with open(Path(tmp) / "metrics.csv", newline="") as fh:

@@ -17,7 +17,6 @@ seconds, and ends ``completed`` (tests of the GPU lanes on a machine without a G
 from __future__ import annotations
 
 import errno
-import importlib
 import json
 import os
 import platform
@@ -29,12 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import frameworks
 from bench.clock import loadavg
 from bench.data import DataError, load_dataset
 from bench.exits import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED, sigterm_as_interrupt
 from bench.loop import train
 from bench.results import update_run_json
 from models.init import initial_weights
+from models.layers import parse_model
 
 FAULTS = ("segv", "kill", "raise", "hang")
 
@@ -83,17 +84,16 @@ def resolve_batch_size(spec: dict, n_train: int) -> int:
     return int(batch)
 
 
-# framework name -> (module, class) of its runner; imported only when that framework runs.
-RUNNERS = {
-    "torch": ("bench.frameworks.torch.runner", "TorchRunner"),
-    "tensorflow": ("bench.frameworks.tf.runner", "TFRunner"),
-    "jax": ("bench.frameworks.jax.runner", "JaxRunner"),
-}
+def spec_weights(spec: dict) -> dict[str, np.ndarray]:
+    """The shared start of the run's model, from its seed."""
+    return initial_weights(spec["seed"], parse_model(spec["model"]))
 
 
-def make_runner(spec: dict, data, weights):
-    module, cls = RUNNERS[spec["framework"]["name"]]
-    return getattr(importlib.import_module(module), cls)(spec, data, weights)
+def make_runner(spec: dict, data, weights: dict[str, np.ndarray] | None = None):
+    """The framework's runner (the registry names it; imported only now, in this child)."""
+    framework = frameworks.get(spec["framework"]["name"])
+    runner = framework.load("runner", framework.runner)
+    return runner(spec, data, spec_weights(spec) if weights is None else weights)
 
 
 def env_only(out_dir: Path, seconds: str) -> int:
@@ -123,7 +123,6 @@ def main(spec_path: str) -> int:
         update_run_json(out_dir, status="failed", error=str(exc), end_time=time.time())
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    weights = initial_weights(spec["seed"])
     # The load next to the run's times says whether the machine was busy while it trained.
     update_run_json(
         out_dir, status="running", child_start_time=started, loadavg_before=loadavg(),
@@ -132,7 +131,7 @@ def main(spec_path: str) -> int:
         python=platform.python_version(), python_executable=sys.executable, numpy=np.__version__,
     )
     try:
-        runner = with_fault(make_runner(spec, data, weights), spec["run_id"], os.environ.get("OPTBENCH_FAULT"))
+        runner = with_fault(make_runner(spec, data), spec["run_id"], os.environ.get("OPTBENCH_FAULT"))
         update_run_json(out_dir, **runner.describe())
         status = train(spec, runner, data, out_dir, batch_size)
     except KeyboardInterrupt:

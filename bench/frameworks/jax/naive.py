@@ -11,22 +11,24 @@ import jax
 import numpy as np
 import optax
 
-from models import jax_mlp
+from models import jax_model
 from models.init import initial_weights
+from models.layers import Model
 
 
-def epoch_times(images: np.ndarray, labels: np.ndarray, batch_size: int,
-                epochs: int) -> list[tuple[float, float]]:
+def epoch_times(images: np.ndarray, labels: np.ndarray, batch_size: int, epochs: int,
+                model: Model) -> list[tuple[float, float]]:
     """(wall, process CPU) seconds per epoch; a first epoch (compiling the step shapes) is run
     and dropped as the warm-up. The clock is read after the last step's result is ready."""
     device = jax.devices()[0]
-    params = jax_mlp.load_shared(initial_weights(0), device)
+    params = jax_model.load_shared(initial_weights(0, model), device)
+    loss_fn = jax_model.make_loss(model)
     tx = optax.adam(1e-3)
     opt_state = tx.init(params)
 
     @jax.jit
     def update(params, opt_state, x, y):
-        loss, grads = jax.value_and_grad(jax_mlp.loss_fn)(params, x, y)
+        loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 

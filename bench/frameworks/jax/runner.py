@@ -17,8 +17,9 @@ import optax
 from bench.data import Dataset, as_float
 from bench.loop import steps_per_epoch
 from bench.machine import cpu_name
-from bench.optimizers import METHODS, native_kwargs
-from models import jax_mlp
+from bench.optimizers import METHODS, get_rule, native_kwargs
+from models import jax_model
+from models.layers import parse_model
 
 EVAL_CHUNK = 10_000
 
@@ -29,7 +30,7 @@ def make_optimizer(spec: dict[str, Any]) -> optax.GradientTransformation:
     if opt["impl"] == "reference":
         from bench.frameworks.jax.reference import reference
 
-        return reference(rule, opt)
+        return reference(get_rule(rule), opt)
     fn, kwargs = native_kwargs(rule, "jax", opt)
     return getattr(optax, fn)(**kwargs)
 
@@ -47,8 +48,10 @@ class JaxRunner:
                        "test": (put(as_float(data.x_test)), put(data.y_test.astype(np.int32)))}
         if data.y_val is not None:
             self.splits["val"] = (put(as_float(data.x_val)), put(data.y_val.astype(np.int32)))
-        params = (jax_mlp.load_shared(weights, self.device) if spec["init"] == "shared"
-                  else jax_mlp.native_init(spec["seed"], self.device))
+        model = parse_model(spec["model"])
+        self._forward, self._loss = jax_model.make_forward(model), jax_model.make_loss(model)
+        params = (jax_model.load_shared(weights, self.device) if spec["init"] == "shared"
+                  else jax_model.native_init(model, spec["seed"], self.device))
         self.tx = make_optimizer(spec)
         self.state = (params, jax.device_put(self.tx.init(params), self.device))
         # The data are arguments, not closed-over constants (those would be baked into the program).
@@ -67,7 +70,7 @@ class JaxRunner:
         params, opt_state, losses, k = carry
         # Gathering the batch here, per step, reads only its rows.
         xb, yb = (x, y) if idx is None else (x[idx], y[idx])
-        loss, grads = jax.value_and_grad(jax_mlp.loss_fn)(params, xb, yb)
+        loss, grads = jax.value_and_grad(self._loss)(params, xb, yb)
         updates, opt_state = self.tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, losses.at[k].set(loss), k + 1
 
@@ -119,7 +122,7 @@ class JaxRunner:
         return elapsed
 
     def _eval_fn(self, params, xb: jax.Array, yb: jax.Array) -> tuple[jax.Array, jax.Array]:
-        logits = jax_mlp.forward(params, xb)
+        logits = self._forward(params, xb)
         # Per-sample losses: the caller sums them in float64, as the other runners do.
         return optax.softmax_cross_entropy_with_integer_labels(logits, yb), (jnp.argmax(logits, 1) == yb).sum()
 
@@ -162,4 +165,4 @@ class JaxRunner:
         return total / n, correct / n
 
     def weights(self) -> dict[str, np.ndarray]:
-        return jax_mlp.export_shared(self.state[0])
+        return jax_model.export_shared(self.state[0])

@@ -9,6 +9,9 @@ import time
 import keras
 import numpy as np
 
+from models.layers import Model
+from models.tf_model import keras_layers
+
 
 class EpochClock(keras.callbacks.Callback):
     """(wall, process CPU) seconds of each epoch as ``fit`` runs it (fit's set-up before
@@ -26,26 +29,23 @@ class EpochClock(keras.callbacks.Callback):
         self.times.append((time.perf_counter() - self._t0, time.process_time() - self._c0))
 
 
-def tutorial_model() -> keras.Model:
-    model = keras.Sequential([
-        keras.Input(shape=(28, 28)),
-        keras.layers.Flatten(),
-        keras.layers.Dense(128, activation="relu"),
-        keras.layers.Dense(10),
-    ])
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
-    return model
+def tutorial_model(model: Model) -> keras.Model:
+    """The tutorial's ``Sequential([Flatten(), ...])`` on 28x28 images for any layer list (for the
+    MLP: Flatten, Dense(128, relu), Dense(10)), compiled as the tutorial compiles it."""
+    net = keras.Sequential([keras.Input(shape=(28, 28)), keras.layers.Flatten(), *keras_layers(model)])
+    net.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-3),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=["accuracy"])
+    return net
 
 
-def epoch_times(images: np.ndarray, labels: np.ndarray, batch_size: int,
-                epochs: int) -> list[tuple[float, float]]:
+def epoch_times(images: np.ndarray, labels: np.ndarray, batch_size: int, epochs: int,
+                model: Model) -> list[tuple[float, float]]:
     """(wall, process CPU) seconds per epoch of ``model.fit`` (Adam 1e-3); the first epoch (tracing, XLA) is
     run and dropped as the warm-up."""
     keras.utils.set_random_seed(0)
-    model = tutorial_model()
+    net = tutorial_model(model)
     clock = EpochClock()
-    model.fit(images.astype(np.float32) / 255.0, labels, batch_size=batch_size, epochs=epochs + 1,
+    net.fit(images.astype(np.float32) / 255.0, labels, batch_size=batch_size, epochs=epochs + 1,
               verbose=0, callbacks=[clock])
     return clock.times[1:]

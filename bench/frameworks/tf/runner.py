@@ -14,7 +14,9 @@ import tensorflow as tf
 
 from bench.data import Dataset, as_float
 from bench.machine import cpu_name
-from bench.optimizers import METHODS, native_kwargs
+from bench.optimizers import METHODS, get_rule, native_kwargs
+from models import tf_model
+from models.layers import parse_model
 
 EVAL_CHUNK = 10_000
 
@@ -59,7 +61,7 @@ def make_optimizer(spec: dict[str, Any]):
     if opt["impl"] == "reference":
         from bench.frameworks.tf.reference import ReferenceOptimizer
 
-        return ReferenceOptimizer(rule=rule, hp=opt)
+        return ReferenceOptimizer(rule=get_rule(rule), hp=opt)
     cls, kwargs = native_kwargs(rule, "tensorflow", opt)
     return getattr(keras.optimizers, cls)(**kwargs)
 
@@ -68,8 +70,6 @@ class TFRunner:
     def __init__(self, spec: dict[str, Any], data: Dataset, weights: dict[str, np.ndarray]) -> None:
         configure(spec)
         import keras
-
-        from models.tf_mlp import build_mlp, load_shared
 
         self.spec = spec
         self.device = "/GPU:0" if spec["device"] == "cuda" else "/CPU:0"
@@ -81,16 +81,17 @@ class TFRunner:
             if data.y_val is not None:
                 self.splits["val"] = self._tensors(data.x_val, data.y_val)
             keras.utils.set_random_seed(spec["seed"])  # only init=native draws from it
-            self.model = build_mlp()
+            self.model = tf_model.build(parse_model(spec["model"]))
             if spec["init"] == "shared":
-                load_shared(self.model, weights)
+                tf_model.load_shared(self.model, weights)
             self.optimizer = make_optimizer(spec)
             self.optimizer.build(self.model.trainable_variables)
         self.jit = bool(spec["framework"].get("jit_compile", False))
         # Traced once per batch shape (XLA needs static shapes); idx=None traces the full-batch step.
         self._step = tf.function(self._step_fn, jit_compile=self.jit)
         self._epochs: dict[int, Any] = {}  # batch size -> whole-epoch tf.function
-        sig_batch = (tf.TensorSpec([None, 784], tf.float32), tf.TensorSpec([None], tf.int64))
+        n_in = int(self.splits["train"][0].shape[1])  # flat rows; an image model reshapes them itself
+        sig_batch = (tf.TensorSpec([None, n_in], tf.float32), tf.TensorSpec([None], tf.int64))
         self._eval = tf.function(self._eval_fn, input_signature=sig_batch)
         self.step_time_s = 0.0  # seconds inside step/epoch calls (and the final sync) in the last epoch
 
@@ -216,6 +217,4 @@ class TFRunner:
         return total / n, correct / n
 
     def weights(self) -> dict[str, np.ndarray]:
-        from models.tf_mlp import export_shared
-
-        return export_shared(self.model)
+        return tf_model.export_shared(self.model)

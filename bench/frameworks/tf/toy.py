@@ -15,7 +15,7 @@ import keras
 import tensorflow as tf
 
 from bench.frameworks.tf.reference import ReferenceOptimizer
-from bench.optimizers import METHODS, native_kwargs
+from bench.optimizers import METHODS, get_rule, native_kwargs
 from bench.toy import IMPLS, sampled_loss
 
 
@@ -32,7 +32,7 @@ def paths(job: Mapping[str, Any]) -> dict[str, Any]:
                     cls, kwargs = native_kwargs(rule, "tensorflow", hp)
                     opt = getattr(keras.optimizers, cls)(**kwargs)
                 else:
-                    opt = ReferenceOptimizer(rule=rule, hp=hp)
+                    opt = ReferenceOptimizer(rule=get_rule(rule), hp=hp)
                 opt.build([theta])
 
                 @tf.function  # one graph per optimizer: eager Keras steps are slow

@@ -16,6 +16,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
+from models import torch_model
+from models.layers import Model
+
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # the tutorial's Normalize constants
 
 
@@ -34,11 +37,13 @@ class ImageArrayDataset(Dataset):
         return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
 
 
-def tutorial_model() -> nn.Module:
-    return nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
+def tutorial_model(model: Model) -> nn.Module:
+    """The tutorial's ``nn.Sequential(nn.Flatten(), ...)`` for any layer list (for the MLP:
+    Flatten, Linear(784, 128), ReLU, Linear(128, 10), as the tutorial writes it)."""
+    return nn.Sequential(nn.Flatten(), *torch_model.build(model))
 
 
-def epoch_times(images: np.ndarray, labels: np.ndarray, batch_size: int, epochs: int,
+def epoch_times(images: np.ndarray, labels: np.ndarray, batch_size: int, epochs: int, model: Model,
                 device: str = "cpu", warmup_steps: int = 20) -> list[tuple[float, float]]:
     """(wall, process CPU) seconds per epoch of the tutorial's loop (Adam 1e-3) after a short warm-up.
 
@@ -47,9 +52,9 @@ def epoch_times(images: np.ndarray, labels: np.ndarray, batch_size: int, epochs:
     """
     torch.manual_seed(0)
     dev = torch.device(device)
-    model = tutorial_model().to(dev)
+    net = tutorial_model(model).to(dev)
     criterion = nn.CrossEntropyLoss()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     loader = DataLoader(ImageArrayDataset(images, labels), batch_size=batch_size, shuffle=True)
 
     def one_pass(max_steps: int | None) -> None:
@@ -58,7 +63,7 @@ def epoch_times(images: np.ndarray, labels: np.ndarray, batch_size: int, epochs:
                 break
             x, y = x.to(dev), y.to(dev)
             optimizer.zero_grad()
-            loss = criterion(model(x), y)
+            loss = criterion(net(x), y)
             loss.backward()
             optimizer.step()
 

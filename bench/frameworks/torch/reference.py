@@ -1,16 +1,9 @@
-"""The tutorial's update rules, written as a ``torch.optim.Optimizer`` (``optimizer.impl=reference``).
+"""Any rule of ``bench.optimizers`` as a ``torch.optim.Optimizer`` (``optimizer.impl=reference``).
 
-Exactly the tutorial's formulas (docs/ARCHITECTURE.md lists them); the TensorFlow and JAX
-twins (``bench/frameworks/tf/reference.py``, ``bench/frameworks/jax/reference.py``) do the same
-operations in the same order, so the frameworks differ only by float32 rounding:
-
-    sgd       θ ← θ − ηg
-    momentum  v ← βv + (1−β)g;            θ ← θ − ηv
-    rmsprop   s ← βs + (1−β)g²;           θ ← θ − ηg / (√s + ε)
-    adam      m ← β₁m + (1−β₁)g;  v ← β₂v + (1−β₂)g²;
-              m̂ = m/(1−β₁ᵗ), v̂ = v/(1−β₂ᵗ);  θ ← θ − η m̂ / (√v̂ + ε)
-
-Imported only inside a torch child process.
+A thin adapter: the rule (written once, in ``bench/optimizers.py``) computes the step to subtract
+and the new slots from tensors; this class keeps the slots and applies both in place. The
+TensorFlow and JAX adapters run the same function, so the frameworks differ only by float32
+rounding. Imported only inside a torch child process.
 """
 from __future__ import annotations
 
@@ -19,18 +12,27 @@ from typing import Any
 
 import torch
 
-from bench.optimizers import REQUIRED_HPARAMS
+from bench.optimizers import Rule
+
+
+class TorchStep:
+    """t is a float64 tensor, as in torch's own Adam: code that resets optimizer state by zeroing its
+    tensors (the runners' warm-up) resets it too, and torch.compile needs no ``.item()``."""
+
+    def __init__(self, t: torch.Tensor) -> None:
+        self.t = t
+
+    def one_minus_pow(self, beta: float) -> torch.Tensor:
+        # 1 − βᵗ in float64; a 0-d tensor, so a float32 tensor divided by it stays float32.
+        return 1.0 - beta**self.t
 
 
 class ReferenceOptimizer(torch.optim.Optimizer):
-    """One optimizer for the four rule families; ``hp`` uses the tutorial's names (lr, beta, ...)."""
+    """``rule`` on every parameter; ``hp`` uses the tutorial's names (lr, beta, ...)."""
 
-    def __init__(self, params: Iterable[Any], rule: str, hp: Mapping[str, Any]) -> None:
-        if rule not in REQUIRED_HPARAMS:
-            raise ValueError(f"unknown rule {rule!r}; expected one of {', '.join(REQUIRED_HPARAMS)}")
-        defaults = {key: float(hp[key]) for key in REQUIRED_HPARAMS[rule]}
+    def __init__(self, params: Iterable[Any], rule: Rule, hp: Mapping[str, Any]) -> None:
         self.rule = rule
-        super().__init__(params, defaults)
+        super().__init__(params, {key: float(hp[key]) for key in rule.hparams})
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
@@ -39,38 +41,19 @@ class ReferenceOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
+            hp = {key: group[key] for key in self.rule.hparams}
             for p in group["params"]:
                 if p.grad is not None:
-                    self._update(p, p.grad, group, self.state[p])
+                    self._update(p, p.grad, hp, self.state[p])
         return loss
 
-    def _update(self, p: torch.Tensor, g: torch.Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
-        lr = group["lr"]
-        if not state and self.rule != "sgd":
-            # Zeros, as the formulas start. t is a tensor, as in torch's own Adam: code that resets
-            # optimizer state by zeroing its tensors (the runners' warm-up) resets it too, and
-            # torch.compile needs no .item().
-            slots = {"momentum": ("v",), "rmsprop": ("s",), "adam": ("m", "v")}[self.rule]
-            state.update({name: torch.zeros_like(p) for name in slots})
-            if self.rule == "adam":
-                state["t"] = torch.zeros((), dtype=torch.float64)
-        if self.rule == "sgd":
-            p.sub_(lr * g)
-        elif self.rule == "momentum":
-            beta, v = group["beta"], state["v"]
-            v.mul_(beta).add_((1.0 - beta) * g)
-            p.sub_(lr * v)
-        elif self.rule == "rmsprop":
-            beta, s = group["beta"], state["s"]
-            s.mul_(beta).add_((1.0 - beta) * (g * g))
-            p.sub_(lr * g / (s.sqrt() + group["eps"]))
-        else:  # adam
-            b1, b2 = group["beta1"], group["beta2"]
-            state["t"] += 1
-            t, m, v = state["t"], state["m"], state["v"]
-            m.mul_(b1).add_((1.0 - b1) * g)
-            v.mul_(b2).add_((1.0 - b2) * (g * g))
-            # 1 − βᵗ in float64, then float32, as the TensorFlow twin computes it
-            m_hat = m / (1.0 - b1**t).to(p.dtype)
-            v_hat = v / (1.0 - b2**t).to(p.dtype)
-            p.sub_(lr * m_hat / (v_hat.sqrt() + group["eps"]))
+    def _update(self, p: torch.Tensor, g: torch.Tensor, hp: dict[str, float], state: dict[str, Any]) -> None:
+        if not state:  # zeros, as the formulas start
+            state.update({name: torch.zeros_like(p) for name in self.rule.slots})
+            state["step"] = torch.zeros((), dtype=torch.float64)
+        state["step"] += 1
+        slots = {name: state[name] for name in self.rule.slots}
+        delta, new = self.rule.update(p, g, slots, TorchStep(state["step"]), hp)
+        for name, value in new.items():
+            state[name].copy_(value)
+        p.sub_(delta)

@@ -12,8 +12,9 @@ import torch.nn.functional as F
 
 from bench.data import Dataset, as_float
 from bench.machine import cpu_name
-from bench.optimizers import METHODS, native_kwargs
-from models.torch_mlp import MLP
+from bench.optimizers import METHODS, get_rule, native_kwargs
+from models import torch_model
+from models.layers import parse_model
 
 EVAL_CHUNK = 10_000
 
@@ -24,7 +25,7 @@ def make_optimizer(params, spec: dict[str, Any]) -> torch.optim.Optimizer:
     if opt["impl"] == "reference":
         from bench.frameworks.torch.reference import ReferenceOptimizer
 
-        return ReferenceOptimizer(params, rule=rule, hp=opt)
+        return ReferenceOptimizer(params, rule=get_rule(rule), hp=opt)
     cls, kwargs = native_kwargs(rule, "torch", opt)
     if "fused" in inspect.signature(getattr(torch.optim, cls)).parameters:
         # torch's fused kernel: the same update rule in one C++ loop over all parameters, about
@@ -60,9 +61,9 @@ class TorchRunner:
         if data.y_val is not None:
             self.splits["val"] = self._tensors(data.x_val, data.y_val)
         torch.manual_seed(spec["seed"])  # only init=native draws from it
-        self.model = MLP().to(self.device)
+        self.model = torch_model.build(parse_model(spec["model"])).to(self.device)
         if spec["init"] == "shared":
-            self.model.load_shared(weights)
+            torch_model.load_shared(self.model, weights)
         self.optimizer = make_optimizer(self.model.parameters(), spec)
         # reduce-overhead = CUDA graphs: on a GPU the per-step launch cost is what limits this model.
         self.compile_mode = ("reduce-overhead" if self.device.type == "cuda" else "default") \
@@ -193,5 +194,5 @@ class TorchRunner:
         return float(total_loss) / n, float(correct) / n
 
     def weights(self) -> dict[str, np.ndarray]:
-        return self.model.export_shared()
+        return torch_model.export_shared(self.model)
 

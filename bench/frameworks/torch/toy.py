@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from bench.frameworks.torch.reference import ReferenceOptimizer
-from bench.optimizers import METHODS, native_kwargs
+from bench.optimizers import METHODS, get_rule, native_kwargs
 from bench.toy import IMPLS, sampled_loss
 
 
@@ -31,7 +31,7 @@ def paths(job: Mapping[str, Any]) -> dict[str, Any]:
                     cls, kwargs = native_kwargs(rule, "torch", hp)
                     opt = getattr(torch.optim, cls)([theta], **kwargs)
                 else:
-                    opt = ReferenceOptimizer([theta], rule=rule, hp=hp)
+                    opt = ReferenceOptimizer([theta], rule=get_rule(rule), hp=hp)
                 path = [theta.detach().tolist()]
                 for idx in prob["batches"][method]:
                     opt.zero_grad()
