@@ -13,15 +13,19 @@ import re
 import sys
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from bench.cli import entry, one_line
 from bench.exits import EXIT_BAD_INPUT, BadInput
+from bench.options import conf_help
 from bench.run.launch import SWEEP_PID_ENV, objective_value, run_job, stop_sweep_processes
 from bench.run.sweep import SweepProgress, apply_tuning_defaults, current_sweeper, is_tuning, mark_interrupted
-from bench.spec import CONF_DIR, conf_groups
+from bench.spec import BOOKKEEPING, CONF_DIR, conf_groups
 
 _result: list[int] = []
+# --help (conf/hydra/help/optbench.yaml) lists the groups and keys from conf/config.yaml's comments.
+OmegaConf.register_new_resolver(
+    "optbench_conf", lambda name: conf_help(name, BOOKKEEPING, "[bookkeeping]"), replace=True)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -60,10 +64,13 @@ def _interrupted() -> str:
 
 
 def _raised_by_hydra(exc: BaseException) -> bool:
+    """Hydra raised it (bad input), not our code: told by the innermost frame's module, never by
+    its file's path, which a checkout inside a folder named ``hydra`` would match too."""
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
-    return tb is not None and f"{os.sep}hydra{os.sep}" in tb.tb_frame.f_code.co_filename
+    module = tb.tb_frame.f_globals.get("__name__", "") if tb is not None else ""
+    return module == "hydra" or module.startswith("hydra.")
 
 
 def check_group_overrides(argv: list[str]) -> None:

@@ -1,13 +1,15 @@
 """The one entry wrapper of every command: bad input is one line and exit 2, Ctrl-C is 130.
 
 ``python -m bench``, ``bench.report``, ``bench.parity``, ``bench.perf``, ``bench.toy``,
-``bench.tuning`` and ``bench.perf.gpu_check`` all end in :func:`entry`, so their exit codes
-and their error lines cannot drift apart. Imports neither Hydra nor a framework at module
+``bench.tuning``, ``bench.timing`` and ``bench.perf.gpu_check`` all end in :func:`entry`, so their
+exit codes and their error lines cannot drift apart; all take ``key=value`` options and ``--help``
+(``bench.options`` for the commands that are not Hydra apps). Imports neither Hydra nor a framework at module
 level: ``make gpu-check`` runs on a box that has neither Hydra nor TensorFlow.
 """
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable
@@ -38,6 +40,8 @@ def one_line(exc: BaseException) -> str:
                 options = [ln for ln in lines[i + 1:] if not ln.startswith(("Config search path", "provider="))]
                 parts.append(f"choose one of: {', '.join(options)}")
                 break
+            if re.fullmatch(r"Key '.*' is not in struct", line):  # OmegaConf's words for an unknown key
+                line = "no such key (--help lists the keys)"
             if line not in parts and not line.startswith("To append to your config"):  # we refuse new keys
                 parts.append(line.rstrip("."))
     return "; ".join(parts)

@@ -12,12 +12,12 @@ The protocol of DeepOBS and of the Crowded Valley study, per framework x method:
 ``run.json``, so Optuna trials, grid runs and re-runs are all just runs; re-running the best lr
 with seed 0 reuses the tuning trial itself. This module imports neither framework.
 
-``python -m bench.tuning lrs <results_dir> <framework> <optimizer>`` prints ``best,default``
-(the values for the re-run's ``optimizer.lr=`` sweep).
+``python -m bench.tuning lrs results_dir=<dir> framework=<fw> optimizer=<method>`` (or the three
+values in this order, without their names) prints ``best,default`` (the values for the re-run's
+``optimizer.lr=`` sweep); ``--help`` lists the keys.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from pathlib import Path
@@ -26,6 +26,7 @@ import pandas as pd
 
 from bench.cli import entry
 from bench.exits import BadInput
+from bench.options import Option, Options, choice
 from bench.report.sections import ReportSection
 from bench.results import FINISHED, read_json
 from bench.spec import conf_group
@@ -131,23 +132,33 @@ def report_section(results_dir: Path) -> ReportSection | None:
     return ReportSection("Tuned vs default learning rate", text, table)
 
 
+OPTIONS = Options(
+    "python -m bench.tuning",
+    """Learning-rate tuning, read back from a results_dir's runs (make tune): `lrs` prints the lr
+    that won on the validation split and the method's default lr, as "best,default", for one
+    framework x method: the values of the re-run's optimizer.lr= sweep.""",
+    {
+        "command": Option("lrs", "what to print: lrs (the only one)", choice("lrs")),
+        "results_dir": Option("results", "the folder whose runs/ hold the tuning runs"),
+        "framework": Option(None, "the framework tuned (torch, tensorflow, jax)", required=True),
+        "optimizer": Option(None, "the method tuned (a conf/optimizer/ name)", required=True),
+    },
+    positional=("command", "results_dir", "framework", "optimizer"),
+)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.tuning", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    lrs = sub.add_parser("lrs", help="print 'best,default' learning rates for one framework x method")
-    lrs.add_argument("results_dir", type=Path)
-    lrs.add_argument("framework")
-    lrs.add_argument("optimizer")
-    args = parser.parse_args(argv)
-    final = final_rows(args.results_dir)
+    args = OPTIONS.parse(sys.argv[1:] if argv is None else argv)
+    framework, optimizer, results_dir = args["framework"], args["optimizer"], Path(args["results_dir"] or "results")
+    final = final_rows(results_dir)
     best = best_lrs(final) if not final.empty else final
     if not best.empty:
-        best = best[(best["framework"] == args.framework) & (best["optimizer"] == args.optimizer)]
+        best = best[(best["framework"] == framework) & (best["optimizer"] == optimizer)]
     if best.empty:
-        raise BadInput(f"no tuning runs for {args.framework} {args.optimizer} in {args.results_dir}/runs "
+        raise BadInput(f"no tuning runs for {framework} {optimizer} in {results_dir}/runs "
                        "(runs with data.val_size > 0)")
     if len(best) > 1:
-        raise BadInput(f"{len(best)} tuning problems for {args.framework} {args.optimizer} "
+        raise BadInput(f"{len(best)} tuning problems for {framework} {optimizer} "
                        "(datasets or batch sizes differ); use a results_dir per tuning")
     row = best.iloc[0]
     values = dict.fromkeys([repr(float(row["best_lr"])), repr(float(row["default_lr"]))])  # unique, best first

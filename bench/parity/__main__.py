@@ -75,6 +75,10 @@ def main() -> int:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import DictConfig, OmegaConf
 
+    from bench.options import conf_help
+
+    # --help (conf/hydra/help/parity.yaml) lists the groups and keys from conf/parity.yaml's comments.
+    OmegaConf.register_new_resolver("optbench_conf", conf_help, replace=True)
     codes: list[int] = []
     items: list[tuple[dict[str, Any], Mapping[str, Any]]] = []
 

@@ -17,12 +17,7 @@ every ratio has one too (``bench.perf.cases``). The table is printed and written
 ``results_dir/perf/perf.csv`` (+ ``perf.json``); ``bench.perf.section`` turns it into the
 report's "Speed" section.
 
-Keys (defaults in brackets): results_dir [results], data [fashion_mnist; falls back to
-mnist_embedded, loudly], device [cpu] (cpu|cuda), threads [1], reps [5], batches [1,32,full],
-cap_steps [2000] (steps timed at batch 1), frameworks [torch,tensorflow,jax],
-modes [eager,compiled], xla [false] (adds TensorFlow compiled + XLA), naive [true],
-limit_train [none], data_root [the conf file's], deterministic [true], quick [false] (toy
-size for tests: 1,024 images, 1 rep and so no interval, 64 steps at batch 1).
+Keys, their defaults and meanings: ``python -m bench.perf --help`` (``bench.perf.cases.OPTIONS``).
 Exit codes: 0 done (a failed case is a row with its error), 2 bad input.
 """
 from __future__ import annotations
@@ -42,7 +37,6 @@ from bench.cli import entry
 from bench.machine import cpu_name
 from bench.perf.cases import (
     COLUMNS,
-    FLOP_PER_SAMPLE,
     MATMUL_REPS,
     build_rows,
     fmt,
@@ -111,7 +105,8 @@ def main(argv: Sequence[str]) -> int:
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
         "platform": platform.platform(), "device": cfg["device"], "device_name": matmul.get("device_name"),
         "threads": cfg["threads"], "matmul_gflops": rate, "matmul_gflops_per_cpu_s": cpu_rate,
-        "flop_per_sample": FLOP_PER_SAMPLE, "data_note": note, "config": dict(cfg),
+        "model": str(cfg["model"]), "flop_per_sample": rows[0]["flop_per_sample"] if rows else None,
+        "data_note": note, "config": dict(cfg),
         "samples": [{"case": label(job), "batch_size": job["batch"], "epoch_times": res.get("epoch_times"),
                      "cpu_times": res.get("cpu_times")} for job, res in results],
     })

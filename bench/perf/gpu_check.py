@@ -24,11 +24,9 @@ Data: Fashion-MNIST from ``data_root`` (default: /usr/share/datasets/fashion-mni
 ``limit_train`` random images of the same shape, loudly (per-sample speed is the same;
 losses mean nothing, and ``bench.perf``'s epochs are ``limit_train`` images long).
 
-Keys: device [cuda] (cpu runs the same path on CPU, for testing), out, data_root,
-limit_train [10000], methods [all six], modes [eager,compiled], epochs [1], perf [true],
-perf_args ["reps=2 cap_steps=1000"] (extra bench.perf key=value pairs, space-separated),
-timeout [240] (seconds per run). Exit codes: 0 every run completed, 1 some failed, 2 bad
-input / no GPU.
+Keys, their defaults and meanings: ``python -m bench.perf.gpu_check --help`` (:data:`OPTIONS`).
+
+Exit codes: 0 every run completed, 1 some failed, 2 bad input / no GPU.
 """
 from __future__ import annotations
 
@@ -53,38 +51,41 @@ from bench.data import write_idx
 from bench.exits import BadInput
 from bench.machine import PROJECT_ROOT, host_info
 from bench.optimizers import METHODS
+from bench.options import Option, Options, boolean, choice, integer, names
 from bench.results import METRIC_COLUMNS, write_csv, write_json
 from bench.run import proc
-from bench.spec import MODES, build_spec, compose, parse_scalar
+from bench.spec import MODES, build_spec, compose
 
-DEFAULTS: dict[str, Any] = {
-    "device": "cuda", "out": None, "data_root": None, "limit_train": 10000,
-    "methods": ",".join(METHODS), "modes": ",".join(MODES), "epochs": 1, "perf": True,
-    "perf_args": "reps=2 cap_steps=1000", "timeout": 240,
-}
 DATA_ROOTS = (Path("/usr/share/datasets/fashion-mnist"), Path(PROJECT_ROOT) / "data" / "fashion_mnist")
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 SYNTHETIC_TEST = 1000  # test images of the synthetic fallback: evaluated every epoch, meaningless anyway
 
 
+OPTIONS = Options(
+    "python -m bench.perf.gpu_check",
+    """The GPU smoke test (make gpu-check), for a bare CUDA box with torch and numpy only: the torch
+    runner for every method in both modes, one epoch each, compiled and eager losses compared; the
+    same with JAX where it has a backend for the device; then bench.perf on the device. Writes
+    gpu_runs.csv, gpu_check.csv, gpu_check.json and perf/ to `out`.""",
+    {
+        "device": Option("cuda", "cuda | cpu (cpu runs the same path on CPU, for testing)", choice("cuda", "cpu")),
+        "out": Option(None, "output folder (null: $OUT if set, else results/gpu_check)"),
+        "data_root": Option(None, "folder of the Fashion-MNIST IDX files (null: /usr/share/datasets/fashion-mnist, "
+                            "then data/fashion_mnist, which make gpu-pack fills; with neither, random images, loudly)"),
+        "limit_train": Option(10000, "training images per run", integer(1)),
+        "methods": Option(list(METHODS), "methods, comma-separated", names(METHODS)),
+        "modes": Option(list(MODES), "execution modes, comma-separated", names(MODES)),
+        "epochs": Option(1, "epochs per run", integer(1)),
+        "perf": Option(True, "false: no bench.perf afterwards", boolean),
+        "perf_args": Option("reps=2 cap_steps=1000", "extra bench.perf key=value pairs, space-separated",
+                            lambda key, raw: raw),
+        "timeout": Option(240, "seconds per run", integer(1)),
+    },
+)
+
+
 def parse_args(argv: Sequence[str]) -> dict[str, Any]:
-    cfg = dict(DEFAULTS)
-    for arg in argv:
-        key, eq, value = arg.partition("=")
-        if not eq or key not in DEFAULTS:
-            raise BadInput(f"unknown argument {arg!r}; expected key=value with key in {', '.join(DEFAULTS)}")
-        cfg[key] = value if key in ("perf_args", "out", "data_root") else parse_scalar(value)
-    if cfg["device"] not in ("cuda", "cpu"):
-        raise BadInput(f"device must be cuda or cpu, got {cfg['device']!r}")
-    for key in ("limit_train", "epochs", "timeout"):
-        if isinstance(cfg[key], bool) or not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise BadInput(f"{key} must be an integer >= 1, got {cfg[key]!r}")
-    cfg["methods"] = [m.strip() for m in str(cfg["methods"]).split(",") if m.strip()]
-    cfg["modes"] = [m.strip() for m in str(cfg["modes"]).split(",") if m.strip()]
-    bad = [m for m in cfg["methods"] if m not in METHODS] + [m for m in cfg["modes"] if m not in MODES]
-    if bad or not cfg["methods"] or not cfg["modes"]:
-        raise BadInput(f"unknown method or mode {bad}; methods: {', '.join(METHODS)}; modes: {', '.join(MODES)}")
-    return cfg
+    return OPTIONS.parse(argv)
 
 
 def _has_idx(root: Path) -> bool:

@@ -8,10 +8,7 @@ the lr of one of its runs), then, holding the machine's CPU lock exclusively, ti
 and prints each configuration's median time per step with its 95 % interval and every
 framework's ratio to torch.
 
-Keys (defaults): rounds (7, at least 5), warmup_rounds (1), budget_s (120: the whole pass,
-worker start-up included, aims to fit it), min_sample_s (0.05: no sample is shorter),
-contention_threshold (0.10: a sample during which other processes used more than this
-share of the CPUs is counted as contended in the table).
+Keys, their defaults and meanings: ``python -m bench.timing --help`` (``bench.timing.core.OPTIONS``).
 
 Exit codes: 0 done, 1 a configuration failed (the others are still written), 2 bad input,
 130 interrupted. ``--worker <spec json>`` is the worker's entry (``bench.timing.worker``).
