@@ -16,13 +16,14 @@ from conftest import ROOT, run_cli
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from bench.optimizers import METHODS
-from bench.parity.compare import COLUMNS, ISOLATED, N_PARAMS, TOLERANCE, compare, param_diff, result_rows, verdict
-from bench.parity.exact import update_float64
+from bench.optimizers import METHODS, NumpyStep, get_rule
+from bench.parity.compare import COLUMNS, TOLERANCE, compare, isolated, param_diff, result_rows, verdict
 from bench.parity.run import job_data, make_job, result_name, run_jobs
 from bench.parity.section import report_section
 from bench.results import METRIC_COLUMNS, write_csv
-from models.init import PARAM_NAMES, initial_weights
+from bench.spec import conf_group
+from models.init import initial_weights
+from models.layers import parse_model
 
 # Every case trains in child processes; one xdist worker runs them all, so the module's
 # batch of parity runs is computed once.
@@ -30,6 +31,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("parity")]
 
 N = 50
 ADAPTIVE_RULES = ("rmsprop", "adam")  # the adaptive rules: Keras' native ε differs from the tutorial's
+MLP = parse_model(conf_group("model", "mlp"))  # every check here trains the tutorial's MLP (the default)
+N_PARAMS = MLP.n_params
+ISOLATED = isolated(N_PARAMS)
 
 
 def _jobs() -> list[dict]:
@@ -90,10 +94,13 @@ CANCELLING = ("w1", 300, 7)  # the weight whose gradient is a sum that cancels t
 
 def _one_step(grads: dict, lr_factor: float = 1.0) -> dict:
     """The shared start after one RMSProp step (the tutorial's formula, float64) with ``grads``."""
-    start = initial_weights(0)
+    start = initial_weights(0, MLP)
     hp = {**RMSPROP, "lr": RMSPROP["lr"] * lr_factor}
-    return {n: update_float64("rmsprop", "tutorial", hp, start[n].astype(np.float64), grads[n], {}, 1)
-            for n in PARAM_NAMES}
+    rule, out = get_rule("rmsprop"), {}
+    for n in MLP.param_names:
+        theta = start[n].astype(np.float64)
+        out[n] = theta - rule.update(theta, grads[n], {"s": np.zeros_like(theta)}, NumpyStep(1), hp)[0]
+    return out
 
 
 def _cancelling_case(lr_factor_b: float = 1.0) -> tuple[dict, list[dict]]:
@@ -105,20 +112,21 @@ def _cancelling_case(lr_factor_b: float = 1.0) -> tuple[dict, list[dict]]:
     so ±1e-7 becomes a step of ±2.4·lr, as large as any other weight's.
     """
     rng = np.random.default_rng(1)
-    grads = {n: rng.normal(0, 1e-2, w.shape) for n, w in initial_weights(0).items()}
+    grads = {n: rng.normal(0, 1e-2, w.shape) for n, w in initial_weights(0, MLP).items()}
     exact, a, b = ({n: g.copy() for n, g in grads.items()} for _ in range(3))
     name, i, j = CANCELLING
     exact[name][i, j], a[name][i, j], b[name][i, j] = 0.0, 1e-7, -1e-7
     assert abs(a[name][i, j] - b[name][i, j]) < 1e-6 < abs(a[name][i, j] - b[name][i, j]) / abs(a[name][i, j])
     pa, pb, p64 = _one_step(a), _one_step(b, lr_factor_b), _one_step(exact)
-    start = initial_weights(0)
+    start = initial_weights(0, MLP)
     rows = [{"step": 0, "param_max_rel_diff": param_diff(start, start)[1]}]
     _, rel, over = param_diff(pa, pb)
     rows.append({"step": 1, "loss_torch": 0.7, "loss_tensorflow": 0.7, "loss_rel_diff": 0.0,
                  "param_max_rel_diff": rel, "params_over_bound": over,
                  "param_torch_vs_f64": param_diff(pa, p64)[1], "param_tf_vs_f64": param_diff(pb, p64)[1],
                  "param_forms_diff": 0.0})  # the same formula on both sides
-    job = {"steps": 1, "specs": {"torch": {"init": "shared", "optimizer": {"name": "rmsprop", **RMSPROP}}}}
+    job = {"steps": 1, "specs": {"torch": {"init": "shared", "optimizer": {"name": "rmsprop", **RMSPROP},
+                                           "model": MLP.as_config()}}}
     return job, rows
 
 

@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 from conftest import run_python
 
-from bench.optimizers import METHODS, RESIDUAL
-from bench.parity.exact import update_float64
+from bench.optimizers import METHODS, RESIDUAL, NumpyStep, computed_rule, get_rule
 from bench.spec import FRAMEWORKS
 
 # Every case trains in child processes; one xdist worker runs them all (one fixture run).
@@ -228,15 +227,18 @@ def test_tensorflow_runner_configures_fp32_and_op_determinism(trained: dict) -> 
 
 @pytest.mark.parametrize("name", list(HP))
 def test_parity_float64_update_is_the_same_formula(name: str) -> None:
-    """bench.parity's float64 yardstick (used for the MLP) agrees with the formulas above."""
-    rule = METHODS[name].rule
+    """bench.parity's float64 yardstick (the rule written once, as ``computed_rule`` picks it for
+    the reference and for Keras' native optimizer) agrees with the formulas above."""
     a = [np.array(x, np.float64) for x in PROBLEM["a"]]
     c = [np.array(x, np.float64) for x in PROBLEM["c"]]
-    for form in ("tutorial", "keras"):
+    for form, impl in (("tutorial", "reference"), ("keras", "native")):
+        rule = get_rule(computed_rule(METHODS[name].rule, "tensorflow", impl))
         theta = [np.array(t, np.float64) for t in PROBLEM["theta"]]
-        states: list[dict] = [{} for _ in theta]
+        states = [{slot: np.zeros_like(th) for slot in rule.slots} for th in theta]
         for t in range(1, STEPS + 1):
-            theta = [update_float64(rule, form, HP[name], th, ai * th + ci, st, t)
+            steps = [rule.update(th, ai * th + ci, st, NumpyStep(t), HP[name])
                      for th, ai, ci, st in zip(theta, a, c, states)]
+            theta = [th - delta for th, (delta, _) in zip(theta, steps)]
+            states = [st for _, st in steps]
         for got, want in zip(theta, numpy_run(name, form)):
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)

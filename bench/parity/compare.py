@@ -2,7 +2,7 @@
 
 * ``loss_rel_diff``      |ℓ_torch − ℓ_tf| / |ℓ_torch|; the loss of step k is computed from the
                          parameters after k − 1 steps, so step 1 compares the forward passes.
-* ``param_max_rel_diff`` the largest, over the four tensors (w1, b1, w2, b2), of
+* ``param_max_rel_diff`` the largest, over the model's tensors (w1, b1, w2, b2, ...), of
                          max|θ_torch − θ_tf| / max(max|θ_torch|, max|θ_tf|): the worst
                          element difference measured against the tensor's own scale. An
                          element-wise ratio would be dominated by weights that sit near zero.
@@ -12,8 +12,9 @@
                          number after few steps, when the weights have hardly moved.
 * ``params_over_bound``  how many weights differ by more than TOLERANCE of their tensor's scale.
 * ``param_torch_vs_f64``, ``param_tf_vs_f64``  each framework against a float64 numpy run of the
-                         formula it is meant to compute (same start, same batches): its float32
-                         rounding, or its formula if that is not the one it should be.
+                         rule it is meant to compute (``computed_rule``; same model, start and
+                         batches, ``bench.parity.exact``): its float32 rounding, or its formula if
+                         that is not the one it should be.
 * ``param_forms_diff``   the float64 runs of the two frameworks' formulas against each other:
                          0 when both compute the same formula (reference, SGD, momentum), the
                          effect of the formula alone for native RMSProp/Adam (Keras' ε).
@@ -29,10 +30,9 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from bench.data import Dataset, as_float
-from bench.optimizers import METHODS, RESIDUAL
-from bench.parity.exact import expected_form, float64_trajectory
-from bench.parity.run import batch_plan, lead_spec
-from models.init import LAYERS, PARAM_NAMES
+from bench.optimizers import METHODS, RESIDUAL, computed_rule
+from bench.parity.exact import float64_trajectory
+from bench.parity.run import batch_plan, job_model, lead_spec
 
 TOLERANCE = 1e-4  # the claim: reference implementations agree to this after N steps (float32)
 BOUND = f"{TOLERANCE:.0e}".replace("e-0", "e-")  # "1e-4", for tables and messages
@@ -53,11 +53,16 @@ COLUMNS = (
     "n_train", "init", "mode", "device", "precision", "lr", "step", loss_key(PAIR[0]), loss_key(PAIR[1]),
     "loss_rel_diff", "param_max_abs_diff", "param_max_rel_diff", "params_over_bound", "param_rel_to_moved",
     f64_key(PAIR[0]), f64_key(PAIR[1]), "param_forms_diff", loss_key("jax"), f64_key("jax"),
+    "model", "n_params",  # appended later: a file without them is the tutorial's MLP
 )
-N_PARAMS = sum(i * o + o for i, o in LAYERS)
-# Rounding shows in isolated weights (a gradient that cancels to float32 noise); a wrong formula
-# moves nearly all of them. Beyond this many weights over the bound a difference is not rounding.
-ISOLATED = N_PARAMS // 1000
+LATER_COLUMNS = ("model", "n_params")
+
+
+def isolated(n_params: int) -> int:
+    """Rounding shows in isolated weights (a gradient that cancels to float32 noise); a wrong formula
+    moves nearly all of them. Beyond this many of a model's weights over the bound, a difference is
+    not rounding."""
+    return n_params // 1000
 
 
 def _max_abs(x: np.ndarray) -> float:
@@ -71,14 +76,15 @@ def _ratio(num: float, den: float) -> float:
 
 
 def param_diff(x: Mapping[str, np.ndarray], y: Mapping[str, np.ndarray]) -> tuple[float, float, int]:
-    """(max abs difference, max relative difference, elements over TOLERANCE) of two parameter sets.
+    """(max abs difference, max relative difference, elements over TOLERANCE) of two parameter sets
+    (every tensor of ``x``, by name).
 
     Relative = per tensor max|x − y| / max(max|x|, max|y|), the largest over the tensors; an
     element counts as over when |x − y| exceeds TOLERANCE times its tensor's scale.
     """
     abs_diff = rel = 0.0
     over = 0
-    for name in PARAM_NAMES:
+    for name in x:
         tx, ty = np.asarray(x[name], np.float64), np.asarray(y[name], np.float64)
         diff = np.abs(tx - ty)
         scale = max(_max_abs(tx), _max_abs(ty))
@@ -88,8 +94,8 @@ def param_diff(x: Mapping[str, np.ndarray], y: Mapping[str, np.ndarray]) -> tupl
     return abs_diff, rel, over
 
 
-def _at(params: Mapping[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
-    return {name: params[name][i] for name in PARAM_NAMES}
+def _at(params: Mapping[str, np.ndarray], i: int, names: Sequence[str]) -> dict[str, np.ndarray]:
+    return {name: params[name][i] for name in names}
 
 
 def pairs(frameworks: Sequence[str]) -> list[tuple[str, str]]:
@@ -101,8 +107,8 @@ def compare(job: Mapping[str, Any], result: Mapping[str, Any], data: Dataset,
             pair: Sequence[str] = PAIR, exact: dict[str, Any] | None = None) -> list[dict[str, float]]:
     """Per-step differences of one job's results (step 0 = the start); see the module docstring.
 
-    Besides framework a vs framework b, each is measured against a float64 run of the formula it
-    is meant to compute (``param_torch_vs_f64``, ``param_tf_vs_f64``), and the two formulas'
+    Besides framework a vs framework b, each is measured against a float64 run of the model with
+    the rule it is meant to compute (``param_torch_vs_f64``, ``param_tf_vs_f64``), and the two rules'
     float64 runs against each other (``param_forms_diff``: 0 when both compute the same one).
     ``exact`` (framework -> float64 run), shared by the calls for a check's pairs, computes each once.
     """
@@ -111,6 +117,8 @@ def compare(job: Mapping[str, Any], result: Mapping[str, Any], data: Dataset,
     spec = lead_spec(job)
     opt = spec["optimizer"]
     rule = METHODS[opt["name"]].rule
+    model = job_model(job)
+    names = model.param_names
     saved = [int(s) for s in a["param_steps"]]
     batches = batch_plan(spec["seed"], data.n_train, job["batch_size"], job["steps"])
     x = as_float(data.x_train)
@@ -118,11 +126,11 @@ def compare(job: Mapping[str, Any], result: Mapping[str, Any], data: Dataset,
     # numpy's BLAS gets the frameworks' thread budget: many threads on a busy machine cost more than they give
     with threadpool_limits(limits=int(spec["threads"])):
         for fw in (fw for fw in pair if fw not in exact):
-            form, start = expected_form(rule, fw, opt["impl"]), _at(result[fw], 0)
-            same = [other for other in exact if expected_form(rule, other, opt["impl"]) == form
-                    and all(np.array_equal(start[n], result[other][n][0]) for n in PARAM_NAMES)]
+            computes, start = computed_rule(rule, fw, opt["impl"]), _at(result[fw], 0, names)
+            same = [other for other in exact if computed_rule(rule, other, opt["impl"]) == computes
+                    and all(np.array_equal(start[n], result[other][n][0]) for n in names)]
             exact[fw] = exact[same[0]] if same else float64_trajectory(
-                start, x, data.y_train, batches, rule, opt, form, saved)
+                start, x, data.y_train, batches, computes, opt, saved, model)
     index = {step: i for i, step in enumerate(saved)}
     rows = []
     for step in range(job["steps"] + 1):
@@ -132,18 +140,18 @@ def compare(job: Mapping[str, Any], result: Mapping[str, Any], data: Dataset,
             row.update({loss_key(fa): la, loss_key(fb): lb, "loss_rel_diff": _ratio(abs(la - lb), abs(la))})
         if step in index:
             i = index[step]
-            pa, pb = _at(a, i), _at(b, i)
+            pa, pb = _at(a, i, names), _at(b, i, names)
             abs_diff, rel, over = param_diff(pa, pb)
             moved = math.nan
             if step:
                 travel = {name: max(_max_abs(pa[name] - a[name][0]), _max_abs(pb[name] - b[name][0]))
-                          for name in PARAM_NAMES}
-                moved = max(_ratio(_max_abs(pa[n].astype(np.float64) - pb[n]), travel[n]) for n in PARAM_NAMES)
+                          for name in names}
+                moved = max(_ratio(_max_abs(pa[n].astype(np.float64) - pb[n]), travel[n]) for n in names)
             row.update({"param_max_abs_diff": abs_diff, "param_max_rel_diff": rel, "params_over_bound": over,
                         "param_rel_to_moved": moved,
-                        f64_key(fa): param_diff(pa, _at(exact[fa], i))[1],
-                        f64_key(fb): param_diff(pb, _at(exact[fb], i))[1],
-                        "param_forms_diff": param_diff(_at(exact[fa], i), _at(exact[fb], i))[1]})
+                        f64_key(fa): param_diff(pa, _at(exact[fa], i, names))[1],
+                        f64_key(fb): param_diff(pb, _at(exact[fb], i, names))[1],
+                        "param_forms_diff": param_diff(_at(exact[fa], i, names), _at(exact[fb], i, names))[1]})
         rows.append(row)
     return rows
 
@@ -151,12 +159,13 @@ def compare(job: Mapping[str, Any], result: Mapping[str, Any], data: Dataset,
 def result_rows(job: Mapping[str, Any], diffs: Sequence[Mapping[str, float]],
                 pair: Sequence[str] = PAIR) -> list[dict[str, Any]]:
     """The CSV rows of a check: its settings, then each step's differences."""
-    spec = lead_spec(job)
+    spec, model = lead_spec(job), job_model(job)
     base = {"optimizer": spec["optimizer"]["name"], "impl": spec["optimizer"]["impl"],
             "framework_a": pair[0], "framework_b": pair[1], "batch_size": job["batch_size"],
             "seed": spec["seed"], "steps": job["steps"], "dataset": job["dataset"], "n_train": job["n_train"],
             "init": spec["init"], "mode": spec["mode"], "device": spec["device"],
-            "precision": spec["precision"], "lr": spec["optimizer"]["lr"]}
+            "precision": spec["precision"], "lr": spec["optimizer"]["lr"], "model": model.name,
+            "n_params": model.n_params}
     return [{**base, **row} for row in diffs]
 
 
@@ -173,6 +182,7 @@ def verdict(job: Mapping[str, Any], diffs: Sequence[Mapping[str, float]], pair: 
     fa, fb = pair
     last, spec = diffs[-1], lead_spec(job)
     n, rel, over = job["steps"], last["param_max_rel_diff"], int(last["params_over_bound"])
+    n_params = job_model(job).n_params
     va, vb = last[f64_key(fa)], last[f64_key(fb)]
     if diffs[0]["param_max_rel_diff"] > 0:
         return (f"differ from the start (init={spec['init']}): {diffs[0]['param_max_rel_diff']:.1e} "
@@ -183,15 +193,15 @@ def verdict(job: Mapping[str, Any], diffs: Sequence[Mapping[str, float]], pair: 
     if rel <= TOLERANCE:
         return f"agree: parameters within {rel:.1e} of their scale after {n} steps (bound {BOUND})"
     if last["param_forms_diff"] > TOLERANCE:
-        return (f"differ by formula: {rel:.1e} apart after {n} steps, {over} of {N_PARAMS} weights beyond the "
+        return (f"differ by formula: {rel:.1e} apart after {n} steps, {over} of {n_params} weights beyond the "
                 f"bound; float64 runs of the two frameworks' formulas are {last['param_forms_diff']:.1e} apart "
                 f"({fa} {va:.1e}, {fb} {vb:.1e} from their own). "
                 + " ".join(RESIDUAL.get((rule, fw), "") for fw in pair).strip())
-    if over <= ISOLATED:
-        return (f"agree to float32 rounding: {rel:.1e} apart after {n} steps, in {over} of {N_PARAMS} weights "
+    if over <= isolated(n_params):
+        return (f"agree to float32 rounding: {rel:.1e} apart after {n} steps, in {over} of {n_params} weights "
                 f"beyond the bound; {exact}: rounding in gradients that cancel to almost zero, which the "
                 f"per-weight scaling of {rule} turns into full-size steps")
-    return (f"DIFFER beyond rounding: {rel:.1e} apart after {n} steps in {over} of {N_PARAMS} weights, with the "
+    return (f"DIFFER beyond rounding: {rel:.1e} apart after {n} steps in {over} of {n_params} weights, with the "
             f"same formula on both sides; {exact}")
 
 
@@ -200,7 +210,7 @@ def print_table(job: Mapping[str, Any], diffs: Sequence[Mapping[str, float]], pa
     fa, fb = pair
     spec = lead_spec(job)
     opt = spec["optimizer"]
-    print(f"parity {opt['name']} impl={opt['impl']}: {fa} vs {fb}, {job['steps']} steps of batch "
+    print(f"parity {opt['name']} impl={opt['impl']} {job_model(job).name}: {fa} vs {fb}, {job['steps']} steps of batch "
           f"{job['batch_size']} on {job['dataset']} ({job['n_train']} train), seed {spec['seed']}, "
           f"init {spec['init']}, {spec['mode']}, {spec['device']}")
     sa, sb = SHORT.get(fa, fa), SHORT.get(fb, fb)

@@ -1,75 +1,266 @@
-"""Exact arithmetic for ``bench.parity``: the MLP trained in float64 numpy, step for step.
+"""Exact arithmetic for ``bench.parity``: any model of ``conf/model`` trained in float64 numpy, step for step.
 
-The yardstick for float32 rounding: the same start, the same batches and the formula a
-framework is meant to compute (the tutorial's, or Keras' native variant), without rounding.
+The yardstick for float32 rounding: the same start, the same batches and the update rule a
+framework is meant to compute (``bench.optimizers.computed_rule``), without rounding.
+
+Every layer type of ``models.layers`` has its forward and backward pass written here by hand, in
+numpy only, in the canonical layout (activations NHWC, dense kernels ``[in, out]``, conv kernels
+HWIO, ``flatten`` in H, W, C order); the loss is the mean softmax cross-entropy of the logits.
+No framework is imported, so the reference depends on none of the frameworks it judges, and the
+update is the rule written once in ``bench.optimizers``, called in float64.
+
+Conventions the frameworks share, followed here:
+
+* ReLU passes no gradient at 0 (the mask is ``h > 0``).
+* ``same`` padding (stride 1 only) pads ``(k − 1) // 2`` before and the rest after, as
+  TensorFlow's and XLA's ``SAME`` do for odd and even kernels.
+* Max pooling sends the gradient to the window's maximum; among equal maxima, to the first in
+  row-major (row, then column) order, as torch does on the CPU. XLA's and TensorFlow's kernels
+  may pick another of the tied elements. On MNIST ties do happen (the background is exact zeros,
+  so a conv over it gives its bias in every position), but the tied elements then have identical
+  inputs, and moving the gradient between them changes no parameter's gradient beyond float64
+  rounding (``tests/test_exact.py`` checks it on LeNet-5 with the last maximum instead).
+
+Conv layers are computed im2col-style (``sliding_window_view``, one matmul per layer); batches
+that would need more than ``CHUNK_BYTES`` of work arrays are run in chunks whose gradients are
+summed (a dense-only model's batch is never split, so its arithmetic is that of one matmul).
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
-from bench.optimizers import REQUIRED_HPARAMS, RESIDUAL
-from models.init import PARAM_NAMES
+from bench.optimizers import NumpyStep, get_rule
+from models.layers import Layer, Model
 
-
-def expected_form(rule: str, framework: str, impl: str) -> str:
-    """Which update formula a framework's optimizer computes: the tutorial's, or Keras' native one."""
-    return "keras" if impl == "native" and RESIDUAL.get((rule, framework)) else "tutorial"
-
-
-def _grads64(p: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
-    """Gradients of the mean softmax cross-entropy of the MLP, by hand, in float64."""
-    h = x @ p["w1"] + p["b1"]
-    a = np.maximum(h, 0.0)
-    z = a @ p["w2"] + p["b2"]
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    dz = e / e.sum(axis=1, keepdims=True)
-    dz[np.arange(len(y)), y] -= 1.0
-    dz /= len(y)
-    dh = (dz @ p["w2"].T) * (h > 0)  # ReLU passes no gradient at 0, as in both frameworks
-    return {"w1": x.T @ dh, "b1": dh.sum(axis=0), "w2": a.T @ dz, "b2": dz.sum(axis=0)}
+# Work arrays of one forward + backward pass of a model with conv or pooling layers, at most: batches
+# beyond are cut in chunks. Chunks that stay in the CPU's caches run faster (lenet5, batch 4,000, one
+# thread, a busy 2-core machine: about 2 s a step at 16 to 64 MiB, 2.4 s or more at 256 MiB, 4 s or
+# more at 2 MiB, where the per-chunk overhead dominates).
+CHUNK_BYTES = 32 * 2**20
+TIES = ("first", "last")  # max pooling among equal maxima: torch's choice, or the other end (tests)
 
 
-def update_float64(rule: str, form: str, hp: Mapping[str, float], theta: np.ndarray, g: np.ndarray,
-              state: dict[str, np.ndarray], t: int) -> np.ndarray:
-    """One step of the tutorial's formula (form="tutorial") or of Keras' native variant (form="keras")."""
-    lr = hp["lr"]
-    if rule == "sgd":
-        return theta - lr * g
-    if rule == "momentum":  # Keras' u ← βu − lr(1−β)g is this same recursion, scaled by −lr
-        state["v"] = hp["beta"] * state.get("v", 0.0) + (1 - hp["beta"]) * g
-        return theta - lr * state["v"]
-    if rule == "rmsprop":
-        s = state["s"] = hp["beta"] * state.get("s", 0.0) + (1 - hp["beta"]) * g * g
-        denom = np.sqrt(s + hp["eps"]) if form == "keras" else np.sqrt(s) + hp["eps"]
-        return theta - lr * g / denom
-    b1, b2 = hp["beta1"], hp["beta2"]
-    m = state["m"] = b1 * state.get("m", 0.0) + (1 - b1) * g
-    v = state["v"] = b2 * state.get("v", 0.0) + (1 - b2) * g * g
-    eps = hp["eps"] / math.sqrt(1 - b2**t) if form == "keras" else hp["eps"]  # Keras' ε-hat
-    return theta - lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
+# ---------------------------------------------------------------- layers, forward and backward
+def pads(layer: Layer) -> tuple[int, int]:
+    """(before, after) zero rows/columns of a conv layer's input."""
+    if layer["padding"] == "valid":
+        return 0, 0
+    k = layer["kernel"]
+    return (k - 1) // 2, k - 1 - (k - 1) // 2
+
+
+def _windows(x: np.ndarray, size: int, stride: int) -> np.ndarray:
+    """[N, Ho, Wo, C, size, size] views of ``x`` [N, H, W, C] (no copy)."""
+    return sliding_window_view(x, (size, size), axis=(1, 2))[:, ::stride, ::stride]
+
+
+def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int = 1,
+                   pad: tuple[int, int] = (0, 0)) -> tuple[np.ndarray, np.ndarray]:
+    """Cross-correlation of ``x`` [N, H, W, C] with the HWIO kernel ``w``, plus ``b``: (out NHWC, columns).
+
+    The columns ([N·Ho·Wo, kh·kw·C], in the kernel's H, W, I order) are what the backward pass needs.
+    """
+    lo, hi = pad
+    if lo or hi:
+        x = np.pad(x, ((0, 0), (lo, hi), (lo, hi), (0, 0)))
+    kh, kw, cin, cout = w.shape
+    win = _windows(x, kh, stride)
+    n, ho, wo = win.shape[:3]
+    cols = win.transpose(0, 1, 2, 4, 5, 3).reshape(n * ho * wo, kh * kw * cin)
+    out = cols @ w.reshape(kh * kw * cin, cout)
+    out += b
+    return out.reshape(n, ho, wo, cout), cols
+
+
+def conv2d_backward(d: np.ndarray, cols: np.ndarray, w: np.ndarray, in_shape: tuple[int, ...], stride: int,
+                    pad: tuple[int, int], need_dx: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(dw, db, dx) of :func:`conv2d_forward` for the output gradient ``d``; dx None unless ``need_dx``."""
+    kh, kw, cin, cout = w.shape
+    n, ho, wo, _ = d.shape
+    flat = d.reshape(-1, cout)
+    dw = (cols.T @ flat).reshape(w.shape)
+    db = np.ones(len(flat)) @ flat  # the sum over positions, as a matmul: several times faster than .sum(0)
+    if not need_dx:
+        return dw, db, None
+    lo, hi = pad
+    h, wd, _ = in_shape
+    # Each kernel offset's share of the input gradient, [kh·kw, N·Ho·Wo, C], contiguous per offset...
+    dcols = np.matmul(flat, w.reshape(kh * kw, cin, cout).transpose(0, 2, 1))
+    dxp = np.zeros((n, h + lo + hi, wd + lo + hi, cin))
+    for i in range(kh):  # ...added back where that offset read the input (col2im)
+        for j in range(kw):
+            part = dcols[i * kw + j].reshape(n, ho, wo, cin)
+            if stride == 1:  # rows of W·C contiguous numbers: a few long runs instead of many of C
+                dxp.reshape(n, h + lo + hi, -1)[:, i:i + ho, j * cin:(j + wo) * cin] += part.reshape(n, ho, -1)
+            else:
+                dxp[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride] += part
+    return dw, db, dxp[:, lo:lo + h, lo:lo + wd]
+
+
+def maxpool2d_forward(x: np.ndarray, size: int, stride: int, ties: str = "first") -> tuple[np.ndarray, np.ndarray]:
+    """(out, argmax) of max pooling ``x`` [N, H, W, C] ('valid', no padding); argmax indexes the
+    window row-major, the first of equal maxima (``ties="last"``: the last)."""
+    win = _windows(x, size, stride)
+    flat = win.reshape(*win.shape[:4], size * size)
+    if ties == "first":
+        arg = flat.argmax(axis=-1)
+    else:
+        arg = size * size - 1 - flat[..., ::-1].argmax(axis=-1)
+    return np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0], arg
+
+
+def maxpool2d_backward(d: np.ndarray, arg: np.ndarray, in_shape: tuple[int, ...], size: int,
+                       stride: int) -> np.ndarray:
+    """The input gradient of max pooling: each window's gradient to its chosen maximum (summed
+    where windows overlap)."""
+    n, ho, wo, _ = d.shape
+    dx = np.zeros((n, *in_shape))
+    for k in range(size * size):
+        i, j = divmod(k, size)
+        dx[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride] += np.where(arg == k, d, 0.0)
+    return dx
+
+
+def _work_bytes(model: Model) -> int:
+    """float64 bytes of one sample's work arrays in a forward and backward pass (an upper bound)."""
+    total = 0
+    for layer in model.layers:
+        total += 2 * int(np.prod(layer.out_shape))
+        if layer.type == "conv2d":
+            ho, wo, _ = layer.out_shape
+            total += 2 * ho * wo * layer["kernel"] ** 2 * layer.in_shape[2]  # columns and their gradient
+        elif layer.type == "maxpool2d":
+            total += int(np.prod(layer.out_shape)) * layer["size"] ** 2 + int(np.prod(layer.in_shape))
+    return 8 * total
+
+
+def _param_names(model: Model) -> dict[int, tuple[str, str]]:
+    """Layer index -> (kernel name, bias name) for the layers that have parameters."""
+    names: dict[int, list[str]] = {}
+    for p in model.params:
+        names.setdefault(p.layer, []).append(p.name)
+    return {i: (ws[0], ws[1]) for i, ws in names.items()}
+
+
+def _pass(model: Model, params: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray, n_total: int,
+          ties: str) -> tuple[float, dict[str, np.ndarray]]:
+    """Summed loss / n_total and the gradients of that, for one chunk ``x`` [n, H, W, C] of the batch."""
+    names = _param_names(model)
+    a = x
+    caches: list[Any] = []
+    for i, layer in enumerate(model.layers):  # forward, keeping what each backward step needs
+        kind = layer.type
+        if kind == "dense":
+            w, b = (params[k] for k in names[i])
+            caches.append(a)
+            a = a @ w + b
+        elif kind == "relu":
+            caches.append(a > 0)  # no gradient at 0
+            a = np.maximum(a, 0.0)
+        elif kind == "tanh":
+            a = np.tanh(a)
+            caches.append(a)
+        elif kind == "flatten":
+            caches.append(None)
+            a = a.reshape(len(a), -1)  # NHWC: H, W, C order
+        elif kind == "conv2d":
+            w, b = (params[k] for k in names[i])
+            a, cols = conv2d_forward(a, w, b, layer["stride"], pads(layer))
+            caches.append(cols)
+        elif kind == "maxpool2d":
+            a, arg = maxpool2d_forward(a, layer["size"], layer["stride"], ties)
+            caches.append(arg)
+        else:
+            raise ValueError(f"layer type {kind!r} has no float64 reference")
+    # Mean softmax cross-entropy of the logits, and its gradient, over the whole batch (n_total).
+    z = a
+    zmax = z.max(axis=1, keepdims=True)
+    e = np.exp(z - zmax)
+    total = e.sum(axis=1, keepdims=True)
+    rows = np.arange(len(y))
+    loss = float(np.sum(np.log(total[:, 0]) + zmax[:, 0] - z[rows, y])) / n_total
+    d = e / total
+    d[rows, y] -= 1.0
+    d /= n_total
+    grads: dict[str, np.ndarray] = {}
+    first = next(i for i, layer in enumerate(model.layers) if layer.has_params)
+    for i in range(len(model.layers) - 1, first - 1, -1):  # nothing needs the input's gradient
+        layer, cache = model.layers[i], caches[i]
+        kind = layer.type
+        if kind == "dense":
+            wname, bname = names[i]
+            grads[wname], grads[bname] = cache.T @ d, d.sum(axis=0)
+            if i > first:
+                d = d @ params[wname].T
+        elif kind == "relu":
+            d = d * cache
+        elif kind == "tanh":
+            d = d * (1.0 - cache * cache)
+        elif kind == "flatten":
+            d = d.reshape(len(d), *layer.in_shape)
+        elif kind == "conv2d":
+            wname, bname = names[i]
+            grads[wname], grads[bname], d = conv2d_backward(
+                d, cache, params[wname], layer.in_shape, layer["stride"], pads(layer), need_dx=i > first)
+        else:
+            d = maxpool2d_backward(d, cache, layer.in_shape, layer["size"], layer["stride"])
+    return loss, grads
+
+
+def loss_and_grads(model: Model, params: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray,
+                   ties: str = "first", chunk_bytes: int = CHUNK_BYTES) -> tuple[float, dict[str, np.ndarray]]:
+    """Mean softmax cross-entropy of ``model`` on ``x`` (flat rows of the input, or images) and
+    labels ``y``, and its gradient for every parameter, by hand (float64 if the inputs are).
+
+    A batch of a model with conv or pooling layers whose work arrays exceed ``chunk_bytes`` is run
+    in chunks and their gradients summed; a dense-only model's batch is one pass.
+    """
+    if ties not in TIES:
+        raise ValueError(f"ties must be one of {', '.join(TIES)}, got {ties!r}")
+    x = x.reshape(len(x), *model.layers[0].in_shape)
+    y = np.asarray(y)
+    n = len(x)
+    image = any(layer.type in ("conv2d", "maxpool2d") for layer in model.layers)
+    chunk = max(1, chunk_bytes // _work_bytes(model)) if image else n  # a dense-only batch is never cut
+    if n <= chunk:
+        return _pass(model, params, x, y, n, ties)
+    loss, grads = 0.0, {}
+    for s in range(0, n, chunk):
+        part_loss, part = _pass(model, params, x[s:s + chunk], y[s:s + chunk], n, ties)
+        loss += part_loss
+        grads = part if not grads else {k: grads[k] + part[k] for k in grads}
+    return loss, grads
 
 
 def float64_trajectory(start: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray,
-                       batches: Sequence[np.ndarray], rule: str, hp: Mapping[str, Any], form: str,
-                       save: Sequence[int]) -> dict[str, np.ndarray]:
-    """Train the MLP in float64 numpy on ``batches``; parameters at the steps in ``save`` (0 = start).
+                       batches: Sequence[np.ndarray], rule: str, hp: Mapping[str, Any], save: Sequence[int],
+                       model: Model) -> dict[str, np.ndarray]:
+    """Train ``model`` in float64 numpy on ``batches``; parameters at the steps in ``save`` (0 = start).
 
-    ``x`` are the float32 pixels both frameworks see; the result is what exact arithmetic gives
-    for the same formula, start and batches: the yardstick for float32 rounding.
+    ``rule`` is the update rule the framework under test computes (``computed_rule(method's rule,
+    framework, impl)``); each step calls it, as written once in ``bench.optimizers``, in float64.
+    ``x`` are the float32 pixels the frameworks see ([N, 784] rows), ``hp`` holds at least the rule's
+    hyperparameters. Returns name -> [1 + number of saved steps >= 1, *shape]: the start, then the
+    parameters after each saved step in order, stacked as the parity workers save them.
     """
-    hp = {k: float(hp[k]) for k in REQUIRED_HPARAMS[rule]}
-    theta = {name: np.asarray(start[name], np.float64) for name in PARAM_NAMES}
-    state: dict[str, dict[str, np.ndarray]] = {name: {} for name in PARAM_NAMES}
-    snaps = {name: [theta[name]] for name in PARAM_NAMES}
+    update = get_rule(rule)
+    hp = {k: float(hp[k]) for k in update.hparams}
+    names = model.param_names
+    theta = {name: np.array(start[name], np.float64) for name in names}
+    state = {name: {slot: np.zeros_like(theta[name]) for slot in update.slots} for name in names}
+    snaps = {name: [theta[name]] for name in names}
     wanted = set(save)
     for t, idx in enumerate(batches, 1):
-        grads = _grads64(theta, x[idx].astype(np.float64), y[idx])
-        theta = {name: update_float64(rule, form, hp, theta[name], grads[name], state[name], t) for name in PARAM_NAMES}
+        _, grads = loss_and_grads(model, theta, x[idx].astype(np.float64), y[idx])
+        step = NumpyStep(t)
+        for name in names:
+            delta, state[name] = update.update(theta[name], grads[name], state[name], step, hp)
+            theta[name] = theta[name] - delta
         if t in wanted:
-            for name in PARAM_NAMES:
+            for name in names:
                 snaps[name].append(theta[name])
     return {name: np.stack(ws) for name, ws in snaps.items()}

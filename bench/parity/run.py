@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -20,7 +21,8 @@ from bench.data import DataError, Dataset, epoch_order, load_dataset
 from bench.exits import BadInput
 from bench.results import write_json
 from bench.run.proc import spec_env, start
-from bench.spec import FRAMEWORKS, IMPLS, build_spec
+from bench.spec import FRAMEWORKS, IMPLS, build_spec, conf_group, is_default_model
+from models.layers import DEFAULT_MODEL, Model, parse_model
 
 
 class ParityError(Exception):
@@ -36,6 +38,13 @@ def _positive_int(name: str, value: Any) -> int:
 def lead_spec(job: Mapping[str, Any]) -> dict[str, Any]:
     """The first framework's run spec: what every framework of the job shares (data, batches, optimizer)."""
     return next(iter(job["specs"].values()))
+
+
+def job_model(job: Mapping[str, Any]) -> Model:
+    """The model a job trains (``spec["model"]``, the same in every framework's spec); a job
+    written before models were selectable trained the tutorial's MLP."""
+    config = lead_spec(job).get("model") or conf_group("model", DEFAULT_MODEL)
+    return parse_model(config)
 
 
 def batch_plan(seed: int, n_train: int, batch_size: int, steps: int) -> list[np.ndarray]:
@@ -142,11 +151,14 @@ def run_jobs(jobs: Sequence[Mapping[str, Any]], workdir: Path) -> dict[str, dict
 
 def result_name(job: Mapping[str, Any], pair: Sequence[str] = ("torch", "tensorflow")) -> str:
     """``<optimizer>-<impl>-bs<bs>-s<seed>``, plus a tag for each setting away from the defaults
-    and for a pair other than torch–tensorflow (``-torch-jax``, ``-tensorflow-jax``)."""
+    (the model's name first, unless it is the tutorial's MLP, so that several models' checks sit
+    side by side) and for a pair other than torch–tensorflow (``-torch-jax``, ``-tensorflow-jax``)."""
     spec = lead_spec(job)
     opt = spec["optimizer"]
     name = f"{opt['name']}-{opt['impl']}-bs{job['batch_size']}-s{spec['seed']}"
-    tags = [job["dataset"] if job["dataset"] != "mnist_embedded" else "",
+    model = spec.get("model")
+    tags = ["" if is_default_model(model) else re.sub(r"[^A-Za-z0-9._]", "_", str(model["name"])),
+            job["dataset"] if job["dataset"] != "mnist_embedded" else "",
             f"n{job['steps']}" if job["steps"] != 50 else "",
             "init_native" if spec["init"] == "native" else "",
             spec["mode"] if spec["mode"] != "eager" else "",

@@ -6,9 +6,20 @@ from pathlib import Path
 from typing import Any
 
 from bench.optimizers import METHODS, RESIDUAL
-from bench.parity.compare import BOUND, COLUMNS, ISOLATED, N_PARAMS, PAIR, TOLERANCE, f64_key, pairs
+from bench.parity.compare import BOUND, COLUMNS, LATER_COLUMNS, PAIR, TOLERANCE, f64_key, isolated, pairs
 from bench.report.sections import ReportSection
-from bench.spec import FRAMEWORKS
+from bench.spec import FRAMEWORKS, conf_group
+from models.layers import DEFAULT_MODEL, parse_model
+
+
+def _default_n_params() -> int:
+    """Weights of the tutorial's MLP: what a parity CSV written before models were selectable trained."""
+    return parse_model(conf_group("model", DEFAULT_MODEL)).n_params
+
+
+def _model_tag(r: Mapping[str, Any]) -> str:
+    """', lenet5' after a check's seed and pair where it is not the tutorial's MLP."""
+    return "" if r["model"] == DEFAULT_MODEL else f", {r['model']}"
 
 
 def _summary(csv_path: Path) -> dict[str, Any] | None:
@@ -19,12 +30,15 @@ def _summary(csv_path: Path) -> dict[str, Any] | None:
         df = pd.read_csv(csv_path)
     except (OSError, ValueError):
         return None
-    if set(COLUMNS) - set(df.columns) or df.empty:
+    if set(COLUMNS) - set(LATER_COLUMNS) - set(df.columns) or df.empty:
         return None
     first = df.iloc[0]
     n = int(first["steps"])
     at = df.set_index("step")
     out = {key: first[key] for key in ("optimizer", "impl", "init", "mode", "device", "precision", "dataset")}
+    has_model = "model" in df.columns and isinstance(first["model"], str)
+    out["model"] = first["model"] if has_model else DEFAULT_MODEL
+    out["n_params"] = int(first["n_params"]) if has_model else _default_n_params()
     out.update(batch=int(first["batch_size"]), seed=int(first["seed"]), n=n, start=at.at[0, "param_max_rel_diff"])
     for label, step in (("1", 1), ("10", min(10, n)), ("N", n)):
         out[f"loss@{label}"] = at.at[step, "loss_rel_diff"]
@@ -42,7 +56,8 @@ def _display(summary) -> Any:
     def setup(r: Mapping[str, Any]) -> str:
         extra = [f"init {r['init']}" if r["init"] != "shared" else "", r["mode"] if r["mode"] != "eager" else "",
                  r["device"] if r["device"] != "cpu" else "", r["precision"] if r["precision"] != "fp32" else ""]
-        return " · ".join([f"bs {r['batch']}", f"seed {r['seed']}", f"N {r['n']}", r["dataset"]]
+        model = [r["model"]] if r["model"] != DEFAULT_MODEL else []
+        return " · ".join(model + [f"bs {r['batch']}", f"seed {r['seed']}", f"N {r['n']}", r["dataset"]]
                           + [e for e in extra if e])
 
     return summary.assign(setup=summary.apply(setup, axis=1), agree=(summary["param@N"] <= TOLERANCE).map(
@@ -83,6 +98,8 @@ def _figure(csv_paths: Sequence[Path], out: Path) -> Path | None:
             label += f" init {first['init']}"
         if first["seed"] != 0:
             label += f" seed {first['seed']}"
+        if "model" in first and isinstance(first["model"], str) and first["model"] != DEFAULT_MODEL:
+            label += f" {first['model']}"
         ax.plot(df["step"], df["param_max_rel_diff"], style, color=colour, label=label,
                 lw=0.8 if first["init"] != "shared" else 1.5)
         drawn += 1
@@ -103,13 +120,15 @@ def _figure(csv_paths: Sequence[Path], out: Path) -> Path | None:
 def _words(summary) -> str:
     """The explanation, worded from the numbers in ``summary`` (one row per parity CSV)."""
     paras = [
-        "Each check trains the same MLP for N steps in PyTorch, TensorFlow and JAX, in separate processes, "
-        "from the same initial weights on the same batches (the first N of a real run). *loss* is the "
+        "Each check trains the same model (the tutorial's MLP where the setup names no other) for N steps in "
+        "PyTorch, TensorFlow and JAX, in separate processes, from the same initial weights on the same "
+        "batches (the first N of a real run). *loss* is the "
         "relative difference of the step's training loss between the pair of frameworks; *params* the largest "
         "element difference in any "
         "weight tensor divided by that tensor's largest magnitude; "
         f"*weights over* counts the elements beyond {BOUND} of their tensor's scale. *torch/tf/jax vs "
-        "float64* measure each framework against exact (float64 numpy) arithmetic of the formula it is meant "
+        "float64* measure each framework against exact arithmetic (the model's forward and backward passes "
+        "written by hand in float64 numpy) of the formula it is meant "
         "to compute, *formulas apart* the exact runs of the two frameworks' formulas against each other "
         f"(0 when both compute the same one). The bound is {BOUND} (float32)."
     ]
@@ -121,36 +140,41 @@ def _words(summary) -> str:
         text = (f"With impl=reference (the tutorial's formulas, written once per framework) {len(inside)} of "
                 f"{len(ref)} checks agree within the bound")
         if worst is not None:
-            text += f"; the largest difference among them is {worst['param@N']:.1e} ({worst['optimizer']})"
+            text += (f"; the largest difference among them is {worst['param@N']:.1e} "
+                     f"({worst['optimizer']}{_model_tag(worst)})")
         paras.append(text + ".")
         for _, r in ref[ref["param@N"] > TOLERANCE].iterrows():
             paras.append(
-                f"Reference {r['optimizer']} (seed {r['seed']}, {r['pair']}) is {r['param@N']:.1e} apart after "
-                f"{r['n']} steps, in {int(r['params_over_bound'])} of {N_PARAMS} weights, with the same formula on "
-                f"both sides and the loss {r['loss@N']:.1e} apart; exact arithmetic is {r['a_vs_f64']:.1e} from "
+                f"Reference {r['optimizer']} (seed {r['seed']}, {r['pair']}{_model_tag(r)}) is {r['param@N']:.1e} "
+                f"apart after {r['n']} steps, in {int(r['params_over_bound'])} of {r['n_params']} weights, with the "
+                f"same formula on both sides and the loss {r['loss@N']:.1e} apart; exact arithmetic is "
+                f"{r['a_vs_f64']:.1e} from "
                 f"the first and {r['b_vs_f64']:.1e} from the second. "
                 + ("That is float32 rounding: such a weight's gradient is a sum that cancels to almost zero, so "
                    "rounding changes it by percents, and the per-weight scaling of RMSProp/Adam turns that into "
                    "a full-size step. The bound holds for most seeds, not for every one."
-                   if r["params_over_bound"] <= ISOLATED else "That is more than rounding: look for a bug."))
+                   if r["params_over_bound"] <= isolated(r["n_params"])
+                   else "That is more than rounding: look for a bug."))
     native = shared[shared["impl"] == "native"]
     for _, r in native.iterrows():
         rule = METHODS[r["optimizer"]].rule if r["optimizer"] in METHODS else ""
         residual = " ".join(RESIDUAL.get((rule, fw), "") for fw in r["pair"].split("–")).strip()
-        same = ref[(ref["optimizer"] == r["optimizer"]) & (ref["seed"] == r["seed"]) & (ref["pair"] == r["pair"])]
+        same = ref[(ref["optimizer"] == r["optimizer"]) & (ref["seed"] == r["seed"]) & (ref["pair"] == r["pair"])
+                   & (ref["model"] == r["model"])]
         versus = f" (reference: {same['param@N'].max():.1e})" if len(same) else ""
         if residual and r["param_forms_diff"] > TOLERANCE:
             paras.append(
-                f"Native {r['optimizer']} ({r['pair']}): {r['param@N']:.1e} apart after {r['n']} steps{versus}, in "
-                f"{int(r['params_over_bound'])} of {N_PARAMS} weights; the loss {r['loss@N']:.1e} apart. "
+                f"Native {r['optimizer']} ({r['pair']}{_model_tag(r)}): {r['param@N']:.1e} apart after {r['n']} "
+                f"steps{versus}, in {int(r['params_over_bound'])} of {r['n_params']} weights; the loss "
+                f"{r['loss@N']:.1e} apart. "
                 f"Not a bug: {residual}. Exact arithmetic of the tutorial's formula and of Keras' formula "
                 f"gives runs {r['param_forms_diff']:.1e} apart, while each framework is within "
                 f"{max(r['a_vs_f64'], r['b_vs_f64']):.1e} of its own formula: the difference is "
                 f"the ε placement, largest for weights whose gradients are tiny (√s or √v̂ comparable to ε).")
         else:
             how = " (with lr·(1−β) for the tutorial's EMA momentum)" if rule == "momentum" else ""
-            paras.append(f"Native {r['optimizer']} ({r['pair']}): {r['param@N']:.1e} apart after {r['n']} steps"
-                         f"{versus}; the built-in optimizers compute the tutorial's update here{how}.")
+            paras.append(f"Native {r['optimizer']} ({r['pair']}{_model_tag(r)}): {r['param@N']:.1e} apart after "
+                         f"{r['n']} steps{versus}; the built-in optimizers compute the tutorial's update here{how}.")
     for _, r in summary[summary["init"] == "native"].iterrows():
         paras.append(
             f"init=native ({r['optimizer']}, {r['impl']}): each framework's own default initialisation; the "
@@ -161,8 +185,8 @@ def _words(summary) -> str:
 
 def epoch_agreement(results_dir: Path) -> Any:
     """Full runs with impl=reference in torch and in another framework: the largest relative
-    difference of the per-epoch training loss, per method and pair (a DataFrame; empty when no
-    such pair exists)."""
+    difference of the per-epoch training loss, per method, model and pair (a DataFrame; empty when
+    no such pair exists; a metrics file without a model column is the tutorial's MLP)."""
     import pandas as pd
 
     frames = []
@@ -171,11 +195,13 @@ def epoch_agreement(results_dir: Path) -> Any:
             frames.append(pd.read_csv(path))
         except (OSError, ValueError):
             continue
-    columns = ["optimizer", "frameworks", "batch_size", "seed", "dataset", "n_train", "lr", "epochs", "max rel diff"]
+    columns = ["optimizer", "model", "frameworks", "batch_size", "seed", "dataset", "n_train", "lr", "epochs",
+               "max rel diff"]
     if not frames:
         return pd.DataFrame(columns=columns)
     runs = pd.concat(frames, ignore_index=True)
-    key = ["optimizer", "batch_size", "seed", "dataset", "n_train", "lr", "mode", "device", "epoch"]
+    runs["model"] = runs["model"].fillna(DEFAULT_MODEL) if "model" in runs.columns else DEFAULT_MODEL
+    key = ["optimizer", "model", "batch_size", "seed", "dataset", "n_train", "lr", "mode", "device", "epoch"]
     if not set(key + ["impl", "framework", "train_loss"]) <= set(runs.columns):
         return pd.DataFrame(columns=columns)
     runs = runs[(runs["impl"] == "reference") & (runs["epoch"] > 0) & runs["train_loss"].notna()]
@@ -202,17 +228,18 @@ def report_section(results_dir: Path) -> ReportSection | None:
     epochs = epoch_agreement(Path(results_dir))
     order = {name: i for i, name in enumerate(METHODS)}
     pair_order = {f"{a}–{b}": i for i, (a, b) in enumerate(pairs(FRAMEWORKS))}
-    summary = pd.DataFrame(rows).sort_values(
-        ["init", "impl", "optimizer", "seed", "pair"], ascending=[False, False, True, True, True], ignore_index=True,
-        key=lambda col: col.map(order) if col.name == "optimizer" else col.map(pair_order) if col.name == "pair"
-        else col)
+    sort_keys = {"optimizer": order, "pair": pair_order}
+    summary = pd.DataFrame(rows).sort_values(  # the tutorial's MLP first, then the other models by name
+        ["init", "impl", "model", "optimizer", "seed", "pair"], ascending=[False, False, True, True, True, True],
+        ignore_index=True, key=lambda col: col.map(sort_keys[col.name]) if col.name in sort_keys
+        else col.map(lambda m: "" if m == DEFAULT_MODEL else m) if col.name == "model" else col)
     figure = _figure([p for p in paths if _summary(p) is not None], Path(results_dir) / "parity" / "parity.png")
     text = _words(summary)
     if len(epochs):
         worst = epochs.loc[epochs["max rel diff"].idxmax()]
         text += (f"\n\nFull runs with impl=reference in torch and another framework ({len(epochs)} pairs, "
                  f"{', '.join(dict.fromkeys(epochs['optimizer']))}): the per-epoch training losses agree to "
-                 f"{worst['max rel diff']:.1e} relative at worst ({worst['optimizer']}, {worst['frameworks']}, "
-                 f"{int(worst['epochs'])} epoch(s)); the target is 1e-3.")
+                 f"{worst['max rel diff']:.1e} relative at worst ({worst['optimizer']}{_model_tag(worst)}, "
+                 f"{worst['frameworks']}, {int(worst['epochs'])} epoch(s)); the target is 1e-3.")
     return ReportSection(title="Do the frameworks agree?", text=text, table=_display(summary),
                          figures=[figure] if figure else [])

@@ -1,9 +1,9 @@
 """``python -m bench.parity.worker <workdir> <framework>``: the child side of ``bench.parity``.
 
-Runs every job of ``<workdir>/jobs.json`` in one framework (its runner through
-``bench.run.child.make_runner``, one step per call) and leaves, per job, the step losses and
-the parameters at the saved steps in ``<key>-<framework>.npz``, with the runner's
-description in ``<key>-<framework>.json``.
+Runs every job of ``<workdir>/jobs.json`` in one framework (its runner for the spec's model
+through ``bench.run.child.make_runner``, one step per call) and leaves, per job, the step losses
+and the parameters at the saved steps in ``<key>-<framework>.npz``, with the runner's description
+in ``<key>-<framework>.json``.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from bench import frameworks
 from bench.data import DataError, load_dataset
 from bench.exits import EXIT_BAD_INPUT
 from bench.parity.run import batch_plan
@@ -23,9 +24,9 @@ from bench.results import write_json
 def child_main(workdir: Path, framework: str) -> int:
     """Run every job of ``workdir/jobs.json`` in this framework; one npz + json per job."""
     from bench.run.child import make_runner
-    from models.init import initial_weights
 
     jobs = json.loads((workdir / "jobs.json").read_text())
+    frameworks.get(framework).prepare_process()  # before the first make_runner imports it
     datasets: dict[str, Any] = {}
     for job in jobs:
         spec = job["specs"][framework]
@@ -37,7 +38,7 @@ def child_main(workdir: Path, framework: str) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
         data = datasets[data_key]
-        runner = make_runner(spec, data, initial_weights(spec["seed"]))
+        runner = make_runner(spec, data)  # the start: initial_weights(seed, the spec's model), or init=native
         save = set(job["param_steps"])
         snaps = {name: [w] for name, w in runner.weights().items()}
         losses = np.empty(job["steps"])
