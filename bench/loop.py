@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from bench.clock import Snapshot
+from bench.clock import Snapshot, Usage
 from bench.data import Dataset, epoch_order
 from bench.results import METRIC_COLUMNS, STEP_COLUMNS, update_run_json, write_csv
 
@@ -97,99 +97,154 @@ class Progress:
 
 def train(spec: dict[str, Any], runner: Runner, data: Dataset, out_dir, batch_size: int) -> str:
     """Train for ``spec['epochs']`` epochs, logging as we go; returns the final status."""
+    run = _Training(spec, runner, data, out_dir, batch_size)
+    if run.epochs != spec["epochs"]:
+        update_run_json(out_dir, epochs_run=run.epochs)
+    run.warm_up()
+    run.start()
+    status = "completed"
+    for epoch in range(1, run.epochs + 1):
+        if not run.epoch(epoch):
+            status = "diverged"
+            break
+    run.flush(status)
+    run.progress.close(status)
+    return status
+
+
+def _base_row(spec: dict[str, Any], data: Dataset, batch_size: int) -> dict[str, Any]:
+    """The columns every row of metrics.csv and steps.csv repeats: which run, on what."""
     opt = spec["optimizer"]
-    base = {
+    return {
         "run_id": spec["run_id"], "framework": spec["framework"]["name"], "optimizer": opt["name"],
         "impl": opt["impl"], "mode": spec["mode"], "lr": opt["lr"], "batch_size": batch_size,
         "seed": spec["seed"], "dataset": data.name, "n_train": data.n_train, "n_test": data.n_test,
-        "device": spec["device"],
+        "device": spec["device"], "model": spec.get("model", {}).get("name", "mlp"),
     }
-    n_steps = steps_per_epoch(data.n_train, batch_size)
-    epochs = epochs_to_run(spec["epochs"], spec.get("min_steps", 0), n_steps)
-    if epochs != spec["epochs"]:
-        update_run_json(out_dir, epochs_run=epochs)
-    factor = float(spec.get("diverge_factor", 0.0))
-    every = max(1, n_steps // spec["step_log_points"])
-    progress = Progress(f"[{base['framework']} {base['optimizer']} bs{batch_size} s{base['seed']}]",
-                        epochs, spec["progress"])
-    rows: list[dict[str, Any]] = []
-    step_rows: list[dict[str, Any]] = []
-    wall = 0.0
 
-    def evaluate() -> tuple[dict[str, float], float]:
+
+def _clocks(used: Usage) -> dict[str, float]:
+    """An epoch's CPU time and the share of the machine others used, as metrics.csv names them."""
+    return {"cpu_time_s": used.cpu_s, "contention": used.contention}
+
+
+class _Training:
+    """One run between its epochs: the rows logged so far, and the steps that add to them."""
+
+    def __init__(self, spec: dict[str, Any], runner: Runner, data: Dataset, out_dir, batch_size: int) -> None:
+        self.spec, self.runner, self.data, self.out_dir, self.batch_size = spec, runner, data, out_dir, batch_size
+        self.base = _base_row(spec, data, batch_size)
+        self.n_steps = steps_per_epoch(data.n_train, batch_size)
+        self.epochs = epochs_to_run(spec["epochs"], spec.get("min_steps", 0), self.n_steps)
+        self.factor = float(spec.get("diverge_factor", 0.0))
+        self.every = max(1, self.n_steps // spec["step_log_points"])
+        self.progress = Progress(f"[{self.base['framework']} {self.base['optimizer']} bs{batch_size} "
+                                 f"s{self.base['seed']}]", self.epochs, spec["progress"])
+        self.rows: list[dict[str, Any]] = []
+        self.step_rows: list[dict[str, Any]] = []
+        self.wall = 0.0  # training seconds so far; evaluation and logging are not in it
+        self.first_loss = math.nan  # the training loss before the first step, set by start()
+
+    def warm_up(self) -> None:
+        """Let a runner that can compile/trace every step shape first; run.json gets the seconds."""
+        warm_up = getattr(self.runner, "warm_up", None)
+        if warm_up is not None:
+            warmup_time = warm_up(epoch_order(self.spec["seed"], 1, self.data.n_train), self.batch_size)
+            update_run_json(self.out_dir, warmup_time_s=warmup_time)
+
+    def start(self) -> None:
+        """Epoch 0: score the initial weights (divergence is judged against their loss) and write the row."""
+        scores, eval_time = self.evaluate()
+        self.first_loss = scores["train_loss"]
+        self.rows.append({**self.base, "epoch": 0, "steps": 0, **scores, "step_loss_mean": math.nan,
+                          "epoch_time_s": 0.0, "eval_time_s": eval_time, "wall_time_s": 0.0,
+                          "samples_per_s": math.nan, "cpu_time_s": 0.0, "contention": math.nan})
+        self.flush("running")
+
+    def epoch(self, epoch: int) -> bool:
+        """Train, log and score one epoch; False when it diverged (its row is kept for the last flush)."""
+        losses, used = self.step(epoch)
+        self.wall += used.wall_s
+        t_log = time.perf_counter()
+        self.log_steps(epoch, losses)
+        why = divergence(losses, self.first_loss, self.factor)
+        if why is not None:
+            self.diverged(epoch, losses, used, why)
+            return False
+        log_time = time.perf_counter() - t_log
+        scores, eval_time = self.evaluate()
+        t_log = time.perf_counter()
+        row = self.row(epoch, losses, used, scores, eval_time)
+        self.rows.append(row)
+        self.flush("running")
+        update_run_json(self.out_dir, epochs_done=epoch)
+        self.progress.epoch(row)
+        # This epoch's logging time is known only now; the next flush writes it.
+        row.update(self.timing(used.wall_s, log_time + time.perf_counter() - t_log))
+        return True
+
+    def step(self, epoch: int) -> tuple[np.ndarray, Usage]:
+        """One epoch of steps in the shared batch order: their losses and the clocks it used."""
+        order = epoch_order(self.spec["seed"], epoch, self.data.n_train)
+        before = Snapshot.take()
+        losses = self.runner.train_epoch(order, self.batch_size)
+        return losses, Snapshot.take().since(before)
+
+    def log_steps(self, epoch: int, losses: np.ndarray) -> None:
+        """Every ``every``-th step's loss of the epoch, as rows of steps.csv."""
+        first = (epoch - 1) * self.n_steps
+        self.step_rows.extend(
+            {**self.base, "epoch": epoch, "step": first + k + 1, "loss": float(losses[k])}
+            for k in range(self.every - 1, self.n_steps, self.every)
+        )
+
+    def diverged(self, epoch: int, losses: np.ndarray, used: Usage, why: str) -> None:
+        """Keep the diverged epoch's row and say why the run stops."""
+        if np.all(np.isfinite(losses)):
+            scores, eval_time = self.evaluate()
+            self.rows.append(self.row(epoch, losses, used, scores, eval_time))
+        else:
+            self.rows.append(self.non_finite_row(epoch, losses, used))
+        print(f"{self.progress.label} epoch {epoch}: {why}: diverged", file=sys.stderr, flush=True)
+
+    def row(self, epoch: int, losses: np.ndarray, used: Usage, scores: dict[str, float],
+            eval_time: float) -> dict[str, Any]:
+        """metrics.csv's row of a scored epoch (without its logging time, which comes later)."""
+        train_time = used.wall_s
+        return {**self.base, "epoch": epoch, "steps": epoch * self.n_steps, **scores,
+                "step_loss_mean": float(np.mean(losses)), **self.timing(train_time), **_clocks(used),
+                "eval_time_s": eval_time, "wall_time_s": self.wall,
+                "samples_per_s": self.data.n_train / train_time if train_time > 0 else math.nan}
+
+    def non_finite_row(self, epoch: int, losses: np.ndarray, used: Usage) -> dict[str, Any]:
+        """metrics.csv's row of an epoch whose loss went non-finite: its steps up to that loss, no
+        scores (nothing after a non-finite loss is worth evaluating: the weights are NaN)."""
+        bad = int(np.argmax(~np.isfinite(losses)))
+        return {**self.base, "epoch": epoch, "steps": (epoch - 1) * self.n_steps + bad + 1, "train_loss": math.nan,
+                "train_acc": math.nan, "step_loss_mean": math.nan, "test_loss": math.nan,
+                "test_acc": math.nan, **self.timing(used.wall_s), **_clocks(used), "eval_time_s": 0.0,
+                "wall_time_s": self.wall, "samples_per_s": math.nan}
+
+    def evaluate(self) -> tuple[dict[str, float], float]:
+        """Loss and accuracy on every split the data has, and the seconds that took."""
         t0 = time.perf_counter()
         out: dict[str, float] = {}
-        splits = ("train", "test") + (("val",) if data.y_val is not None else ())
+        splits = ("train", "test") + (("val",) if self.data.y_val is not None else ())
         for split in splits:
-            out[f"{split}_loss"], out[f"{split}_acc"] = runner.evaluate(split)
+            out[f"{split}_loss"], out[f"{split}_acc"] = self.runner.evaluate(split)
         return out, time.perf_counter() - t0
 
-    def flush(status: str) -> None:
-        for row in rows:
-            row["status"] = status
-        write_csv(out_dir / "metrics.csv", rows, METRIC_COLUMNS)
-        write_csv(out_dir / "steps.csv", step_rows, STEP_COLUMNS)
-
-    warm_up = getattr(runner, "warm_up", None)
-    if warm_up is not None:
-        warmup_time = warm_up(epoch_order(spec["seed"], 1, data.n_train), batch_size)
-        update_run_json(out_dir, warmup_time_s=warmup_time)
-
-    def timing(train_time: float, log_time: float = 0.0) -> dict[str, float]:
+    def timing(self, train_time: float, log_time: float = 0.0) -> dict[str, float]:
         """Harness overhead = the epoch outside the framework's step calls + its logging."""
-        inside = float(getattr(runner, "step_time_s", math.nan))
+        inside = float(getattr(self.runner, "step_time_s", math.nan))
         overhead = train_time - inside + log_time
         total = train_time + log_time
         return {"epoch_time_s": train_time, "step_time_s": inside, "overhead_s": overhead,
                 "overhead_frac": overhead / total if total > 0 else math.nan}
 
-    scores, eval_time = evaluate()
-    first_loss = scores["train_loss"]
-    rows.append({**base, "epoch": 0, "steps": 0, **scores, "step_loss_mean": math.nan,
-                 "epoch_time_s": 0.0, "eval_time_s": eval_time, "wall_time_s": 0.0,
-                 "samples_per_s": math.nan, "cpu_time_s": 0.0, "contention": math.nan})
-    flush("running")
-    status = "completed"
-    for epoch in range(1, epochs + 1):
-        order = epoch_order(spec["seed"], epoch, data.n_train)
-        before = Snapshot.take()
-        losses = runner.train_epoch(order, batch_size)
-        used = Snapshot.take().since(before)
-        train_time = used.wall_s
-        wall += train_time
-        clocks = {"cpu_time_s": used.cpu_s, "contention": used.contention}
-        t_log = time.perf_counter()
-        first = (epoch - 1) * n_steps
-        step_rows.extend(
-            {**base, "epoch": epoch, "step": first + k + 1, "loss": float(losses[k])}
-            for k in range(every - 1, n_steps, every)
-        )
-        why = divergence(losses, first_loss, factor)
-        if why is not None and not np.all(np.isfinite(losses)):
-            # Nothing after a non-finite loss is worth evaluating: the weights are NaN.
-            bad = int(np.argmax(~np.isfinite(losses)))
-            rows.append({**base, "epoch": epoch, "steps": first + bad + 1, "train_loss": math.nan,
-                         "train_acc": math.nan, "step_loss_mean": math.nan, "test_loss": math.nan,
-                         "test_acc": math.nan, **timing(train_time), **clocks, "eval_time_s": 0.0,
-                         "wall_time_s": wall, "samples_per_s": math.nan})
-        else:
-            log_time = time.perf_counter() - t_log
-            scores, eval_time = evaluate()
-            t_log = time.perf_counter()
-            row = {**base, "epoch": epoch, "steps": first + n_steps, **scores,
-                   "step_loss_mean": float(np.mean(losses)), **timing(train_time), **clocks,
-                   "eval_time_s": eval_time, "wall_time_s": wall,
-                   "samples_per_s": data.n_train / train_time if train_time > 0 else math.nan}
-            rows.append(row)
-        if why is not None:
-            status = "diverged"
-            print(f"{progress.label} epoch {epoch}: {why}: diverged", file=sys.stderr, flush=True)
-            break
-        flush("running")
-        update_run_json(out_dir, epochs_done=epoch)
-        progress.epoch(row)
-        # This epoch's logging time is known only now; the next flush writes it.
-        row.update(timing(train_time, log_time + time.perf_counter() - t_log))
-    flush(status)
-    progress.close(status)
-    return status
+    def flush(self, status: str) -> None:
+        """Rewrite metrics.csv and steps.csv with every row so far, each marked ``status``."""
+        for row in self.rows:
+            row["status"] = status
+        write_csv(self.out_dir / "metrics.csv", self.rows, METRIC_COLUMNS)
+        write_csv(self.out_dir / "steps.csv", self.step_rows, STEP_COLUMNS)

@@ -212,7 +212,7 @@ def test_report_cli_writes_timing_columns_and_ratios_against_the_baseline(tmp_pa
                 make_run(tmp_path, fw, method, seed, [0.1, 0.6, 0.7])
     write_timing(tmp_path, {("torch", "minibatch"): 1e-3, ("tensorflow", "minibatch"): 2e-3,
                             ("jax", "minibatch"): 0.5e-3, ("torch", "sgd"): 0.4e-3})
-    proc = run_cli(str(tmp_path), "--no-extra", module="bench.report", timeout=300)
+    proc = run_cli(str(tmp_path), "extra=false", module="bench.report", timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = pd.read_csv(tmp_path / "report" / "summary.csv")
     for col in ("time_per_step_s", "time_per_step_lo", "time_per_step_hi", "timing_n", "time_ratio_vs_torch",

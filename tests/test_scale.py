@@ -52,7 +52,7 @@ def test_four_job_sweep_through_submitit_local_then_resume_and_report(results: P
     assert again.returncode == 0 and "0 ran, 4 skipped (already done)" in again.stdout
     assert [i["start_time"] for i in _infos(results)] == [i["start_time"] for i in infos]
 
-    report = run_cli(str(results), "--no-extra", module="bench.report", timeout=300)
+    report = run_cli(str(results), "extra=false", module="bench.report", timeout=300)
     assert report.returncode == 0, report.stderr[-3000:]
     summary = pd.read_csv(results / "report" / "summary.csv")
     assert sorted(summary["optimizer"]) == ["minibatch", "sgd"]
@@ -129,7 +129,7 @@ def test_optuna_sweep_with_three_trials_writes_its_best_parameters(results: Path
     assert len(table) == 1 and table.iloc[0]["best_val_acc"] == pytest.approx(best["best_value"])
     assert table.iloc[0]["lrs_tried"] == 3
 
-    lrs_cli = run_cli("lrs", str(results), HARNESS_FRAMEWORK.partition("=")[2], "minibatch", module="bench.tuning")
+    lrs_cli = run_cli("lrs", f"results_dir={results}", HARNESS_FRAMEWORK, "optimizer=minibatch", module="bench.tuning")
     assert lrs_cli.returncode == 0
     tuned, default = (float(x) for x in lrs_cli.stdout.strip().split(","))
     assert tuned in lrs and default == default_lr("minibatch") == 0.01

@@ -72,7 +72,7 @@ def test_framework_paths_equal_the_numpy_path() -> None:
 @pytest.mark.slow
 def test_cli_writes_csv_and_figures(tmp_path: Path) -> None:
     out = tmp_path / "toy"
-    proc = run_cli("--out", str(out), "--frameworks", "", module="bench.toy", timeout=300)
+    proc = run_cli(f"out={out}", "frameworks=", module="bench.toy", timeout=300)
     assert proc.returncode == 0, proc.stderr
     traj = pd.read_csv(out / "trajectories.csv")
     assert list(traj.columns) == ["method", "framework", "impl", "step", "x", "loss"]
@@ -85,7 +85,7 @@ def test_cli_writes_csv_and_figures(tmp_path: Path) -> None:
 
 
 def test_cli_rejects_an_unknown_framework(tmp_path: Path) -> None:
-    proc = run_cli("--out", str(tmp_path), "--frameworks", "bogus", module="bench.toy")
+    proc = run_cli(f"out={tmp_path}", "frameworks=bogus", module="bench.toy")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == ["error: unknown framework 'bogus'; choose from "
                                                 + ", ".join(toy.FRAMEWORKS)]

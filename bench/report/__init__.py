@@ -3,6 +3,8 @@
 Layers, so that every number can be tested without drawing anything:
 
 * ``load`` — run folders and the timing pass into DataFrames; bad files become warnings;
+* ``groups`` — the order and grouping of frameworks (the registry's), methods (the tutorial's six,
+  then those beyond it) and models (each one a section of its own when there are several);
 * ``aggregate``, ``speed``, ``claims`` — pure functions: per-run figures, seeds folded, time
   per step and ratios with 95 % intervals, the tutorial's claims judged;
 * ``tables``, ``figures`` — strings for people, PNG and SVG figures;

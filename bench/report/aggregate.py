@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from bench.optimizers import METHODS
+from bench.report.groups import method_rank
 from bench.report.load import REQUIRED_STEPS
 from bench.report.speed import (
     BASELINE,
@@ -19,7 +20,9 @@ from bench.report.speed import (
     round_times,
     time_ratio,
     timing_table,
+    with_framework,
 )
+from models.layers import DEFAULT_MODEL
 
 # Target test accuracy per dataset: the usual "solved" bar on MNIST, a reachable one on
 # Fashion-MNIST, and on the 4,000-image embedded subset what the good methods reach in a
@@ -28,8 +31,9 @@ TARGET_ACC = {"mnist": 0.97, "fashion_mnist": 0.85, "mnist_embedded": 0.90}
 DEFAULT_TARGET = 0.90
 LAST_PART = 0.25  # stability: spread of the step loss over this last share of the logged steps
 
-# A group is one configuration; its runs differ only by seed.
-GROUP_KEYS = ("dataset", "device", "framework", "optimizer", "batch_size", "impl", "mode", "lr", "n_train")
+# A group is one configuration; its runs differ only by seed. Two configurations that differ only
+# by model are two groups: nothing is ever averaged or compared across models.
+GROUP_KEYS = ("dataset", "model", "device", "framework", "optimizer", "batch_size", "impl", "mode", "lr", "n_train")
 SHOWN_ALWAYS = ("framework", "optimizer", "batch_size")
 
 
@@ -156,15 +160,18 @@ def summarize(stats: pd.DataFrame, timing: pd.DataFrame | None = None, baseline:
     out["timing_n"] = out["timing_n"].fillna(0).astype(int)
     out = pd.concat([out, baseline_ratios(out, rounds, baseline)], axis=1)
     out["tf_over_torch_time"] = tf_torch_ratio(out, rounds)
-    order = {name: i for i, name in enumerate(METHODS)}
-    out["_m"] = out["optimizer"].map(order).fillna(len(order))
+    out["_m"] = out["optimizer"].map(method_rank)
     out["_f"] = (out["framework"] != baseline).astype(int)
-    return out.sort_values(["dataset", "_m", "batch_size", "impl", "mode", "lr", "_f", "framework"]).drop(
-        columns=["_m", "_f"]).reset_index(drop=True)
+    out["_d"] = (out["model"] != DEFAULT_MODEL).astype(int)
+    out = out.sort_values(["dataset", "_d", "model", "_m", "batch_size", "impl", "mode", "lr", "_f", "framework"]
+                          ).drop(columns=["_m", "_f", "_d"]).reset_index(drop=True)
+    # summary.csv keeps the column order it had before models; ``model`` is its last column.
+    return out[[c for c in out.columns if c != "model"] + ["model"]]
 
 
 def tf_torch_ratio(summary: pd.DataFrame, rounds: dict | None = None) -> pd.Series:
-    """TensorFlow's time over PyTorch's for the same configuration, on both rows (the older column).
+    """TensorFlow's time over PyTorch's for the same configuration, on both rows (the older column,
+    named after those two; ``time_ratio_vs_<baseline>`` is the general one).
 
     From the timing pass when it timed both; otherwise from the sweep's epoch times.
     """
@@ -175,7 +182,7 @@ def tf_torch_ratio(summary: pd.DataFrame, rounds: dict | None = None) -> pd.Seri
     ratio = []
     for _, row in summary.iterrows():
         key = config_key(row)
-        timed = time_ratio(rounds or {}, key[:2] + ("tensorflow",) + key[3:], key[:2] + ("torch",) + key[3:])
+        timed = time_ratio(rounds or {}, with_framework(key, "tensorflow"), with_framework(key, "torch"))
         if math.isfinite(timed.est):
             ratio.append(timed.est)
             continue
@@ -249,10 +256,13 @@ def reference_rows(summary: pd.DataFrame, default_lr: dict[str, float] | None = 
     text that says which lr it is and why.
     """
     out: dict[str, dict[str, pd.Series]] = {}
+    if "model" in summary.columns and summary["model"].nunique() > 1:
+        raise ValueError("reference_rows: pick one model's rows first; models are never compared as one")
     for (fw, method), grp in summary.groupby(["framework", "optimizer"], sort=False):
-        own = METHODS[method].batch_size if method in METHODS else None
-        rank = pd.DataFrame({
-            "bs": grp["batch_size"] != (grp["n_train"] if own is None else own),
+        known = method in METHODS
+        own = METHODS[method].batch_size if known else None
+        rank = pd.DataFrame({  # a method METHODS does not know has no own batch size to prefer
+            "bs": (grp["batch_size"] != (grp["n_train"] if own is None else own)) & known,
             "impl": grp["impl"] != "native", "mode": grp["mode"] != "eager", "runs": -grp["runs"],
         }, index=grp.index).sort_values(["bs", "impl", "mode", "runs"])
         top = grp.loc[rank.index[0]]

@@ -13,6 +13,11 @@ A comparison is *supported* when its whole interval lies on the claim's side of 
 *not supported* when the whole interval lies on the other side, *inconclusive* otherwise. A
 claim of several comparisons is supported when all are, not supported when any is not, and
 inconclusive otherwise.
+
+The claims are the tutorial's, about its six methods (``TUTORIAL_METHODS``): methods beyond the
+tutorial never enter them. With several models in the results, every claim is judged for each
+model separately, from that model's runs only (the tutorial made its claims on its MLP; whether
+they hold on another model is a separate question, answered separately).
 """
 from __future__ import annotations
 
@@ -22,9 +27,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from bench.optimizers import TUTORIAL_METHODS
 from bench.report.aggregate import GROUP_KEYS, reference_rows
+from bench.report.groups import framework_order, model_order
 from bench.report.speed import BASELINE, config_key, interval_text, time_ratio
 from bench.stats import NAN_INTERVAL, Interval, mean_ci
+from models.layers import DEFAULT_MODEL
 
 VERDICTS = ("supported", "not supported", "inconclusive")
 TIME_MEASURES = {"time_per_step": "time per step", "time_per_sample": "time per sample"}
@@ -82,6 +90,7 @@ class Claim:
     n: str  # how many rounds or seeds each interval stands on
     lr: str  # the lr each method's numbers come from
     evidence: str  # generated from the numbers
+    model: str = DEFAULT_MODEL  # the model whose runs judged it
 
 
 C = Compare
@@ -134,7 +143,7 @@ def combine(verdicts: list[str]) -> str:
 def seed_values(stats: pd.DataFrame, row: pd.Series, column: str) -> pd.Series:
     """A configuration's per-seed values of ``column`` (diverged seeds hold NaN and drop out)."""
     mask = pd.Series(True, index=stats.index)
-    for k in GROUP_KEYS:
+    for k in GROUP_KEYS:  # the model too: seeds of another model are never paired with these
         mask &= stats[k] == row[k]
     return stats[mask].set_index("seed")[column].dropna()
 
@@ -195,11 +204,23 @@ def check_claims(summary: pd.DataFrame, stats: pd.DataFrame, rounds: Mapping[tup
 
     ``stats`` holds one row per run (``aggregate.run_stats``), ``rounds`` the timing pass's clean
     rounds (``speed.round_times``; empty = no timing pass), ``default_lr`` each method's
-    configured lr (to say "default lr (no grid)").
+    configured lr (to say "default lr (no grid)"). Only the tutorial's six methods are read; with
+    several models, each model's claims are judged from its own runs (``Claim.model``).
     """
-    rounds = rounds or {}
+    summary = summary[summary["optimizer"].isin(TUTORIAL_METHODS)]
+    if "model" not in summary.columns:
+        summary = summary.assign(model=DEFAULT_MODEL)
+    models = model_order(summary["model"]) if len(summary) else [DEFAULT_MODEL]
+    out = []
+    for model in models:
+        out += _check_model(summary[summary["model"] == model], stats, rounds or {}, default_lr, baseline, model)
+    return out
+
+
+def _check_model(summary: pd.DataFrame, stats: pd.DataFrame, rounds: Mapping[tuple, pd.Series],
+                 default_lr: Mapping[str, float] | None, baseline: str, model: str) -> list[Claim]:
     refs = reference_rows(summary, dict(default_lr or {}))
-    frameworks = sorted(refs, key=lambda f: (f != baseline, f))
+    frameworks = framework_order(refs, baseline)
     out = []
     for spec in CLAIMS:
         needs = list(dict.fromkeys(m for c in spec.compares for m in (c.a, c.b)))
@@ -215,8 +236,8 @@ def check_claims(summary: pd.DataFrame, stats: pd.DataFrame, rounds: Mapping[tup
                 spec.method, spec.claim, fw, measure, combine([p[0] for p in parts]),
                 "; ".join(p[1] for p in parts), "; ".join(dict.fromkeys(p[2] for p in parts)),
                 _lr_text({m: rows[m]["lr_used"] for m in needs}),
-                "; ".join(p[3] for p in parts if p[3])))
+                "; ".join(p[3] for p in parts if p[3]), model))
         if not judged:
             out.append(Claim(spec.method, spec.claim, "—", measure, "inconclusive", "n/a", "0", "—",
-                             f"not measured: needs runs of {', '.join(needs)} in one framework"))
+                             f"not measured: needs runs of {', '.join(needs)} in one framework", model))
     return out

@@ -4,11 +4,14 @@ Two result folders of the same sweep (say two ``make bench`` runs on one machine
 on speed within the noise their intervals admit, and no claim should flip. This compares
 their timing passes and their checked claims:
 
-* every framework's time-per-step ratio against the baseline framework, per configuration,
-  paired by round inside each run: the two medians must agree within ``--tolerance``
-  (default 10 %) and the two 95 % intervals must overlap;
-* every claim of ``report/claims.csv``: a verdict may move between "inconclusive" and a
-  decision, but never from "supported" to "not supported" or back.
+* every framework's time-per-step ratio against the baseline framework, per configuration
+  (dataset, model, device, method, impl, mode, batch size: a ratio on one model is never matched
+  with one on another), paired by round inside each run: the two medians must agree within
+  ``--tolerance`` (default 10 %) and the two 95 % intervals must overlap;
+* every claim of ``report/claims.csv``, per dataset, model, method and framework: a verdict may
+  move between "inconclusive" and a decision, but never from "supported" to "not supported" or back.
+
+Folders written before models were selectable have no model column: their rows are the tutorial's MLP.
 
 Prints both tables and exits 0 when everything agrees, 1 when something does not, 2 on bad
 input (a folder without a timing pass or a report).
@@ -25,8 +28,9 @@ import pandas as pd
 from bench.cli import entry
 from bench.exits import BadInput
 from bench.report.load import load_timing
-from bench.report.speed import BASELINE, config_key, round_times, time_ratio
+from bench.report.speed import BASELINE, key_framework, round_times, time_ratio, with_framework
 from bench.stats import Interval
+from models.layers import DEFAULT_MODEL
 
 DECIDED = {"supported", "not supported"}
 
@@ -39,10 +43,9 @@ def ratios(results_dir: Path, baseline: str = BASELINE) -> dict[tuple, Interval]
     rounds = round_times(timing.rows)
     out: dict[tuple, Interval] = {}
     for key in rounds:
-        row = dict(zip(("dataset", "device", "framework", "optimizer", "impl", "mode", "batch_size"), key))
-        if row["framework"] == baseline:
+        if key_framework(key) == baseline:
             continue
-        twin = config_key({**row, "framework": baseline})
+        twin = with_framework(key, baseline)  # the same dataset, model, method, ...: only the framework differs
         if twin in rounds:
             out[key] = time_ratio(rounds, key, twin)
     return out
@@ -60,13 +63,15 @@ def compare_ratios(a: dict[tuple, Interval], b: dict[tuple, Interval], tolerance
 
 
 def compare_claims(a: Path, b: Path) -> pd.DataFrame:
-    keys = ["dataset", "method", "claim", "framework"]
+    keys = ["dataset", "model", "method", "claim", "framework"]
     frames = []
     for path in (a, b):
         file = path / "report" / "claims.csv"
         if not file.is_file():
             raise BadInput(f"{path}: no report/claims.csv; run python -m bench.report {path}")
-        frames.append(pd.read_csv(file)[[*keys, "verdict"]])
+        claims = pd.read_csv(file)
+        claims["model"] = claims["model"].fillna(DEFAULT_MODEL) if "model" in claims.columns else DEFAULT_MODEL
+        frames.append(claims[[*keys, "verdict"]])
     both = frames[0].merge(frames[1], on=keys, suffixes=(" A", " B"))
     both["flip"] = both.apply(lambda r: {r["verdict A"], r["verdict B"]} == DECIDED, axis=1)
     return both

@@ -1,8 +1,12 @@
-"""PNG and SVG figures drawn from the aggregated tables."""
+"""PNG and SVG figures drawn from the aggregated tables.
+
+Each figure shows one dataset and one model (the page splits them); framework colours come from
+the registry (``bench.frameworks``), method order from ``bench.optimizers.METHODS``.
+"""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -11,22 +15,31 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from bench.frameworks import FRAMEWORKS, NAMES
 from bench.optimizers import METHODS
 from bench.report.aggregate import GROUP_KEYS, reference_rows
+from bench.report.groups import OTHER_COLOUR, framework_order, method_order
 from bench.report.speed import BASELINE
 from bench.report.tables import fmt as _f
 
-COLOURS = {"torch": "#e8590c", "tensorflow": "#1c7ed6", "jax": "#2b8a3e"}  # fixed: figures compare at a glance
-OTHER_COLOUR = "#555555"
-# (line width, alpha) per framework: drawn widest first, so where frameworks computed the same
-# numbers the thinner line runs inside the wider one and every framework stays visible.
-LINE = {"tensorflow": (3.2, 0.6), "jax": (2.2, 0.8), "torch": (1.4, 1.0)}
+# Fixed per framework (the registry's), so figures compare at a glance.
+COLOURS = {name: fw.colour for name, fw in FRAMEWORKS.items()}
+
+
+def _line_styles(baseline: str = BASELINE) -> dict[str, tuple[float, float]]:
+    """(line width, alpha) per framework: the baseline thinnest and opaque, the others wider and paler
+    in registry order. Drawn widest first, so where frameworks computed the same numbers the thinner
+    line runs inside the wider one and every framework stays visible."""
+    others = [n for n in NAMES if n != baseline]
+    out = {baseline: (1.4, 1.0)}
+    for rank, name in enumerate(others):
+        steps = len(others) - rank
+        out[name] = (1.2 + 1.0 * steps, max(0.35, 1.0 - 0.2 * steps))
+    return out
+
+
+LINE = _line_styles()
 OTHER_LINE = (1.8, 0.9)
-
-
-def framework_order(frameworks: Iterable[str], baseline: str = BASELINE) -> list[str]:
-    """The baseline framework first, the others by name."""
-    return sorted(set(frameworks), key=lambda f: (f != baseline, f))
 LINESTYLES = ("-", "--", ":", "-.")
 
 matplotlib.rcParams.update({"svg.hashsalt": "optbench", "font.size": 9})  # reproducible SVG ids
@@ -34,8 +47,7 @@ matplotlib.rcParams.update({"svg.hashsalt": "optbench", "font.size": 9})  # repr
 
 
 def _methods_in(df: pd.DataFrame) -> list[str]:
-    present = list(dict.fromkeys(df["optimizer"]))
-    return [m for m in METHODS if m in present] + sorted(m for m in present if m not in METHODS)
+    return method_order(df["optimizer"])
 
 
 def _variant_label(row: pd.Series, keys: Sequence[str]) -> str:
@@ -68,11 +80,12 @@ def _grid(n: int, width: float = 11.0, height: float = 3.0) -> tuple[Figure, lis
 
 
 def plot_curves(curves: pd.DataFrame, summary: pd.DataFrame, metric: str, x: str, out_dir: Path,
-                name: str) -> Path:
+                name: str, heading: str = "") -> Path:
     """One panel per method; frameworks in fixed colours; seeds as mean line and min–max band.
 
     Keys that differ between a panel's configurations (batch size, lr, impl, mode) get line
-    styles and a panel legend; keys shared by the panel go into its title.
+    styles and a panel legend; keys shared by the panel go into its title. ``heading`` starts
+    the figure's title (the model, "beyond the tutorial").
     """
     labels = {"train_loss": "training loss", "test_acc": "test accuracy",
               "epoch": "epoch", "wall_time_s": "training wall time (s)"}
@@ -119,7 +132,7 @@ def plot_curves(curves: pd.DataFrame, summary: pd.DataFrame, metric: str, x: str
         ax.grid(alpha=0.3)
     seeds = int(summary["runs"].max()) if len(summary) else 1
     band = f"; line = mean of up to {seeds} seeds, band = min–max" if seeds > 1 else ""
-    fig.suptitle(f"{labels[metric]} vs {labels[x]}{band}", fontsize=10)
+    fig.suptitle(f"{heading}{labels[metric]} vs {labels[x]}{band}", fontsize=10)
     names = framework_order(frameworks)
     handles = [Line2D([], [], color=frameworks[f], lw=LINE.get(f, OTHER_LINE)[0], alpha=LINE.get(f, OTHER_LINE)[1])
                for f in names]
@@ -127,7 +140,7 @@ def plot_curves(curves: pd.DataFrame, summary: pd.DataFrame, metric: str, x: str
     return _save(fig, out_dir, name)
 
 
-def plot_steps(metrics: pd.DataFrame, steps: pd.DataFrame, out_dir: Path, name: str) -> Path | None:
+def plot_steps(metrics: pd.DataFrame, steps: pd.DataFrame, out_dir: Path, name: str, heading: str = "") -> Path | None:
     """Per-step training loss of sgd, minibatch and bgd (first seed): the tutorial's jitter claim."""
     methods = [m for m in ("sgd", "minibatch", "bgd") if m in set(metrics["optimizer"])]
     if not methods or steps.empty:
@@ -143,7 +156,6 @@ def plot_steps(metrics: pd.DataFrame, steps: pd.DataFrame, out_dir: Path, name: 
         + (d["mode"] != "eager")).sort_values(["_rank", "seed"])
     frameworks = framework_order(runs["framework"])
     fig, axes = _grid(len(frameworks), width=11, height=3.6)
-    colours = {"sgd": "#9c36b5", "minibatch": "#2f9e44", "bgd": "#000000"}
     for ax, fw in zip(axes, frameworks):
         for method in methods:
             pick = runs[(runs["framework"] == fw) & (runs["optimizer"] == method)]
@@ -152,7 +164,7 @@ def plot_steps(metrics: pd.DataFrame, steps: pd.DataFrame, out_dir: Path, name: 
             run = pick.iloc[0]
             s = steps[steps["run_id"] == run["run_id"]].sort_values("step")
             per_epoch = math.ceil(run["n_train"] / run["batch_size"])
-            ax.plot(s["step"] / per_epoch, s["loss"], color=colours.get(method, OTHER_COLOUR),
+            ax.plot(s["step"] / per_epoch, s["loss"], color=METHODS[method].colour,
                     lw=0.8 if method == "sgd" else 1.4, alpha=0.75 if method == "sgd" else 1.0,
                     marker="o" if method == "bgd" else None, ms=4,
                     label=f"{method} (bs {int(run['batch_size'])}, seed {int(run['seed'])})")
@@ -162,19 +174,20 @@ def plot_steps(metrics: pd.DataFrame, steps: pd.DataFrame, out_dir: Path, name: 
         ax.set_ylabel("step training loss (log)")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8, loc="lower left")
-    fig.suptitle("Training loss of each logged step: one sample (sgd), 32 (minibatch), all (bgd)", fontsize=10)
+    fig.suptitle(f"{heading}training loss of each logged step: one sample (sgd), 32 (minibatch), all (bgd)",
+                 fontsize=10)
     return _save(fig, out_dir, name)
 
 
 def plot_speed(summary: pd.DataFrame, out_dir: Path, name: str, timed: bool,
-               default_lr: dict[str, float] | None = None) -> Path | None:
+               default_lr: dict[str, float] | None = None, heading: str = "") -> Path | None:
     """Time per step per method, frameworks side by side (log scale: bgd's step is ~100× sgd's).
 
     ``timed``: bars are the timing pass's medians with 95 % intervals as error bars; otherwise the
     sweep's median epoch time per step, labelled as the shared-core wall time it is.
     """
     rows = reference_rows(summary, default_lr)
-    methods = [m for m in METHODS if any(m in rows[f] for f in rows)]
+    methods = method_order(m for f in rows for m in rows[f])
     if not methods:
         return None
     fig = Figure(figsize=(8, 3.4), layout="constrained")
@@ -198,10 +211,12 @@ def plot_speed(summary: pd.DataFrame, out_dir: Path, name: str, timed: bool,
     ax.set_yscale("log")
     if timed:
         ax.set_ylabel("ms per step (median, log)")
-        ax.set_title("Time per step, timing pass: median over clean rounds, bars = 95 % interval", fontsize=10)
+        ax.set_title(f"{heading}time per step, timing pass: median over clean rounds, bars = 95 % interval",
+                     fontsize=10)
     else:
         ax.set_ylabel("ms per step (log)")
-        ax.set_title("Time per step: sweep wall time (runs shared the cores), no timing pass", fontsize=10)
+        ax.set_title(f"{heading}time per step: sweep wall time (runs shared the cores), no timing pass",
+                     fontsize=10)
     ax.margins(y=0.15)
     ax.legend(frameon=False)
     ax.grid(alpha=0.3, axis="y", which="both")

@@ -14,9 +14,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.exits import BadInput
 from bench.optimizers import METHODS
+from bench.report.groups import ModelInfo, model_infos, model_name
 from bench.results import STATUSES, read_json
 from bench.spec import conf_group
+from models.layers import DEFAULT_MODEL
 
 REQUIRED_METRICS = (
     "run_id", "framework", "optimizer", "impl", "lr", "batch_size", "seed", "dataset", "n_train",
@@ -41,6 +44,7 @@ class Runs:
     info: dict[str, dict[str, Any]]  # run_id -> run.json
     problems: list[dict[str, str]] = field(default_factory=list)  # failed / unfinished runs
     warnings: list[str] = field(default_factory=list)
+    models: dict[str, ModelInfo] = field(default_factory=dict)  # model name -> its layers and size
 
 
 def read_table(path: Path, required: Sequence[str]) -> tuple[pd.DataFrame | None, str]:
@@ -84,6 +88,9 @@ def read_metrics(path: Path) -> tuple[pd.DataFrame | None, str]:
     # Older or foreign writers may lack the derived columns; they follow from the required ones.
     if "mode" not in df.columns:
         df["mode"] = "eager"
+    if "model" not in df.columns:  # written before models were selectable: load_runs asks run.json
+        df["model"] = np.nan
+    df["model"] = df["model"].astype(object)
     df["mode"] = df["mode"].fillna("eager").astype(str)
     df["impl"] = df["impl"].fillna("native").astype(str)
     df["device"] = df["device"].fillna("cpu").astype(str)
@@ -134,6 +141,9 @@ def load_runs(results_dir: Path) -> Runs:
             problems.append({"run_id": run_id, "status": str(df["status"].iloc[-1]),
                              "reason": "metrics.csv ends before the run did"})
             continue
+        if df["model"].isna().any() or (df["model"].astype(str) == "").any():
+            df["model"] = model_name(run_info.get("config"))  # an older run: the tutorial's MLP
+        df["model"] = df["model"].astype(str)
         info[run_id] = run_info
         metrics.append(df)
         sfile = folder / "steps.csv"
@@ -149,9 +159,13 @@ def load_runs(results_dir: Path) -> Runs:
             else:
                 sdf["run_id"] = run_id
                 steps.append(sdf[list(REQUIRED_STEPS)])
-    metrics_df = pd.concat(metrics, ignore_index=True) if metrics else pd.DataFrame(columns=REQUIRED_METRICS)
+    metrics_df = (pd.concat(metrics, ignore_index=True) if metrics
+                  else pd.DataFrame(columns=[*REQUIRED_METRICS, "model"]))
     steps_df = pd.concat(steps, ignore_index=True) if steps else pd.DataFrame(columns=REQUIRED_STEPS)
-    return Runs(metrics_df, steps_df, info, problems, warnings)
+    firsts = metrics_df.drop_duplicates("run_id")
+    models, model_warnings = model_infos({r: i.get("config") for r, i in info.items()},
+                                         dict(zip(firsts["run_id"], firsts["model"])))
+    return Runs(metrics_df, steps_df, info, problems, warnings + model_warnings, models)
 
 
 
@@ -177,16 +191,28 @@ def load_timing(results_dir: Path) -> tuple[Timing | None, list[str]]:
             df[col] = pd.to_numeric(df[col], errors="coerce")
     if "contention" not in df.columns:
         df["contention"] = np.nan
+    if "model" not in df.columns:  # a timing pass from before models were selectable
+        df["model"] = DEFAULT_MODEL
+    df["model"] = df["model"].fillna(DEFAULT_MODEL)
     bad = df[["batch_size", "round", "time_per_step_s"]].isna().any(axis=1)
     warnings = [f"{path}: {int(bad.sum())} rows without batch size, round or time left out"] if bad.any() else []
     df = df[~bad].copy()
     df["batch_size"] = df["batch_size"].astype(int)
-    for col in ("framework", "optimizer", "impl", "mode", "dataset", "device"):
+    for col in ("framework", "optimizer", "impl", "mode", "dataset", "device", "model"):
         df[col] = df[col].astype(str)
     meta = read_json(folder / "timing.json") or {}
     return (Timing(df.reset_index(drop=True), meta) if len(df) else None), warnings
 
 
 def default_lrs() -> dict[str, float]:
-    """method -> the lr its config file runs by default (what a sweep without an lr grid used)."""
-    return {name: float(conf_group("optimizer", name)["lr"]) for name in METHODS}
+    """method -> the lr its config file runs by default (what a sweep without an lr grid used).
+
+    A method without a readable ``conf/optimizer/<name>.yaml`` or lr is left out (no "default lr" text).
+    """
+    out = {}
+    for name in METHODS:
+        try:
+            out[name] = float(conf_group("optimizer", name)["lr"])
+        except (BadInput, KeyError, TypeError, ValueError):
+            continue
+    return out

@@ -8,16 +8,17 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.optimizers import METHODS
 from bench.report.aggregate import LAST_PART, aggregate_curves, max_concurrent, run_stats, summarize, target_for
 from bench.report.claims import check_claims
 from bench.report.figures import plot_curves, plot_speed, plot_steps
+from bench.report.groups import BEYOND, framework_order, method_order, model_order, split_methods
 from bench.report.load import Runs, Timing, default_lrs, load_runs, load_timing, read_table
 from bench.report.render import Part, render_html, render_md
 from bench.report.sections import EXTRA_MODULES, collect_section
 from bench.report.speed import BASELINE, CONTENTION_THRESHOLD, contended, round_times
 from bench.report.tables import comparison_table, contention_note, environment
 from bench.results import atomic_write_text
-from bench.spec import FRAMEWORKS
 
 
 def _slug(text: str) -> str:
@@ -71,31 +72,97 @@ def _timing_text(timing: Timing | None, baseline: str) -> str:
             f"(other processes used over {CONTENTION_THRESHOLD:.0%} of the CPU) and are left out.")
 
 
-def _dataset_parts(ds: str, several: bool, inp: Inputs, out_dir: Path) -> list[Part]:
-    """Comparison table, claims and figures of one dataset."""
-    s = inp.summary[inp.summary["dataset"] == ds]
-    st = inp.stats[inp.stats["dataset"] == ds]
-    c = inp.curves[inp.curves["dataset"] == ds]
-    m = inp.runs.metrics[inp.runs.metrics["dataset"] == ds]
-    steps = inp.runs.steps[inp.runs.steps["run_id"].isin(set(m["run_id"]))]
-    timed = inp.timing is not None and bool((s["timing_n"] > 0).any())
-    tag = _slug(ds)
-    suffix = f" — {ds}" if several else ""
+@dataclass(frozen=True)
+class Scope:
+    """One dataset and one model: every table, claim and figure of a block is drawn from its rows only."""
+
+    dataset: str
+    model: str
+    several_datasets: bool
+    several_models: bool
+
+    @property
+    def tag(self) -> str:  # anchors and figure names
+        return _slug(self.dataset) + (f"-{_slug(self.model)}" if self.several_models else "")
+
+    @property
+    def suffix(self) -> str:  # section titles without a model heading above them
+        return f" — {self.dataset}" if self.several_datasets else ""
+
+    def heading(self, *more: str) -> str:  # the start of a figure's title
+        words = ([self.model, self.dataset] if self.several_models else []) + list(more)
+        return f"{', '.join(words)}: " if words else ""
+
+    def select(self, df: pd.DataFrame) -> pd.DataFrame:
+        if df.empty:
+            return df
+        return df[(df["dataset"] == self.dataset) & (df["model"] == self.model)]
+
+
+def _model_part(scope: Scope, inp: Inputs) -> Part:
+    info = inp.runs.models.get(scope.model)
+    title = f"Model {scope.model}" + (f" — {scope.dataset}" if scope.several_datasets else "")
+    part = Part(f"model-{scope.tag}", title)
+    part.text(f"**{info.text() if info else scope.model}**. The results hold several models; each has its own "
+              "tables, claims and figures, drawn from its runs only: no number below mixes two models.")
+    return part
+
+
+def _curve_figures(part: Part, c: pd.DataFrame, s: pd.DataFrame, out_dir: Path, name: str, heading: str,
+                   caption: str) -> None:
+    for metric in ("train_loss", "test_acc"):
+        for x, word in (("epoch", "epoch"), ("wall_time_s", "time")):
+            part.figure(plot_curves(c, s, metric, x, out_dir, f"{metric}_vs_{word}_{name}", heading),
+                        f"{metric.replace('_', ' ')} vs {'epoch' if x == 'epoch' else 'training wall time'} "
+                        f"({caption})")
+
+
+def _speed_caption(s: pd.DataFrame, timed: bool) -> str:
+    busy = int(s["contended_epochs"].sum())
+    return ("timing pass, median with 95 % interval" if timed else
+            "sweep wall time (runs shared the cores)" + (
+                f"; {busy} of {int(s['timed_epochs'].sum())} epochs timed under contention" if busy else ""))
+
+
+def _table_text(scope: Scope, inp: Inputs, s: pd.DataFrame, timed: bool) -> list[str]:
     how = " (set with --target-acc)" if inp.target is not None else " (the default for this dataset)"
-    table = Part(f"table-{tag}", f"Comparison{suffix}")
-    table.text(f"Dataset {ds}; target accuracy {target_for(ds, inp.target):g}{how}. Accuracies: mean ± std over "
-               "seeds; diverged seeds are left out of the means and counted in *diverged*. Budget: epochs and "
-               "optimizer steps each run had. Seconds are training time only (evaluation excluded). Step-loss "
-               f"spread: std of the logged step losses over the last {LAST_PART:.0%} of training. sweep s/epoch: "
-               "median over training epochs of the sweep, wall time while runs shared the cores.")
-    table.text(_timing_text(inp.timing if timed else None, inp.baseline))
+    model = "" if scope.several_models else f"model {scope.model}; "
+    return [f"Dataset {scope.dataset}; {model}target accuracy {target_for(scope.dataset, inp.target):g}{how}. "
+            "Accuracies: mean ± std over seeds; diverged seeds are left out of the means and counted in "
+            "*diverged*. Budget: epochs and optimizer steps each run had. Seconds are training time only "
+            f"(evaluation excluded). Step-loss spread: std of the logged step losses over the last {LAST_PART:.0%} "
+            "of training. sweep s/epoch: median over training epochs of the sweep, wall time while runs shared "
+            "the cores.", _timing_text(inp.timing if timed else None, inp.baseline)]
+
+
+def _dataset_parts(scope: Scope, inp: Inputs, out_dir: Path) -> list[Part]:
+    """Comparison table, claims and figures of one dataset and model; methods beyond the tutorial last."""
+    s, st, c, m = (scope.select(df) for df in (inp.summary, inp.stats, inp.curves, inp.runs.metrics))
+    steps = inp.runs.steps[inp.runs.steps["run_id"].isin(set(m["run_id"]))]
+    level = 3 if scope.several_models else 2
+    parts = [_model_part(scope, inp)] if scope.several_models else []
+    tut, beyond = split_methods(s)
+    if len(tut):
+        parts += _tutorial_parts(scope, inp, tut, st, split_methods(c)[0], split_methods(m)[0], steps, out_dir, level)
+    if len(beyond):
+        parts.append(_beyond_part(scope, inp, beyond, split_methods(c)[1], out_dir, level))
+    return parts
+
+
+def _tutorial_parts(scope: Scope, inp: Inputs, s: pd.DataFrame, st: pd.DataFrame, c: pd.DataFrame,
+                    m: pd.DataFrame, steps: pd.DataFrame, out_dir: Path, level: int) -> list[Part]:
+    timed = inp.timing is not None and bool((s["timing_n"] > 0).any())
+    tag, suffix, ds = scope.tag, scope.suffix, scope.dataset
+    table = Part(f"table-{tag}", f"Comparison{suffix}", level=level)
+    for text in _table_text(scope, inp, s, timed):
+        table.text(text)
     note = contention_note(s)
     if note:
         table.loud(note)
     table.table(comparison_table(s, timed, inp.baseline))
 
     found = check_claims(s, st, inp.rounds if timed else {}, inp.default_lr, inp.baseline)
-    claims = Part(f"claims-{tag}", f"The tutorial's claims, checked{suffix}")
+    claims = Part(f"claims-{tag}", f"The tutorial's claims, checked{suffix}", level=level)
     claims.text("Each line of the tutorial's closing pros/cons table, judged per framework from the runs above: "
                 "each method at its own batch size, native optimizer, eager mode, and at its best lr where several "
                 "were run (highest final validation accuracy, or test accuracy without a validation split; column "
@@ -107,30 +174,53 @@ def _dataset_parts(ds: str, several: bool, inp: Inputs, out_dir: Path) -> list[P
                 "averaged over the seeds both ran (mean with 95 % interval; *n* says how many). **A single seed "
                 "gives no interval, so with one seed these verdicts are inconclusive**: run several seeds "
                 "(`seed=0,1,2`) for a verdict.")
+    claims.text("The claims are about the tutorial's six methods only; methods beyond the tutorial never enter them."
+                + (f" They are judged for each model separately, here from the runs of {scope.model} only: the "
+                   "tutorial made them on its MLP, and a verdict on one model says nothing about another."
+                   if scope.several_models else ""))
     verdicts = pd.DataFrame([{"method": x.method, "claim": x.claim, "framework": x.framework,
                               "measured by": x.measure, "verdict": x.verdict, "95% interval": x.interval,
                               "n": x.n, "lr": x.lr, "evidence": x.evidence} for x in found])
     claims.table(verdicts)
-    inp.claims.append(verdicts.assign(dataset=ds))
+    inp.claims.append(verdicts.assign(dataset=ds, model=scope.model))
 
-    figs = Part(f"curves-{tag}", f"Curves{suffix}")
-    figs.text("Frameworks in fixed colours (PyTorch orange, TensorFlow blue, JAX green), drawn widest and palest "
-              "first, so where frameworks computed the same numbers the thin line runs inside the wide one. Other "
-              "configurations of the same method use other line styles. Wall time is training time only; the "
+    figs = Part(f"curves-{tag}", f"Curves{suffix}", level=level)
+    figs.text("Each framework has one fixed colour in every figure (legend under each figure), drawn widest and "
+              "palest first, so where frameworks computed the same numbers the thin line runs inside the wide one. "
+              "Other configurations of the same method use other line styles. Wall time is training time only; the "
               "first epoch includes each framework's warm-up (tracing, allocation).")
-    for metric in ("train_loss", "test_acc"):
-        for x, word in (("epoch", "epoch"), ("wall_time_s", "time")):
-            figs.figure(plot_curves(c, s, metric, x, out_dir, f"{metric}_vs_{word}_{tag}"),
-                        f"{metric.replace('_', ' ')} vs {'epoch' if x == 'epoch' else 'training wall time'} ({ds})")
-    figs.figure(plot_steps(m, steps, out_dir, f"step_loss_{tag}"),
-                f"per-step training loss of sgd, minibatch and bgd ({ds}): the jitter claim")
-    busy = int(s["contended_epochs"].sum())
-    speed = ("timing pass, median with 95 % interval" if timed else
-             "sweep wall time (runs shared the cores)" + (
-                 f"; {busy} of {int(s['timed_epochs'].sum())} epochs timed under contention" if busy else ""))
-    figs.figure(plot_speed(s, out_dir, f"time_per_step_{tag}", timed, inp.default_lr),
-                f"time per step by method and framework ({ds}): {speed}")
+    caption = ds if not scope.several_models else f"{scope.model}, {ds}"
+    _curve_figures(figs, c, s, out_dir, tag, scope.heading(), caption)
+    figs.figure(plot_steps(m, steps, out_dir, f"step_loss_{tag}", scope.heading()),
+                f"per-step training loss of sgd, minibatch and bgd ({caption}): the jitter claim")
+    figs.figure(plot_speed(s, out_dir, f"time_per_step_{tag}", timed, inp.default_lr, scope.heading()),
+                f"time per step by method and framework ({caption}): {_speed_caption(s, timed)}")
     return [table, claims, figs]
+
+
+def _beyond_part(scope: Scope, inp: Inputs, s: pd.DataFrame, c: pd.DataFrame, out_dir: Path, level: int) -> Part:
+    """Methods beyond the tutorial's six: table, curves and speed as for the six, no claims."""
+    timed = inp.timing is not None and bool((s["timing_n"] > 0).any())
+    tag, caption = f"{scope.tag}-beyond", (scope.dataset if not scope.several_models
+                                           else f"{scope.model}, {scope.dataset}")
+    part = Part(f"beyond-{scope.tag}", f"{BEYOND}{scope.suffix}", level=level)
+    methods = method_order(s["optimizer"])
+    part.text("Methods the tutorial does not cover, run like its six: the same start, the same batches, the same "
+              "timing pass. The tutorial makes no claims about them, so they are in no claim above; compare them "
+              "with the six in the tables and figures.")
+    part.items([f"{name}: {METHODS[name].formula}" if name in METHODS else f"{name}: not in bench/optimizers.py"
+                for name in methods])
+    for text in _table_text(scope, inp, s, timed):
+        part.text(text)
+    note = contention_note(s)
+    if note:
+        part.loud(note)
+    part.table(comparison_table(s, timed, inp.baseline))
+    heading = scope.heading("beyond the tutorial")
+    _curve_figures(part, c, s, out_dir, tag, heading, f"beyond the tutorial, {caption}")
+    part.figure(plot_speed(s, out_dir, f"time_per_step_{tag}", timed, inp.default_lr, heading),
+                f"time per step, beyond the tutorial ({caption}): {_speed_caption(s, timed)}")
+    return part
 
 
 def _extra_parts(results_dir: Path, modules: Sequence[str], out_dir: Path, warnings: list[str],
@@ -186,6 +276,16 @@ def _toy_part(results_dir: Path, out_dir: Path) -> Part | None:
     return part
 
 
+def _models_text(models: Sequence[str], runs: Runs) -> str:
+    """The header's word on models: which one, with its layers and size; or that each has a section."""
+    if not models:
+        return "models: none"
+    if len(models) == 1:
+        info = runs.models.get(models[0])
+        return f"model: {info.text() if info else models[0]}"
+    return f"models: {', '.join(models)} (a section each)"
+
+
 def build_report(results_dir: Path, out_dir: Path, target: float | None = None,
                  extra_modules: Sequence[str] = EXTRA_MODULES, log: Callable[[str], None] = print,
                  baseline: str = BASELINE) -> Path:
@@ -205,11 +305,13 @@ def build_report(results_dir: Path, out_dir: Path, target: float | None = None,
                  timing, round_times(rows) if rows is not None else {}, default_lrs(), target,
                  max_concurrent(runs.info.values()), baseline)
     datasets = list(dict.fromkeys(summary["dataset"])) if len(summary) else []
+    models = model_order(summary["model"]) if len(summary) else []
     env, notes = environment(runs) if len(runs.metrics) else (pd.DataFrame(), [])
 
     body: list[Part] = []
     for ds in datasets:
-        body += _dataset_parts(ds, len(datasets) > 1, inp, out_dir)
+        for model in model_order(summary.loc[summary["dataset"] == ds, "model"]):
+            body += _dataset_parts(Scope(ds, model, len(datasets) > 1, len(models) > 1), inp, out_dir)
     body += _extra_parts(results_dir, extra_modules, out_dir, runs.warnings, log)
     toy = _toy_part(results_dir, out_dir)
     body += [toy] if toy else []
@@ -220,12 +322,12 @@ def build_report(results_dir: Path, out_dir: Path, target: float | None = None,
         envp.table(env)
     parts = [_status_part(stats, runs, notes)] + body + [envp]
 
-    order = {fw: i for i, fw in enumerate(FRAMEWORKS)}
-    frameworks = (sorted(set(summary["framework"]), key=lambda f: (f != baseline, order.get(f, len(order)), f))
-                  if len(summary) else [])
-    title = "optbench report: six gradient-descent methods" + (f", {' vs '.join(frameworks)}" if frameworks else "")
+    frameworks = framework_order(summary["framework"], baseline) if len(summary) else []
+    beyond = method_order(split_methods(summary)[1]["optimizer"]) if len(summary) else []
+    title = ("optbench report: six gradient-descent methods" + (f" and {len(beyond)} more" if beyond else "")
+             + (f", {' vs '.join(frameworks)}" if frameworks else ""))
     subtitle = (f"Built {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} from {results_dir}; "
-                f"datasets: {', '.join(datasets) or 'none'}.")
+                f"datasets: {', '.join(datasets) or 'none'}; " + _models_text(models, runs) + ".")
     atomic_write_text(out_dir / "summary.csv", summary.to_csv(index=False))
     if inp.claims:  # the verdicts as data: two reports can be compared claim by claim
         atomic_write_text(out_dir / "claims.csv", pd.concat(inp.claims).to_csv(index=False))

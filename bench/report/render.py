@@ -26,11 +26,16 @@ _MARKDOWN = MarkdownIt("zero").enable(["emphasis", "backticks"])
 
 @dataclass
 class Part:
-    """One report section, rendered twice (HTML and markdown) from the same content."""
+    """One report section, rendered twice (HTML and markdown) from the same content.
+
+    ``level``: 2 for a section (listed in the page's navigation), 3 for a section inside the one
+    before it (a model's comparison, claims, curves when the results hold several models).
+    """
 
     anchor: str
     title: str
     blocks: list[tuple[str, Any]] = field(default_factory=list)  # (kind, payload)
+    level: int = 2
 
     def text(self, s: str) -> Part:
         self.blocks.append(("text", s))
@@ -104,8 +109,8 @@ def _block(kind: str, payload: Any, out_dir: Path) -> dict[str, Any]:
 
 def _context(title: str, subtitle: str, parts: Sequence[Part], out_dir: Path) -> dict[str, Any]:
     return {"title": title, "subtitle": subtitle,
-            "parts": [{"anchor": p.anchor, "title": p.title, "blocks": [_block(k, v, out_dir) for k, v in p.blocks]}
-                      for p in parts]}
+            "parts": [{"anchor": p.anchor, "title": p.title, "level": p.level,
+                       "blocks": [_block(k, v, out_dir) for k, v in p.blocks]} for p in parts]}
 
 
 def _environment(autoescape: bool) -> jinja2.Environment:

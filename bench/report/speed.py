@@ -17,12 +17,15 @@ import numpy as np
 import pandas as pd
 
 from bench.clock import CONTENTION_THRESHOLD
+from bench.frameworks import BASE
 from bench.stats import NAN_INTERVAL, Interval, median_ci, ratio_ci
+from models.layers import DEFAULT_MODEL
 
-BASELINE = "torch"  # the framework every other one is compared with, unless told otherwise
-# lr does not change the time of a step, so it is not part of a timing configuration.
-TIMING_KEYS = ("dataset", "device", "framework", "optimizer", "impl", "mode", "batch_size")
+BASELINE = BASE  # the framework every other one is compared with, unless told otherwise
+# lr does not change the time of a step, so it is not part of a timing configuration; the model does.
+TIMING_KEYS = ("dataset", "model", "device", "framework", "optimizer", "impl", "mode", "batch_size")
 TIMING_COLUMNS = (*TIMING_KEYS, "round", "time_per_step_s")
+_FW = TIMING_KEYS.index("framework")
 
 
 def contended(contention: pd.Series | Sequence[float], threshold: float = CONTENTION_THRESHOLD) -> np.ndarray:
@@ -32,8 +35,24 @@ def contended(contention: pd.Series | Sequence[float], threshold: float = CONTEN
 
 
 def config_key(row: Mapping) -> tuple:
-    """The timing configuration a summary row or timing row belongs to."""
-    return tuple(int(row[k]) if k == "batch_size" else str(row[k]) for k in TIMING_KEYS)
+    """The timing configuration a summary row or timing row belongs to (no model: the tutorial's MLP)."""
+    def value(k: str) -> object:
+        if k == "batch_size":
+            return int(row[k])
+        if k == "model":
+            got = row.get("model") if hasattr(row, "get") else row[k]
+            return DEFAULT_MODEL if got is None or got != got or got == "" else str(got)
+        return str(row[k])
+    return tuple(value(k) for k in TIMING_KEYS)
+
+
+def with_framework(key: tuple, framework: str) -> tuple:
+    """The same configuration key in another framework."""
+    return key[:_FW] + (framework,) + key[_FW + 1:]
+
+
+def key_framework(key: tuple) -> str:
+    return key[_FW]
 
 
 def round_times(timing: pd.DataFrame) -> dict[tuple, pd.Series]:
@@ -96,7 +115,7 @@ def baseline_ratios(summary: pd.DataFrame, rounds: Mapping[tuple, pd.Series], ba
     out = []
     for _, row in summary.iterrows():
         key = config_key(row)
-        base = key[:2] + (baseline,) + key[3:]
+        base = with_framework(key, baseline)
         ci = time_ratio(rounds, key, base)
         out.append({name: ci.est, f"{name}_lo": ci.lo, f"{name}_hi": ci.hi, f"{name}_n": ci.n})
     return pd.DataFrame(out, index=summary.index, columns=[name, f"{name}_lo", f"{name}_hi", f"{name}_n"])

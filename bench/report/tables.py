@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 
 from bench.report.aggregate import max_concurrent, varying_keys
+from bench.report.groups import framework_order
 from bench.report.load import Runs
 from bench.report.speed import BASELINE, CONTENTION_THRESHOLD, interval_text
 from bench.stats import Interval
@@ -39,7 +40,7 @@ def comparison_table(summary: pd.DataFrame, timed: bool, baseline: str = BASELIN
     ``timed``: a timing pass exists, and the speed columns are its medians with 95 % intervals;
     otherwise they are the sweep's own epoch times, which shared the cores with other runs.
     """
-    keys = [k for k in varying_keys(summary) if k != "dataset"]
+    keys = [k for k in varying_keys(summary) if k not in ("dataset", "model")]  # each has a section of its own
     ratio = f"time_ratio_vs_{baseline}"
     out = []
     for _, r in summary.iterrows():
@@ -89,7 +90,7 @@ def environment(runs: Runs) -> tuple[pd.DataFrame, list[str]]:
                and (fw is None or (i.get("config") or {}).get("framework", {}).get("name") == fw)}
         return ", ".join(sorted(got))
 
-    frameworks = sorted({str(f) for f in runs.metrics["framework"]}, key=lambda f: (f != BASELINE, f))
+    frameworks = framework_order(str(f) for f in runs.metrics["framework"])
     for fw in frameworks:
         for key, label in (("framework_version", "version"), ("keras_version", "keras"), ("cuda_version", "CUDA build"),
                            ("device_name", "device"), ("threads", "threads"), ("mode_detail", "mode")):
@@ -103,6 +104,9 @@ def environment(runs: Runs) -> tuple[pd.DataFrame, list[str]]:
             rows.append({"what": label, "value": v})
     rows.append({"what": "parallel lanes (most runs training at once)",
                  "value": str(max_concurrent(runs.info.values()))})
+    for name, model in runs.models.items():
+        params = f"; {model.n_params:,} parameters" if model.n_params is not None else ""
+        rows.append({"what": f"model {name}", "value": f"{model.layers}{params}; {model.runs} runs"})
     notes: list[str] = []
     for name, grp in runs.metrics[runs.metrics["epoch"] == 0].groupby("dataset"):
         ids = set(grp["run_id"])

@@ -30,26 +30,27 @@ import numpy as np
 
 from bench.clock import CONTENTION_THRESHOLD
 from bench.exits import BadInput
+from bench.frameworks import BASE
 from bench.machine import cpu_name
+from bench.options import Option, Options, integer, number
 from bench.results import FINISHED, read_json, write_csv, write_json
 from bench.run.cpulock import CpuLock
 from bench.run.proc import spec_env, start
 from bench.stats import median_ci, ratio_ci
 from bench.timing.worker import TAG
+from models.layers import DEFAULT_MODEL
 
 COLUMNS = (
     "framework", "optimizer", "impl", "mode", "batch_size", "lr", "dataset", "n_train", "device",
     "threads", "round", "steps", "time_s", "time_per_step_s", "cpu_time_s", "contention",
+    "model",  # appended later: a timing.csv without it timed the tutorial's "mlp"
 )
-# What makes two runs the same configuration for speed; lr, seed and epochs do not change a step's cost.
-KEY = ("framework", "optimizer", "impl", "mode", "batch_size", "dataset", "n_train", "device", "threads")
-DEFAULTS: dict[str, Any] = {
-    "results_dir": "results", "rounds": 7, "warmup_rounds": 1, "budget_s": 120.0,
-    "min_sample_s": 0.05, "contention_threshold": CONTENTION_THRESHOLD,
-}
+# What makes two runs the same configuration for speed; lr, seed and epochs do not change a step's cost,
+# the model does. The framework comes first (print_table swaps it for the baseline's).
+KEY = ("framework", "optimizer", "impl", "mode", "batch_size", "dataset", "n_train", "device", "threads", "model")
 MIN_ROUNDS = 5  # fewer paired rounds give no useful 95 % interval
 CALIBRATE_S = 0.1  # the steps of a sample are estimated from a stretch at least this long (or a quarter sample)
-BASELINE = "torch"  # every other framework's time is given as a ratio to this one
+BASELINE = BASE  # every other framework's time is given as a ratio to this one (the registry's)
 # A worker that says nothing this long is stuck (a hung framework call, a deadlock): it is
 # killed and its configuration reported failed, and the pass goes on with the others.
 START_TIMEOUT_S = 900.0  # import, data, build and warm-up
@@ -57,34 +58,31 @@ REPLY_TIMEOUT_S = 300.0  # one sample; measure() raises it to 10 samples' length
 
 
 # ------------------------------------------------------------------ arguments
+OPTIONS = Options(
+    "python -m bench.timing",
+    """Time the sweep found in results_dir: one worker per distinct configuration of its finished
+    runs (framework x optimizer x impl x mode x batch size x data x device x threads), timed in
+    interleaved rounds (A B C ... A B C ...) while this pass holds the machine's CPU lock
+    exclusively. Writes results_dir/timing/timing.csv (one row per configuration and round) and
+    timing.json, and prints each configuration's median time per step with its 95 % interval and
+    every framework's ratio to torch.""",
+    {
+        "results_dir": Option("results", "the sweep's folder (its runs/ are timed)"),
+        "rounds": Option(7, f"timed interleaved rounds (at least {MIN_ROUNDS}: fewer give no useful interval)",
+                         integer(MIN_ROUNDS)),
+        "warmup_rounds": Option(1, "untimed rounds first", integer(1)),
+        "budget_s": Option(120.0, "seconds the whole pass, worker start-up included, aims to fit", number()),
+        "min_sample_s": Option(0.05, "no sample is shorter than this many seconds", number()),
+        "contention_threshold": Option(CONTENTION_THRESHOLD, "a sample during which other processes used more "
+                                       "than this share of the CPUs counts as contended in the table", number()),
+    },
+    positional=("results_dir",),
+)
+
+
 def parse_args(argv: list[str]) -> dict[str, Any]:
-    """``[results_dir] [key=value ...]`` over :data:`DEFAULTS`; anything else is BadInput."""
-    opts = dict(DEFAULTS)
-    for i, arg in enumerate(argv):
-        key, eq, value = arg.partition("=")
-        if not eq:
-            if i:
-                raise BadInput(f"unexpected argument {arg!r}: use key=value (keys: {', '.join(DEFAULTS)})")
-            opts["results_dir"] = arg
-            continue
-        if key not in DEFAULTS:
-            raise BadInput(f"unknown key {key!r}; keys: {', '.join(DEFAULTS)}")
-        opts[key] = value
-    for key, low in (("rounds", MIN_ROUNDS), ("warmup_rounds", 1)):
-        try:
-            opts[key] = int(opts[key])
-        except ValueError:
-            raise BadInput(f"{key} must be an integer, got {opts[key]!r}") from None
-        if opts[key] < low:
-            raise BadInput(f"{key} must be >= {low}, got {opts[key]}")
-    for key in ("budget_s", "min_sample_s", "contention_threshold"):
-        try:
-            opts[key] = float(opts[key])
-        except ValueError:
-            raise BadInput(f"{key} must be a number, got {opts[key]!r}") from None
-        if not math.isfinite(opts[key]) or opts[key] <= 0:
-            raise BadInput(f"{key} must be a finite number > 0, got {opts[key]}")
-    return opts
+    """``[results_dir] [key=value ...]`` over :data:`OPTIONS`; anything else is BadInput."""
+    return OPTIONS.parse(argv)
 
 
 # ------------------------------------------------------------------ the sweep's configurations
@@ -106,6 +104,7 @@ def sweep_configs(results_dir: Path) -> list[dict[str, Any]]:
             "batch_size": info.get("batch_size_resolved", spec["batch_size"]),
             "dataset": info.get("dataset", spec["data"]["name"]), "n_train": info.get("n_train"),
             "device": spec["device"], "threads": spec["threads"],
+            "model": (spec.get("model") or {}).get("name") or DEFAULT_MODEL,
         }
         key = tuple(row[k] for k in KEY)
         if key not in found or (found[key]["status"] != "completed" and info["status"] == "completed"):
@@ -115,7 +114,9 @@ def sweep_configs(results_dir: Path) -> list[dict[str, Any]]:
 
 
 def label(row: dict[str, Any]) -> str:
-    return f"{row['framework']} {row['optimizer']}/{row['impl']}/{row['mode']} bs{row['batch_size']}"
+    model = row.get("model") or DEFAULT_MODEL
+    return (f"{row['framework']} {row['optimizer']}/{row['impl']}/{row['mode']} bs{row['batch_size']}"
+            + ("" if model == DEFAULT_MODEL else f" {model}"))
 
 
 # ------------------------------------------------------------------ workers
@@ -324,7 +325,8 @@ def print_table(rows: list[dict[str, Any]], threshold: float) -> None:
         den = {r["round"]: r["time_per_step_s"] for r in by_config[base_key]}
         common = sorted(set(num) & set(den))
         iv = ratio_ci([num[r] for r in common], [den[r] for r in common])
-        ratios.append(f"{row['optimizer']}/{row['impl']}/{row['mode']} bs{row['batch_size']}: "
+        model = "" if row.get("model", DEFAULT_MODEL) == DEFAULT_MODEL else f" {row['model']}"
+        ratios.append(f"{row['optimizer']}/{row['impl']}/{row['mode']} bs{row['batch_size']}{model}: "
                       f"{row['framework']}/{BASELINE} = {iv.text()}")
     shares = np.array([r["contention"] for r in rows], dtype=float)
     busy = int(np.sum(shares > threshold))

@@ -1,7 +1,7 @@
 """Child side of the timing pass: one configuration, built once, timed on command.
 
 ``python -m bench.timing --worker <spec json>`` builds the runner exactly as a run's child
-does (the same data, the shared initial weights, the same batch order function), warms it
+does (the same data, the same model, the shared initial weights, the same batch order function), warms it
 up, then answers each ``{"steps": k}`` line on stdin with the wall time, process CPU time
 and contention of running ``k`` steps. Between commands it blocks on stdin, so an idle
 worker uses no CPU while another one is timed. Replies are stdout lines starting with
@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from bench import frameworks
 from bench.clock import Snapshot
 from bench.data import epoch_order, load_dataset
 from bench.run.child import make_runner, resolve_batch_size
-from models.init import initial_weights
 
 TAG = "TIMING "
 
@@ -63,7 +63,8 @@ def serve(spec_json: str) -> int:
     try:
         data = load_dataset(spec["data"])
         batch = resolve_batch_size(spec, data.n_train)
-        runner = make_runner(spec, data, initial_weights(spec["seed"]))
+        frameworks.get(spec["framework"]["name"]).prepare_process()  # before make_runner imports it
+        runner = make_runner(spec, data)
         warm_up = getattr(runner, "warm_up", None)
         warmup_s = warm_up(epoch_order(spec["seed"], 1, data.n_train), batch) if warm_up else 0.0
     except Exception as exc:  # reported by the parent as this configuration's failure
