@@ -7,9 +7,10 @@ is a mean over fixed points a_i (drawn with `seed` 0) with mean 0,
     f(x) = mean_i (x − a_i)² = x² + mean_i a_i²,
 
 and SGD uses one a_i per step, mini-batch five, batch GD all of them (the other three
-methods, like the tutorial's, see the whole set). Every path is computed three ways — plain
-numpy from the tutorial's formulas, PyTorch's, TensorFlow's and optax's optimizers (native, and
-the reference implementation of the tutorial's formulas) — on the same samples, in float64.
+methods, like the tutorial's, see the whole set). Every path is computed several ways — numpy
+running each method's rule (``bench.optimizers``, written once), and every registered framework's
+optimizers (native, and the same rule in its reference adapter) — on the same samples, in float64.
+The methods beyond the tutorial's six take the same paths with their own hyperparameters.
 A 2-D surface (Rosenbrock, with the same kind of sampled linear noise) shows where the
 methods' behaviours differ.
 
@@ -18,11 +19,10 @@ tutorial's x², i.e. f minus its constant), ``surface.csv`` (… x, y, loss), on
 method, ``toy_all_methods`` and ``toy_surface`` (PNG and SVG).
 
 This process imports neither framework: each one runs in its own child process
-(``python -m bench.frameworks.<package>.toy <job.json> <out.json>``, see ``CHILD_MODULES``).
+(``python -m bench.frameworks.<package>.toy <job.json> <out.json>``, the registry names it).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -37,31 +37,31 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from bench import frameworks
 from bench.cli import entry
 from bench.exits import BadInput
-from bench.optimizers import METHODS
+from bench.optimizers import METHODS, NumpyStep, get_rule, required_hparams
 from bench.run import proc
+from bench.spec import conf_group
 
 SEED = 0
-# framework -> the module that computes its paths in a child process; adding a framework is one entry
-# here (and its PATH_STYLES).
-CHILD_MODULES = {"torch": "bench.frameworks.torch.toy", "tensorflow": "bench.frameworks.tf.toy",
-                 "jax": "bench.frameworks.jax.toy"}
-FRAMEWORKS = tuple(CHILD_MODULES)
+FRAMEWORKS = frameworks.NAMES  # each computes its paths in a child: bench.frameworks.<package>.toy
 IMPLS = ("native", "reference")  # each framework's own optimizer, and the tutorial's formulas in it
-METHOD_COLOURS = {"bgd": "#000000", "sgd": "#9c36b5", "minibatch": "#2f9e44", "momentum": "#e67700",
-                  "rmsprop": "#1971c2", "adam": "#c2255c"}
-# How each (framework, impl) path is drawn on top of the numpy one.
-PATH_STYLES = {
-    ("numpy", "formula"): dict(color="#000000", marker="o", ms=7, mfc="none", label="numpy (tutorial's formula)"),
-    # Sizes differ so that coinciding points stay visible: big torch marks behind small TF and JAX ones.
-    ("torch", "native"): dict(color="#e8590c", marker="x", ms=9, label="torch native"),
-    ("torch", "reference"): dict(color="#e8590c", marker="+", ms=13, label="torch reference"),
-    ("tensorflow", "native"): dict(color="#1c7ed6", marker="x", ms=5, label="tensorflow native"),
-    ("tensorflow", "reference"): dict(color="#1c7ed6", marker="+", ms=8, label="tensorflow reference"),
-    ("jax", "native"): dict(color="#2b8a3e", marker="x", ms=3, label="jax native"),
-    ("jax", "reference"): dict(color="#2b8a3e", marker="+", ms=5, label="jax reference"),
-}
+
+
+def _path_styles() -> dict[tuple[str, str], dict[str, Any]]:
+    """How each (framework, impl) path is drawn on top of the numpy one. Sizes shrink framework by
+    framework, so that coinciding points stay visible: big first marks behind smaller later ones."""
+    styles = {("numpy", "formula"): dict(color="#000000", marker="o", ms=7, mfc="none",
+                                         label="numpy (the formula)")}
+    for k, fw in enumerate(frameworks.FRAMEWORKS.values()):
+        styles[(fw.name, "native")] = dict(color=fw.colour, marker="x", ms=max(9 - 3 * k, 3), label=f"{fw.name} native")
+        styles[(fw.name, "reference")] = dict(color=fw.colour, marker="+", ms=max(13 - 4 * k, 4),
+                                              label=f"{fw.name} reference")
+    return styles
+
+
+PATH_STYLES = _path_styles()
 matplotlib.rcParams.update({"svg.hashsalt": "optbench-toy", "font.size": 9})
 
 
@@ -78,10 +78,13 @@ class Problem:
 
 
 def _tutorial_hp(lr: Mapping[str, float]) -> dict[str, dict[str, float]]:
-    """The tutorial's β and ε values with a learning rate per method."""
-    extra = {"momentum": {"beta": 0.9}, "rmsprop": {"beta": 0.9, "eps": 1e-8},
-             "adam": {"beta1": 0.9, "beta2": 0.999, "eps": 1e-8}}
-    return {m: {"lr": float(lr[m]), **extra.get(m, {})} for m in METHODS}
+    """Each method's hyperparameters from its conf file (the tutorial's β and ε), with the given
+    learning rate per method."""
+    out = {}
+    for m in METHODS:
+        conf = conf_group("optimizer", m)
+        out[m] = {key: float(lr[m]) if key == "lr" else float(conf[key]) for key in required_hparams(m)}
+    return out
 
 
 def _batches(rng: np.random.Generator, n: int, steps: int) -> dict[str, list[list[int]]]:
@@ -102,9 +105,7 @@ def make_problems(seed: int = SEED) -> list[Problem]:
                         _batches(rng, len(a), 20))
     c = rng.normal(0.0, 15.0, (50, 2))
     c -= c.mean(axis=0)
-    # Rosenbrock's curvature (up to ~2,000 at the start) caps plain GD at η ≈ 1e-3; the adaptive
-    # methods take steps of about η per coordinate, so they get a larger one.
-    lrs = {"bgd": 1e-3, "sgd": 1e-3, "minibatch": 1e-3, "momentum": 1e-2, "rmsprop": 2e-2, "adam": 5e-2}
+    lrs = {m: method.toy_lr for m, method in METHODS.items()}  # see METHODS for why they differ
     rosen = Problem("rosenbrock", (-1.5, 2.0), 500, _tutorial_hp(lrs), c, _batches(rng, len(c), 500))
     return [quadratic, rosen]
 
@@ -127,28 +128,14 @@ def sampled_grad(p: Problem, theta: np.ndarray, idx: Sequence[int]) -> np.ndarra
 
 
 def numpy_path(p: Problem, method: str) -> np.ndarray:
-    """θ after each step (row 0 = start), by the tutorial's update rules as written."""
-    hp, rule = p.hp[method], METHODS[method].rule
+    """θ after each step (row 0 = start), by the method's rule (``bench.optimizers``) in float64."""
+    hp, rule = p.hp[method], get_rule(METHODS[method].rule)
     theta = np.array(p.start, dtype=float)
-    v = np.zeros_like(theta)
-    s = np.zeros_like(theta)
-    m = np.zeros_like(theta)
+    state = {name: np.zeros_like(theta) for name in rule.slots}
     path = [theta.copy()]
     for t, idx in enumerate(p.batches[method], start=1):
-        g = sampled_grad(p, theta, idx)
-        if rule == "sgd":
-            theta = theta - hp["lr"] * g
-        elif rule == "momentum":
-            v = hp["beta"] * v + (1 - hp["beta"]) * g
-            theta = theta - hp["lr"] * v
-        elif rule == "rmsprop":
-            s = hp["beta"] * s + (1 - hp["beta"]) * g**2
-            theta = theta - hp["lr"] * g / (np.sqrt(s) + hp["eps"])
-        else:
-            m = hp["beta1"] * m + (1 - hp["beta1"]) * g
-            v = hp["beta2"] * v + (1 - hp["beta2"]) * g**2
-            m_hat, v_hat = m / (1 - hp["beta1"] ** t), v / (1 - hp["beta2"] ** t)
-            theta = theta - hp["lr"] * m_hat / (np.sqrt(v_hat) + hp["eps"])
+        delta, state = rule.update(theta, sampled_grad(p, theta, idx), state, NumpyStep(t), hp)
+        theta = theta - delta
         path.append(theta.copy())
     return np.array(path)
 
@@ -174,7 +161,8 @@ def framework_paths(framework: str, problems: Sequence[Problem], timeout: float 
         job, out = Path(tmp) / "job.json", Path(tmp) / "out.json"
         job.write_text(json.dumps(_job(problems)))
         try:
-            done = proc.run(CHILD_MODULES[framework], [job, out], env=proc.child_env(1, "cpu", framework),
+            done = proc.run(frameworks.get(framework).module("toy"), [job, out],
+                            env=proc.child_env(1, "cpu", framework),
                             timeout=timeout)
         except subprocess.TimeoutExpired:
             return {}, f"{framework}: took over {timeout:.0f} s; left out"
@@ -263,7 +251,7 @@ def plot_all(traj: pd.DataFrame, out_dir: Path) -> Path:
     fig = Figure(figsize=(10, 3.8), layout="constrained")
     left, right = fig.subplots(1, 2)
     for method in METHODS:
-        colour = METHOD_COLOURS[method]
+        colour = METHODS[method].colour
         num = q[(q["method"] == method) & (q["framework"] == "numpy")]
         left.plot(num["step"], num["x"], "-o", color=colour, ms=3, lw=1.4, label=method)
         right.plot(num["step"], num["loss"], "-o", color=colour, ms=3, lw=1.4, label=method)
@@ -282,7 +270,8 @@ def plot_all(traj: pd.DataFrame, out_dir: Path) -> Path:
     for ax in (left, right):
         ax.grid(alpha=0.3, which="both")
     right.legend(fontsize=8, ncol=2)
-    fig.suptitle("The six methods on the tutorial's toy: x², start 10, η 0.1, 20 iterations", fontsize=10)
+    fig.suptitle(f"The {len(METHODS)} methods on the tutorial's toy: x², start 10, η 0.1, 20 iterations",
+                 fontsize=10)
     return _save(fig, out_dir, "toy_all_methods")
 
 
@@ -296,7 +285,7 @@ def plot_surface(traj: pd.DataFrame, problem: Problem, out_dir: Path) -> Path:
     ax.contour(gx, gy, np.log10(z + 1e-3), levels=20, colors="#aaa", linewidths=0.6, linestyles="solid")
     ax.plot([1], [1], "*", color="#d4a017", ms=14, mec="k", label="minimum (1, 1)")
     for method in METHODS:
-        colour = METHOD_COLOURS[method]
+        colour = METHODS[method].colour
         num = r[(r["method"] == method) & (r["framework"] == "numpy")]
         lr = problem.hp[method]["lr"]
         ax.plot(num["x"], num["y"], "-", color=colour, lw=1.4, label=f"{method} (η {lr:g})")
@@ -355,16 +344,23 @@ def build_toy(out_dir: Path, frameworks: Sequence[str] = FRAMEWORKS,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.toy", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="results/toy", help="output folder (default: results/toy)")
-    parser.add_argument("--frameworks", default=",".join(FRAMEWORKS),
-                        help="comma-separated frameworks to run besides numpy ('' = numpy only)")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    frameworks = [f for f in args.frameworks.split(",") if f]
+    from bench.options import Option, Options
+
+    options = Options("python -m bench.toy", """The tutorial's toy, for real: each method's path on
+        the loss x² (start 10, η 0.1, 20 iterations) with real sampling noise, and on a Rosenbrock
+        surface, computed with numpy from the tutorial's formulas and with each framework's
+        optimizers (native and reference), each framework in a child process of its own. Writes
+        trajectories.csv, surface.csv and the figures to `out`.""", {
+        "out": Option("results/toy", "output folder"),
+        "frameworks": Option(",".join(FRAMEWORKS), "frameworks to run besides numpy, comma-separated "
+                             "(empty: numpy only)"),
+    })
+    args = options.parse(sys.argv[1:] if argv is None else argv)
+    frameworks = [f.strip() for f in (args["frameworks"] or "").split(",") if f.strip()]
     unknown = [f for f in frameworks if f not in FRAMEWORKS]
     if unknown:
         raise BadInput(f"unknown framework {unknown[0]!r}; choose from {', '.join(FRAMEWORKS)}")
-    out = Path(args.out)
+    out = Path(args["out"] or "results/toy")
     build_toy(out, frameworks)
     print(f"toy: {out / 'trajectories.csv'} and figures in {out}")
     return 0

@@ -16,12 +16,14 @@ from pathlib import Path
 
 from conftest import ROOT
 
+from bench import frameworks
+
 
 def no_framework_env(tmp_path: Path) -> dict[str, str]:
     """PYTHONPATH with stand-ins for every framework that fail on import: bad input must be
     reported before any framework is imported, in the parent and in the child."""
     shim = tmp_path / "shim"
-    for name in ("torch", "tensorflow", "jax"):
+    for name in {fw.imports[0] for fw in frameworks.FRAMEWORKS.values()}:
         (shim / name).mkdir(parents=True)
         (shim / name / "__init__.py").write_text(f"raise ImportError('{name} imported before validation')\n")
     return {"PYTHONPATH": f"{shim}{os.pathsep}{ROOT}"}

@@ -16,8 +16,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench import frameworks
+
 ROOT = Path(__file__).resolve().parent.parent
-FRAMEWORK_MODULES = {"torch", "torchvision", "tensorflow", "keras", "tf_keras", "jax", "jaxlib", "optax", "flax"}
+FRAMEWORK_MODULES = {name for fw in frameworks.FRAMEWORKS.values() for name in fw.imports}
 FRAMEWORK_HOMES = ("bench/frameworks/", "models/")
 MAX_LINES = 460
 
@@ -62,8 +64,8 @@ def test_the_import_check_sees_lazy_imports(tmp_path: Path) -> None:
 
 def test_only_proc_starts_child_processes() -> None:
     starters = re.compile(r"\bsubprocess\.(Popen|run|call|check_call|check_output)\(|\bos\.(system|spawn\w*|exec\w*)\(")
-    # machine.py asks git and nvidia-smi, sweep.py asks Slurm's scontrol: tools, not python children
-    allowed = {"bench/run/proc.py", "bench/machine.py", "bench/run/sweep.py"}
+    # machine.py asks git and nvidia-smi, slurm.py asks Slurm's scontrol: tools, not python children
+    allowed = {"bench/run/proc.py", "bench/machine.py", "bench/run/slurm.py"}
     found = {_rel(p) for p in sources() if starters.search(p.read_text(encoding="utf-8"))}
     assert found - allowed == set()
 

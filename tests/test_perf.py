@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.optimizers import METHODS
-from bench.perf.cases import COLUMNS, FLOP_PER_SAMPLE, build_rows
+from bench.perf.cases import COLUMNS, build_rows
 from bench.perf.section import report_section
 from bench.report.sections import ReportSection
 from bench.spec import build_spec
@@ -66,9 +66,13 @@ def test_perf_quick_writes_a_sane_table(tmp_path: Path) -> None:
     assert report_section(tmp_path / "nothing") is None
 
 
-def _case(kind: str, framework: str, times: list[float], batch: int | str = 32) -> tuple:
+MLP = compose_plain("torch", "adam", "mnist_embedded")["model"]
+LENET = compose_plain("torch", "adam", "mnist_embedded", "lenet5")["model"]
+
+
+def _case(kind: str, framework: str, times: list[float], batch: int | str = 32, model: dict = MLP) -> tuple:
     job = {"device": "cpu", "threads": 1, "kind": kind, "framework": framework,
-           "mode": "naive" if kind == "naive" else "eager", "batch": batch}
+           "mode": "naive" if kind == "naive" else "eager", "batch": batch, "model": model}
     return job, {"epoch_times": times, "cpu_times": times, "steps": 10, "n_train": 320}
 
 
@@ -76,10 +80,13 @@ def test_ratios_are_against_the_naive_loop_of_the_same_batch() -> None:
     results = [_case("naive", "torch", [12.0]), _case("naive", "tensorflow", [4.0]),
                _case("harness", "torch", [2.0]), _case("harness", "tensorflow", [1.0]),
                ({"device": "cpu", "threads": 1, "kind": "harness", "framework": "torch", "mode": "eager",
-                 "batch": "full"}, {"error": "boom"})]
+                 "batch": "full", "model": MLP}, {"error": "boom"}),
+               _case("harness", "jax", [2.0], model=LENET)]
     rows = build_rows(results, {"gflop": 100.0, "times": [1.0]}, dataset="x")  # 100 GFLOP/s
     assert rows[2]["vs_naive_torch"] == 6.0 and rows[2]["vs_naive_tf"] == 2.0
-    assert rows[2]["floor_s"] == pytest.approx(320 * FLOP_PER_SAMPLE / 100e9)
+    # The floor is the model's FLOPs at the matmul rate: 409,088 per sample for the MLP, 2,263,920 for LeNet-5.
+    assert rows[2]["floor_s"] == pytest.approx(320 * 409_088 / 100e9) and rows[2]["model"] == "mlp"
+    assert rows[5]["floor_s"] == pytest.approx(320 * 2_263_920 / 100e9) and rows[5]["model"] == "lenet5"
     assert rows[2]["step_time_us"] == pytest.approx(2e5)
     assert rows[3]["vs_torch"] == 2.0 and "vs_torch" not in rows[2]  # tensorflow eager against torch eager
     assert rows[4]["error"] == "boom" and "x_floor" not in rows[4]

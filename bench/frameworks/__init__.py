@@ -24,12 +24,27 @@ class Framework:
     runner: str  # class in <package>/runner.py implementing bench.loop.Runner
     naive: str  # the ``case`` label of its tutorial-style loop in bench.perf (<package>/naive.py)
     naive_column: str  # that loop's ratio column in perf.csv
+    imports: tuple[str, ...]  # the top-level Python modules it brings: only its own child imports them
     modes: tuple[str, ...] = ("eager", "compiled")
     devices: tuple[str, ...] = ("cpu", "cuda")
+    # "module:function" a child calls before it imports the framework (prepare_process); that
+    # module imports no framework itself. None: nothing to do first.
+    prepare: str | None = None
 
     def module(self, part: str) -> str:
         """``bench.frameworks.<package>.<part>``: runner, reference, naive, toy, device."""
         return f"{__name__}.{self.package}.{part}"
+
+    def prepare_process(self) -> None:
+        """Ready this child process for the framework, before anything imports the framework.
+
+        Called by the child entries that train or time one (the run's child, the timing, parity
+        and perf workers) and by JAX's toy child (the other toys have no ``prepare``); a plain import
+        of a framework's package never changes its process.
+        """
+        if self.prepare is not None:
+            module, _, function = self.prepare.partition(":")
+            getattr(importlib.import_module(module), function)()
 
     def load(self, part: str, attr: str | None = None) -> Any:
         """Import one of its modules (in its own child process only), or an attribute of it."""
@@ -38,9 +53,12 @@ class Framework:
 
 
 FRAMEWORKS: dict[str, Framework] = {f.name: f for f in (
-    Framework("torch", "torch", "#e8590c", "TorchRunner", "naive torch DataLoader", "vs_naive_torch"),
-    Framework("tensorflow", "tf", "#1c7ed6", "TFRunner", "naive keras fit", "vs_naive_tf"),
-    Framework("jax", "jax", "#2b8a3e", "JaxRunner", "naive jax loop", "vs_naive_jax"),
+    Framework("torch", "torch", "#e8590c", "TorchRunner", "naive torch DataLoader", "vs_naive_torch",
+              ("torch", "torchvision")),
+    Framework("tensorflow", "tf", "#1c7ed6", "TFRunner", "naive keras fit", "vs_naive_tf",
+              ("tensorflow", "keras", "tf_keras")),
+    Framework("jax", "jax", "#2b8a3e", "JaxRunner", "naive jax loop", "vs_naive_jax",
+              ("jax", "jaxlib", "optax", "flax"), prepare="bench.frameworks.jax:pin_to_threads"),
 )}
 NAMES = tuple(FRAMEWORKS)
 BASE = "torch"  # the framework every other one is compared against first (ratios, parity pairs)

@@ -13,16 +13,14 @@ from typing import Any, NamedTuple
 
 from bench.data import DataError, load_dataset
 from bench.exits import BadInput
-from bench.spec import FRAMEWORKS, MODES, build_spec, compose, conf_group, parse_scalar
+from bench.options import Option, Options, boolean, choice, integer, names, nullable, text
+from bench import frameworks
+from bench.spec import FRAMEWORKS, MODES, build_spec, compose, conf_group
 from bench.stats import Interval, median_ci, ratio_ci
-from models.init import LAYERS
+from models.layers import DEFAULT_MODEL, parse_model
 
-# Multiply-adds per sample of one training step, x2 for FLOPs: forward (both layers),
-# backward weight gradients (both layers) and the hidden-layer input gradient; the input
-# layer's input gradient is never needed. 409,088 FLOP/sample: 24.5 GFLOP per 60k epoch.
-FLOP_PER_SAMPLE = 2 * (2 * sum(i * o for i, o in LAYERS) + LAYERS[1][0] * LAYERS[1][1])
-BASE_FRAMEWORK = "torch"  # ``vs_torch``: every case against torch's case of the same kind and mode
-MEASURED = ("torch", "tensorflow", "jax")  # measured by default (any of bench.spec.FRAMEWORKS may be asked)
+BASE_FRAMEWORK = frameworks.BASE  # ``vs_torch``: every case against the base framework's case of the same kind and mode
+MEASURED = frameworks.NAMES  # measured by default
 
 
 class Naive(NamedTuple):
@@ -30,76 +28,75 @@ class Naive(NamedTuple):
 
     case: str  # the ``case`` column
     column: str  # the ratio's column in perf.csv
-    module: str  # its ``epoch_times(images, labels, batch_size, epochs, ...)``
+    module: str  # its ``epoch_times(images, labels, batch_size, epochs, model, ...)``
 
 
-NAIVE = {
-    "torch": Naive("naive torch DataLoader", "vs_naive_torch", "bench.frameworks.torch.naive"),
-    "tensorflow": Naive("naive keras fit", "vs_naive_tf", "bench.frameworks.tf.naive"),
-    "jax": Naive("naive jax loop", "vs_naive_jax", "bench.frameworks.jax.naive"),
-}
+NAIVE = {fw.name: Naive(fw.naive, fw.naive_column, fw.module("naive")) for fw in frameworks.FRAMEWORKS.values()}
 NAIVE_KEYS = {fw: naive.column for fw, naive in NAIVE.items()}
 # Figures that carry an interval: ``<key>_lo`` and ``<key>_hi`` columns follow the original ones.
 INTERVAL_KEYS = ("epoch_time_s", "step_time_us", "samples_per_s", "cpu_time_s", *NAIVE_KEYS.values(), "x_floor",
                  *(f"cpu_{k}" for k in NAIVE_KEYS.values()), "cpu_x_floor", "vs_torch")
 COLUMNS = (
     "case", "framework", "mode", "batch_size", "n_train", "steps", "reps", "epoch_time_s",
-    "step_time_us", "samples_per_s", "cpu_time_s", "vs_naive_torch", "vs_naive_tf",
-    "floor_s", "x_floor", "cpu_vs_naive_torch", "cpu_vs_naive_tf", "cpu_x_floor", "overhead_frac",
-    "warmup_s", "threads", "device", "dataset", "error", "vs_torch", "vs_naive_jax", "cpu_vs_naive_jax",
+    "step_time_us", "samples_per_s", "cpu_time_s", *NAIVE_KEYS.values(),
+    "floor_s", "x_floor", *(f"cpu_{k}" for k in NAIVE_KEYS.values()), "cpu_x_floor", "overhead_frac",
+    "warmup_s", "threads", "device", "dataset", "error", "vs_torch",
     *(f"{key}_{end}" for key in INTERVAL_KEYS for end in ("lo", "hi")),
+    "model", "flop_per_sample",
 )
-DEFAULTS: dict[str, Any] = {
-    "results_dir": "results", "data": "fashion_mnist", "device": "cpu", "threads": 1, "reps": 5,
-    "batches": "1,32,full", "cap_steps": 2000, "frameworks": ",".join(MEASURED),
-    "modes": ",".join(MODES), "xla": False, "naive": True, "limit_train": None, "quick": False,
-    "deterministic": True, "data_root": None,
-}
 QUICK = {"limit_train": 1024, "reps": 1, "cap_steps": 64}  # toy size for tests: one rep, no interval
 MATMUL_REPS = 5
 
 
+def _batches(key: str, raw: str) -> list[int | str]:
+    out: list[int | str] = []
+    for item in (text(key, raw) or "").split(","):
+        item = item.strip()
+        if item != "full" and (not item.isdigit() or int(item) < 1):
+            raise BadInput(f"{key}: {item!r} is not a positive integer or 'full'")
+        out.append(item if item == "full" else int(item))
+    return out
+
+
+OPTIONS = Options(
+    "python -m bench.perf",
+    """The harness's speed against the tutorial's naive loops and the FLOP floor: this machine's
+    matrix-product rate, the tutorial's loops as written and the harness's runners in each mode,
+    for each batch size, all with the MLP and Adam, one case per child process. Every time is the
+    median of `reps` epochs after a warm-up, with a 95 % bootstrap interval. Writes
+    results_dir/perf/perf.csv and perf.json and prints the table.""",
+    {
+        "results_dir": Option("results", "the table goes to results_dir/perf/"),
+        "data": Option("fashion_mnist", "a conf/data/ name; without its files, mnist_embedded, loudly"),
+        "model": Option(DEFAULT_MODEL, "a conf/model/ name: the layer list every case trains"),
+        "device": Option("cpu", "cpu | cuda", choice("cpu", "cuda")),
+        "threads": Option(1, "intra-op threads of each case", integer(1)),
+        "reps": Option(5, "timed epochs per case (1: no interval)", integer(1)),
+        "batches": Option([1, 32, "full"], "batch sizes, comma-separated (full = the whole set)", _batches),
+        "cap_steps": Option(2000, "steps timed at batch 1", integer(1)),
+        "frameworks": Option(list(MEASURED), "frameworks measured, comma-separated", names(FRAMEWORKS)),
+        "modes": Option(list(MODES), "execution modes of the harness, comma-separated", names(MODES)),
+        "xla": Option(False, "true: adds TensorFlow compiled + XLA", boolean),
+        "naive": Option(True, "false: leaves out the tutorial's loops", boolean),
+        "limit_train": Option(None, "train on the first N images (null: all)", nullable(integer(2))),
+        "quick": Option(False, f"toy size for tests: {', '.join(f'{k}={v}' for k, v in QUICK.items())} "
+                        "unless given", boolean),
+        "deterministic": Option(True, "ask the frameworks for deterministic kernels", boolean),
+        "data_root": Option(None, "folder of the data files (null: the conf file's root)"),
+    },
+)
+
+
 def parse_args(argv: Sequence[str]) -> dict[str, Any]:
-    """``key=value`` arguments over DEFAULTS (QUICK first when quick=true); BadInput if wrong."""
-    cfg = dict(DEFAULTS)
-    given: dict[str, Any] = {}
-    for arg in argv:
-        key, eq, value = arg.partition("=")
-        if not eq or key not in DEFAULTS:
-            raise BadInput(f"unknown argument {arg!r}; expected key=value with key in {', '.join(DEFAULTS)}")
-        given[key] = parse_scalar(value)
+    """``key=value`` arguments over :data:`OPTIONS` (QUICK first when quick=true); BadInput if wrong."""
+    given = OPTIONS.given(argv)
+    cfg = OPTIONS.defaults()
     if given.get("quick"):
         cfg.update(QUICK)
     cfg.update(given)
-    for key in ("threads", "reps", "cap_steps"):
-        if isinstance(cfg[key], bool) or not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise BadInput(f"{key} must be an integer >= 1, got {cfg[key]!r}")
-    if cfg["limit_train"] is not None and (not isinstance(cfg["limit_train"], int) or cfg["limit_train"] < 2):
-        raise BadInput(f"limit_train must be an integer >= 2, got {cfg['limit_train']!r}")
-    if cfg["device"] not in ("cpu", "cuda"):
-        raise BadInput(f"device must be cpu or cuda, got {cfg['device']!r}")
-    cfg["batches"] = [_batch(b) for b in str(cfg["batches"]).split(",")]
-    cfg["frameworks"] = _choices("frameworks", cfg["frameworks"], FRAMEWORKS)
-    cfg["modes"] = _choices("modes", cfg["modes"], MODES)
     conf_group("data", str(cfg["data"]))  # BadInput when there is no such data config
+    compose(MEASURED[0], "adam", str(cfg["data"]), str(cfg["model"]))  # ... or no such model
     return cfg
-
-
-def _batch(text: str) -> int | str:
-    text = text.strip()
-    if text == "full":
-        return "full"
-    if not text.isdigit() or int(text) < 1:
-        raise BadInput(f"batches: {text!r} is not a positive integer or 'full'")
-    return int(text)
-
-
-def _choices(key: str, value: Any, allowed: Sequence[str]) -> list[str]:
-    items = [v.strip() for v in str(value).split(",") if v.strip()]
-    bad = [v for v in items if v not in allowed]
-    if bad or not items:
-        raise BadInput(f"{key}={value!r}: choose from {', '.join(allowed)}")
-    return items
 
 
 def resolve_data(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
@@ -141,18 +138,20 @@ def plan(cfg: Mapping[str, Any], data: Mapping[str, Any]) -> list[dict[str, Any]
             for fw in cfg["frameworks"]:
                 if fw in NAIVE:
                     jobs.append({**base, "kind": "naive", "framework": fw, "mode": "naive", "batch": batch,
-                                 "data": case_data, "deterministic": False})  # the tutorial's loop as written
+                                 "data": case_data, "deterministic": False,  # the tutorial's loop as written
+                                 "model": compose(fw, "adam", str(data["name"]), str(cfg["model"]))["model"]})
         for fw in cfg["frameworks"]:
             variants = [(mode, False) for mode in cfg["modes"]]
             if fw == "tensorflow" and cfg["xla"]:
                 variants.append(("compiled", True))
             for mode, xla in variants:
                 spec = build_spec(compose(
-                    fw, "adam", str(data["name"]), data=case_data, framework={"jit_compile": True} if xla else {},
+                    fw, "adam", str(data["name"]), str(cfg["model"]), data=case_data, framework={"jit_compile": True} if xla else {},
                     batch_size=batch, epochs=cfg["reps"], device=cfg["device"], threads=cfg["threads"], mode=mode,
                     deterministic=bool(cfg["deterministic"]), progress="none"))
                 jobs.append({**base, "kind": "harness", "framework": fw, "mode": mode, "xla": xla, "batch": batch,
-                             "data": case_data, "deterministic": spec["deterministic"], "spec": spec})
+                             "data": case_data, "deterministic": spec["deterministic"], "spec": spec,
+                             "model": spec["model"]})
     return jobs
 
 
@@ -173,7 +172,7 @@ def build_rows(results: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]], m
 
     ``results`` pairs each job with its worker's result (``epoch_times``, ``cpu_times``...);
     ``matmul`` is the GEMM result (``gflop`` per product, ``times``, ``cpu_times``) that sets
-    the floor. The cpu_* ratios use process CPU time instead of wall time: with threads=1 they
+    the floor: the time the model's FLOPs per sample (``models.layers``) would take at that rate. The cpu_* ratios use process CPU time instead of wall time: with threads=1 they
     are what the wall ratios would be on an idle machine, and other processes barely move them.
     """
     ok = [(job, res) for job, res in results if not res.get("error")]
@@ -182,11 +181,14 @@ def build_rows(results: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]], m
     rows = []
     for job, res in results:
         steps, n = res.get("steps"), res.get("n_train")
+        model = parse_model(job["model"])
+        flops = model.flops_per_sample()
         row: dict[str, Any] = {
             "case": label(job), "framework": job["framework"], "mode": _mode(job), "batch_size": job["batch"],
             "n_train": n, "steps": steps, "reps": len(res.get("epoch_times") or []),
             "overhead_frac": res.get("overhead_frac"), "warmup_s": res.get("warmup_s"), "threads": job["threads"],
-            "device": job["device"], "dataset": res.get("dataset", dataset), "error": res.get("error", "")}
+            "device": job["device"], "dataset": res.get("dataset", dataset), "error": res.get("error", ""),
+            "model": model.name, "flop_per_sample": flops}
         times, cpu = res.get("epoch_times"), res.get("cpu_times")
         if not (times and steps and n):
             rows.append(row)
@@ -203,7 +205,7 @@ def build_rows(results: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]], m
         if job["framework"] != BASE_FRAMEWORK:
             base = same_kind.get((BASE_FRAMEWORK, job["kind"], _mode(job), job["batch"]), {})
             _put(row, "vs_torch", ratio_ci(base.get("epoch_times") or [], times, paired=False))
-        floor = [samples * FLOP_PER_SAMPLE * s / (matmul["gflop"] * 1e9) for s in matmul.get("times") or []]
+        floor = [samples * flops * s / (matmul["gflop"] * 1e9) for s in matmul.get("times") or []]
         if floor:
             row["floor_s"] = median_ci(floor).est
             _put(row, "x_floor", ratio_ci(times, floor, paired=False))
@@ -213,7 +215,7 @@ def build_rows(results: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]], m
                 ref = naive.get((fw, job["batch"]), {})
                 _put(row, f"cpu_{key}", Interval(1.0, 1.0, 1.0, len(cpu)) if ref is res
                      else ratio_ci(ref.get("cpu_times") or [], cpu, paired=False))
-            cpu_floor = [samples * FLOP_PER_SAMPLE * s / (matmul["gflop"] * 1e9) for s in matmul.get("cpu_times") or []]
+            cpu_floor = [samples * flops * s / (matmul["gflop"] * 1e9) for s in matmul.get("cpu_times") or []]
             if cpu_floor:
                 _put(row, "cpu_x_floor", ratio_ci(cpu, cpu_floor, paired=False))
         rows.append(row)

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from bench import frameworks
 from bench.data import Dataset, load_dataset
 from bench.perf.cases import NAIVE
 from models.layers import parse_model
@@ -48,6 +49,7 @@ def run_case(job: Mapping[str, Any]) -> dict[str, Any]:
 
         return matmul_rate(job["device"], job["threads"], job["reps"])
     data = load_dataset(job["data"], log=lambda *_: None)
+    frameworks.get(job["framework"]).prepare_process()  # before either kind of case imports it
     return _naive(job, data) if job["kind"] == "naive" else _harness(job, data)
 
 

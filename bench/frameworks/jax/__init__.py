@@ -3,9 +3,10 @@
 On the CPU, XLA sizes its thread pools by the CPUs the process may run on, and the
 ``intra_op_parallelism_threads`` flag does not bind its newer runtime: with ``threads=1`` a
 JAX child used both cores of a 2-core machine (CPU time twice the wall time, measured),
-while torch and TensorFlow used one. So before JAX is imported anywhere in this package,
-a CPU child is pinned to ``threads`` CPUs (``OMP_NUM_THREADS``, set by bench.run.proc),
-the least busy ones, so that two lanes of a sweep do not pile onto one core.
+while torch and TensorFlow used one. So before JAX is imported, a CPU child is pinned to
+``threads`` CPUs (``OMP_NUM_THREADS``, set by bench.run.proc), the least busy ones, so that
+two lanes of a sweep do not pile onto one core: :func:`pin_to_threads`, which the child calls
+through the registry's ``prepare`` hook. Importing this package changes nothing by itself.
 """
 from __future__ import annotations
 
@@ -24,6 +25,11 @@ def _busy_jiffies() -> dict[int, int]:
 
 
 def pin_to_threads() -> None:
+    """Pin a CPU JAX child to its ``OMP_NUM_THREADS`` least busy CPUs (a 50 ms look at the load).
+
+    A no-op off the CPU, without affinity support, or when the threads cover every allowed CPU;
+    so a second call in the same process changes nothing.
+    """
     if os.environ.get("JAX_PLATFORMS") != "cpu" or not hasattr(os, "sched_setaffinity"):
         return
     try:
@@ -40,5 +46,3 @@ def pin_to_threads() -> None:
     chosen = sorted(allowed, key=lambda cpu: (load[cpu], (cpu - os.getpid()) % len(allowed)))[:threads]
     os.sched_setaffinity(0, chosen)
 
-
-pin_to_threads()

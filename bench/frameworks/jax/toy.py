@@ -12,7 +12,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import jax
+from bench import frameworks
+
+frameworks.get("jax").prepare_process()  # this module is the toy child's entry: before jax is imported
+
+import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)  # before any array exists: the paths are float64
 
