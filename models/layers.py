@@ -256,7 +256,8 @@ def parse_flow_list(lines: Sequence[str]) -> list[dict[str, Any]]:
         if not text:
             continue
         if not (text.startswith("- {") and text.endswith("}")):
-            raise ModelError(f"cannot read layer line {line.strip()!r}: write each layer as - {{type: ..., key: value}}")
+            raise ModelError(f"cannot read layer line {line.strip()!r}: "
+                             "write each layer as - {type: ..., key: value}")
         entry = {}
         for part in text[3:-1].split(","):
             key, colon, value = part.partition(":")

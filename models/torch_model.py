@@ -31,7 +31,7 @@ def build(model: Model) -> nn.Sequential:
     each row as its 1x28x28 image (one channel: NCHW and NHWC rows are the same numbers)."""
     h, w, c = INPUT_SHAPE
     modules: list[nn.Module] = [nn.Unflatten(1, (c, h, w))] if model.image_input else []
-    for i, layer in enumerate(model.layers):
+    for layer in model.layers:
         if layer.type == "flatten" and not layer.spatial_in:
             continue  # already flat: the tutorial's MLP stays Linear, ReLU, Linear
         modules.append(_module(layer))
