@@ -89,6 +89,12 @@ def momentum(p, g, s, step, hp):
     return hp["lr"] * v, {"v": v}
 
 
+@rule(("v",), ("lr", "beta"), "v ← βv + (1−β)g;  θ ← θ − η(βv + (1−β)g)")
+def nesterov(p, g, s, step, hp):
+    v = s["v"] * hp["beta"] + (1.0 - hp["beta"]) * g
+    return hp["lr"] * (v * hp["beta"] + (1.0 - hp["beta"]) * g), {"v": v}
+
+
 @rule(("s",), ("lr", "beta", "eps"), "s ← βs + (1−β)g²;  θ ← θ − η g/(√s + ε)")
 def rmsprop(p, g, s, step, hp):
     sq = s["s"] * hp["beta"] + (1.0 - hp["beta"]) * (g * g)
@@ -155,6 +161,14 @@ NATIVE: dict[tuple[str, str], Native] = {
         learning_rate=_ema_lr(hp), momentum=float(hp["beta"]), nesterov=False)),
     ("momentum", "jax"): Native("sgd", lambda hp: dict(
         learning_rate=_ema_lr(hp), momentum=hp["beta"], nesterov=False, accumulator_dtype=None)),
+    # Nesterov: torch b ← βb + g, θ −= lr(g + βb); Keras u ← βu − lr·g, θ += βu − lr·g; optax trace with
+    # nesterov=True, θ −= lr(g + βb). With lr = η(1−β) all three are the EMA form's iterates exactly.
+    ("nesterov", "torch"): Native("SGD", lambda hp: dict(
+        lr=_ema_lr(hp), momentum=hp["beta"], dampening=0.0, weight_decay=0.0, nesterov=True)),
+    ("nesterov", "tensorflow"): Native("SGD", lambda hp: dict(
+        learning_rate=_ema_lr(hp), momentum=float(hp["beta"]), nesterov=True)),
+    ("nesterov", "jax"): Native("sgd", lambda hp: dict(
+        learning_rate=_ema_lr(hp), momentum=hp["beta"], nesterov=True, accumulator_dtype=None)),
     ("rmsprop", "torch"): Native("RMSprop", lambda hp: dict(
         lr=hp["lr"], alpha=hp["beta"], eps=hp["eps"], weight_decay=0.0, momentum=0.0, centered=False)),
     ("rmsprop", "tensorflow"): Native("RMSprop", lambda hp: dict(
@@ -233,6 +247,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("momentum", "momentum", 32, "#e67700", 1e-2),
     Method("rmsprop", "rmsprop", 32, "#1971c2", 2e-2),
     Method("adam", "adam", 32, "#c2255c", 5e-2),
+    Method("nesterov", "nesterov", 32, "#5c940d", 1e-2, tutorial=False),
 )}
 TUTORIAL_METHODS = tuple(name for name, m in METHODS.items() if m.tutorial)
 
