@@ -107,6 +107,18 @@ def rmsprop_eps_in_root(p, g, s, step, hp):
     return hp["lr"] * g / (sq + hp["eps"]) ** 0.5, {"s": sq}
 
 
+@rule(("s",), ("lr", "eps"), "s ← s + g²;  θ ← θ − η g/(√s + ε)")
+def adagrad(p, g, s, step, hp):
+    sq = s["s"] + g * g
+    return hp["lr"] * g / (sq**0.5 + hp["eps"]), {"s": sq}
+
+
+@rule(("s",), ("lr", "eps"), "s ← s + g²;  θ ← θ − η g/√(s + ε)")
+def adagrad_eps_in_root(p, g, s, step, hp):
+    sq = s["s"] + g * g
+    return hp["lr"] * g / (sq + hp["eps"]) ** 0.5, {"s": sq}
+
+
 def _moments(g, s, hp):
     m = s["m"] * hp["beta1"] + (1.0 - hp["beta1"]) * g
     v = s["v"] * hp["beta2"] + (1.0 - hp["beta2"]) * (g * g)
@@ -178,6 +190,16 @@ NATIVE: dict[tuple[str, str], Native] = {
     ("rmsprop", "jax"): Native("rmsprop", lambda hp: dict(
         learning_rate=hp["lr"], decay=hp["beta"], eps=hp["eps"], initial_scale=0.0, eps_in_sqrt=False,
         centered=False, momentum=None, nesterov=False, bias_correction=False)),
+    # torch: θ −= lr·g/(√s + ε), the formula. Keras and optax put ε inside the root; both start
+    # the sum at 0.1 unless told (torch at 0), so 0 is passed.
+    ("adagrad", "torch"): Native("Adagrad", lambda hp: dict(
+        lr=hp["lr"], lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=hp["eps"])),
+    ("adagrad", "tensorflow"): Native("Adagrad", lambda hp: dict(
+        learning_rate=hp["lr"], initial_accumulator_value=0.0, epsilon=hp["eps"]),
+        computes="adagrad_eps_in_root", residual="Keras puts ε inside the root: θ −= lr·g/√(s + ε)"),
+    ("adagrad", "jax"): Native("adagrad", lambda hp: dict(
+        learning_rate=hp["lr"], initial_accumulator_value=0.0, eps=hp["eps"]),
+        computes="adagrad_eps_in_root", residual="optax puts ε inside the root: θ −= lr·g/√(s + ε)"),
     ("adam", "torch"): Native("Adam", lambda hp: dict(
         lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"], weight_decay=0.0, amsgrad=False)),
     ("adam", "tensorflow"): Native("Adam", lambda hp: dict(
@@ -248,6 +270,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("rmsprop", "rmsprop", 32, "#1971c2", 2e-2),
     Method("adam", "adam", 32, "#c2255c", 5e-2),
     Method("nesterov", "nesterov", 32, "#5c940d", 1e-2, tutorial=False),
+    Method("adagrad", "adagrad", 32, "#0c8599", 1e-1, tutorial=False),
 )}
 TUTORIAL_METHODS = tuple(name for name, m in METHODS.items() if m.tutorial)
 
