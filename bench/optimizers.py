@@ -141,6 +141,19 @@ def adam_eps_hat(p, g, s, step, hp):
     return hp["lr"] * m_hat / (v_hat**0.5 + hp["eps"] / c2**0.5), {"m": m, "v": v}
 
 
+@rule(("m", "v"), ("lr", "beta1", "beta2", "eps", "weight_decay"),
+      "Adam with decoupled weight decay λ: θ ← θ − η(m̂/(√v̂ + ε) + λθ)")
+def adamw(p, g, s, step, hp):
+    delta, state = adam(p, g, s, step, hp)
+    return hp["lr"] * hp["weight_decay"] * p + delta, state
+
+
+@rule(("m", "v"), ("lr", "beta1", "beta2", "eps", "weight_decay"), "AdamW with Keras' ε-hat (see adam_eps_hat)")
+def adamw_eps_hat(p, g, s, step, hp):
+    delta, state = adam_eps_hat(p, g, s, step, hp)
+    return hp["lr"] * hp["weight_decay"] * p + delta, state
+
+
 # ---------------------------------------------------------------- native calls
 @dataclass(frozen=True)
 class Native:
@@ -211,6 +224,18 @@ NATIVE: dict[tuple[str, str], Native] = {
     ("adam", "jax"): Native("adam", lambda hp: dict(
         learning_rate=hp["lr"], b1=hp["beta1"], b2=hp["beta2"], eps=hp["eps"], eps_root=0.0, mu_dtype=None,
         nesterov=False)),
+    # AdamW: torch scales θ by 1 − lr·λ before its Adam step, Keras subtracts lr·λ·θ before its own
+    # (ε-hat) Adam step, optax adds λθ to the Adam direction: the same decay of the pre-step θ.
+    ("adamw", "torch"): Native("AdamW", lambda hp: dict(
+        lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"], weight_decay=hp["weight_decay"],
+        amsgrad=False)),
+    ("adamw", "tensorflow"): Native("AdamW", lambda hp: dict(
+        learning_rate=hp["lr"], weight_decay=hp["weight_decay"], beta_1=hp["beta1"], beta_2=hp["beta2"],
+        epsilon=hp["eps"], amsgrad=False),
+        computes="adamw_eps_hat", residual="Keras' Adam step uses ε-hat: ε/√(1−β₂ᵗ) in place of ε"),
+    ("adamw", "jax"): Native("adamw", lambda hp: dict(
+        learning_rate=hp["lr"], b1=hp["beta1"], b2=hp["beta2"], eps=hp["eps"], eps_root=0.0, mu_dtype=None,
+        weight_decay=hp["weight_decay"], mask=None, nesterov=False)),
 }
 
 
@@ -271,6 +296,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("adam", "adam", 32, "#c2255c", 5e-2),
     Method("nesterov", "nesterov", 32, "#5c940d", 1e-2, tutorial=False),
     Method("adagrad", "adagrad", 32, "#0c8599", 1e-1, tutorial=False),
+    Method("adamw", "adamw", 32, "#7950f2", 5e-2, tutorial=False),
 )}
 TUTORIAL_METHODS = tuple(name for name, m in METHODS.items() if m.tutorial)
 
