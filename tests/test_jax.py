@@ -70,12 +70,11 @@ import json
 import numpy as np
 from bench.data import epoch_order, load_dataset
 from bench.run.child import make_runner, resolve_batch_size
-from models.init import initial_weights
 out = {}
 for spec in json.loads(SPECS):
     data = load_dataset(spec["data"], log=lambda *a: None)
     bs = resolve_batch_size(spec, data.n_train)
-    runner = make_runner(spec, data, initial_weights(spec["seed"]))
+    runner = make_runner(spec, data)
     start = runner.evaluate("train")[0]
     losses = runner.train_epoch(epoch_order(spec["seed"], 1, data.n_train), bs)
     w = runner.weights()
