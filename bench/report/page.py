@@ -149,17 +149,22 @@ def _dataset_parts(scope: Scope, inp: Inputs, out_dir: Path) -> list[Part]:
     return parts
 
 
+def _comparison(part: Part, scope: Scope, inp: Inputs, s: pd.DataFrame, timed: bool) -> None:
+    """The comparison table of ``s``, with the text before it and a loud note when the machine was busy."""
+    for text in _table_text(scope, inp, s, timed):
+        part.text(text)
+    note = contention_note(s)
+    if note:
+        part.loud(note)
+    part.table(comparison_table(s, timed, inp.baseline))
+
+
 def _tutorial_parts(scope: Scope, inp: Inputs, s: pd.DataFrame, st: pd.DataFrame, c: pd.DataFrame,
                     m: pd.DataFrame, steps: pd.DataFrame, out_dir: Path, level: int) -> list[Part]:
     timed = inp.timing is not None and bool((s["timing_n"] > 0).any())
     tag, suffix, ds = scope.tag, scope.suffix, scope.dataset
     table = Part(f"table-{tag}", f"Comparison{suffix}", level=level)
-    for text in _table_text(scope, inp, s, timed):
-        table.text(text)
-    note = contention_note(s)
-    if note:
-        table.loud(note)
-    table.table(comparison_table(s, timed, inp.baseline))
+    _comparison(table, scope, inp, s, timed)
 
     found = check_claims(s, st, inp.rounds if timed else {}, inp.default_lr, inp.baseline)
     claims = Part(f"claims-{tag}", f"The tutorial's claims, checked{suffix}", level=level)
@@ -210,12 +215,7 @@ def _beyond_part(scope: Scope, inp: Inputs, s: pd.DataFrame, c: pd.DataFrame, ou
               "with the six in the tables and figures.")
     part.items([f"{name}: {METHODS[name].formula}" if name in METHODS else f"{name}: not in bench/optimizers.py"
                 for name in methods])
-    for text in _table_text(scope, inp, s, timed):
-        part.text(text)
-    note = contention_note(s)
-    if note:
-        part.loud(note)
-    part.table(comparison_table(s, timed, inp.baseline))
+    _comparison(part, scope, inp, s, timed)
     heading = scope.heading("beyond the tutorial")
     _curve_figures(part, c, s, out_dir, tag, heading, f"beyond the tutorial, {caption}")
     part.figure(plot_speed(s, out_dir, f"time_per_step_{tag}", timed, inp.default_lr, heading),
