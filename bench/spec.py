@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from bench import frameworks
 from bench.exits import BadInput
 from bench.frameworks import NAMES as FRAMEWORKS
 from bench.machine import resolve_device
@@ -247,8 +248,18 @@ def build_spec(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if python is not None and not (isinstance(python, str) and shutil.which(python)):
         shown = python if isinstance(python, str) else _short(python)
         raise BadInput(f"cannot start framework.python={shown}: no such executable")
+    _supported(spec)
     spec["run_id"] = run_id(spec)
     return spec
+
+
+def _supported(spec: Mapping[str, Any]) -> None:
+    """The framework's registry entry lists the modes and devices its runner has."""
+    entry = frameworks.get(spec["framework"]["name"])
+    for key, allowed in (("mode", entry.modes), ("device", entry.devices)):
+        if spec[key] not in allowed:
+            raise BadInput(f"{key}={spec[key]} is not available for framework={entry.name}; "
+                           f"it has {', '.join(allowed)}")
 
 
 def _hparam(key: str, value: Any) -> float:
