@@ -47,7 +47,7 @@ def _fingerprint(run: Path) -> dict[str, tuple[str, int]]:
 # ------------------------------------------------------------------ bad input
 @pytest.mark.parametrize("override, needles", [
     ("framework=mxnet", ["framework/mxnet", "jax, tensorflow, torch"]),
-    ("optimizer=adagrad", ["optimizer/adagrad", "adam"]),
+    ("optimizer=adamax", ["optimizer/adamax", "adam"]),
     ("data=cifar", ["data/cifar", "mnist_embedded"]),
     ("optimizer.lr=0", ["optimizer.lr must be a finite number > 0"]),
     ("optimizer.lr=-0.1", ["optimizer.lr must be a finite number > 0"]),

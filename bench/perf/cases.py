@@ -11,15 +11,15 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
+from bench import frameworks
 from bench.data import DataError, load_dataset
 from bench.exits import BadInput
 from bench.options import Option, Options, boolean, choice, integer, names, nullable, text
-from bench import frameworks
 from bench.spec import FRAMEWORKS, MODES, build_spec, compose, conf_group
 from bench.stats import Interval, median_ci, ratio_ci
 from models.layers import DEFAULT_MODEL, parse_model
 
-BASE_FRAMEWORK = frameworks.BASE  # ``vs_torch``: every case against the base framework's case of the same kind and mode
+BASE_FRAMEWORK = frameworks.BASE  # ``vs_torch``: every case against the base framework's, same kind and mode
 MEASURED = frameworks.NAMES  # measured by default
 
 
@@ -146,8 +146,9 @@ def plan(cfg: Mapping[str, Any], data: Mapping[str, Any]) -> list[dict[str, Any]
                 variants.append(("compiled", True))
             for mode, xla in variants:
                 spec = build_spec(compose(
-                    fw, "adam", str(data["name"]), str(cfg["model"]), data=case_data, framework={"jit_compile": True} if xla else {},
-                    batch_size=batch, epochs=cfg["reps"], device=cfg["device"], threads=cfg["threads"], mode=mode,
+                    fw, "adam", str(data["name"]), str(cfg["model"]), data=case_data,
+                    framework={"jit_compile": True} if xla else {}, batch_size=batch, epochs=cfg["reps"],
+                    device=cfg["device"], threads=cfg["threads"], mode=mode,
                     deterministic=bool(cfg["deterministic"]), progress="none"))
                 jobs.append({**base, "kind": "harness", "framework": fw, "mode": mode, "xla": xla, "batch": batch,
                              "data": case_data, "deterministic": spec["deterministic"], "spec": spec,
@@ -172,7 +173,8 @@ def build_rows(results: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]], m
 
     ``results`` pairs each job with its worker's result (``epoch_times``, ``cpu_times``...);
     ``matmul`` is the GEMM result (``gflop`` per product, ``times``, ``cpu_times``) that sets
-    the floor: the time the model's FLOPs per sample (``models.layers``) would take at that rate. The cpu_* ratios use process CPU time instead of wall time: with threads=1 they
+    the floor: the time the model's FLOPs per sample (``models.layers``) would take at that rate.
+    The cpu_* ratios use process CPU time instead of wall time: with threads=1 they
     are what the wall ratios would be on an idle machine, and other processes barely move them.
     """
     ok = [(job, res) for job, res in results if not res.get("error")]

@@ -73,7 +73,8 @@ def report_section(results_dir: Path) -> ReportSection | None:
         f"bootstrap interval of the median, and of each ratio (the two cases' epochs resampled independently)"
         + (" — with one epoch per case there is none." if reps == 1 else ".")
         + f" Matrix-product rate {fmt(meta.get('matmul_gflops'))} GFLOP/s sets the floor "
-        f"({meta.get('flop_per_sample') or 0:,} FLOP per sample per step of {meta.get('model', 'mlp')}). Ratios are given on wall time and on process CPU "
+        f"({meta.get('flop_per_sample') or 0:,} FLOP per sample per step of {meta.get('model', 'mlp')}). "
+        "Ratios are given on wall time and on process CPU "
         f"time; with one thread the CPU-time ratios are the ones a busy machine disturbs least."
     ]
     ok = df[df["error"] == ""]

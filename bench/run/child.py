@@ -131,6 +131,7 @@ def main(spec_path: str) -> int:
         python=platform.python_version(), python_executable=sys.executable, numpy=np.__version__,
     )
     try:
+        frameworks.get(spec["framework"]["name"]).prepare_process()  # before make_runner imports it
         runner = with_fault(make_runner(spec, data), spec["run_id"], os.environ.get("OPTBENCH_FAULT"))
         update_run_json(out_dir, **runner.describe())
         status = train(spec, runner, data, out_dir, batch_size)

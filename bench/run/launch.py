@@ -19,8 +19,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
@@ -33,16 +34,14 @@ from bench.results import FINISHED, run_dir, run_status, update_run_json, write_
 from bench.run.cpulock import CpuLock
 from bench.run.lanes import gpu_slot
 from bench.run.proc import NOISE, die_with_parent, spec_env, start
+from bench.run.slurm import UncompletedJobError, scheduler_reason, slurm_stop_reason
 from bench.run.sweep import (
-    UncompletedJobError,
     apply_tuning_defaults,
     check_task_config,
     current_sweeper,
     mark_interrupted,
     progress_dir,
     report_progress,
-    scheduler_reason,
-    slurm_stop_reason,
 )
 from bench.spec import BadInput, build_spec
 
@@ -134,82 +133,120 @@ def execute(spec: dict[str, Any], results_dir: str, force: bool = False, runs_pe
     """
     out = run_dir(results_dir, spec["run_id"])
     out.mkdir(parents=True, exist_ok=True)
-    lock = open(out / ".lock", "w")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        print(f"[skip] {spec['run_id']}: running in another process", flush=True)
-        lock.close()
-        return RunOutcome("running", 0, out, skipped=True)
-    cpu = CpuLock(exclusive=False, who=spec["run_id"])
-    slots = contextlib.ExitStack()
-    try:
+    with _folder_lock(out) as held:
+        if not held:
+            print(f"[skip] {spec['run_id']}: running in another process", flush=True)
+            return RunOutcome("running", 0, out, skipped=True)
         previous = run_status(out)
         if previous in FINISHED and not force:
             print(f"[skip] {spec['run_id']}: already {previous}", flush=True)
             return RunOutcome(previous, 0, out, skipped=True)
-        for stale in ("metrics.csv", "steps.csv", "run.json", "stderr.log"):
-            (out / stale).unlink(missing_ok=True)
-        write_json(out / "spec.json", spec)
-        update_run_json(out, run_id=spec["run_id"], status="running", config=spec,
-                        git_commit=git_commit(), start_time=time.time(),
-                        start_time_iso=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **host_info())
+        _prepare_folder(out, spec)
         python = child_python(spec)
-        tail: collections.deque = collections.deque(maxlen=STDERR_TAIL)
-        gpu = None
-        if spec["device"] == "cuda":
-            gpu = slots.enter_context(gpu_slot(results_dir, runs_per_gpu, spec["run_id"]))
-            update_run_json(out, gpu_index=gpu.index, gpu_name=gpu.name, gpu_uuid=gpu.uuid)
-        cpu.acquire()  # shared: lanes train side by side, but never while a timing pass measures
-        try:
-            proc = start("bench.run.child", [out / "spec.json"], env=spec_env(spec, gpu and gpu.uuid), python=python,
-                         stderr=subprocess.PIPE)
-        except OSError as exc:
-            update_run_json(out, status="failed", error=f"cannot start {python}: {exc}", end_time=time.time())
-            print(f"error: cannot start framework.python={python}: {exc.strerror or exc}", file=sys.stderr)
-            return RunOutcome("failed", EXIT_BAD_INPUT, out)
-        reader = threading.Thread(target=_tee, args=(proc.stderr, sys.stderr, tail, out / "stderr.log"), daemon=True)
-        reader.start()
-        try:
-            code, warned = _wait(proc)
-        except BaseException:  # Ctrl-C / SIGTERM / a preempted job's requeue: end the child, record, re-raise
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            if run_status(out) not in FINISHED:  # it may have finished just before the signal
-                update_run_json(out, status="interrupted", end_time=time.time(), **_stopped())
-            raise
-        reader.join(timeout=5)
-        status = run_status(out)
-        if status in FINISHED:  # the child writes this last: a signal during its teardown loses nothing
-            return RunOutcome(status, 0, out)
-        if code == EXIT_BAD_INPUT:
-            # The child found bad input (data, batch size) before training: it printed the one
-            # line; the folder holds nothing worth keeping, so nothing is left behind.
-            shutil.rmtree(out, ignore_errors=True)
-            return RunOutcome("failed", EXIT_BAD_INPUT, out)
-        if status == "interrupted":  # SIGTERM/SIGINT reached the child alone (a scheduler may kill it after)
-            stopped = _stopped(warned)
-            if stopped:
-                update_run_json(out, **stopped)
-            print(f"[interrupted] {spec['run_id']}{': ' + stopped['exit_reason'] if stopped else ''}",
-                  file=sys.stderr, flush=True)
-            return RunOutcome(status, 1, out)
-        reason = _stopped(warned or (f"exit code {code}" if code >= 0 else f"killed by {_signal_name(code)}"))[
-            "exit_reason"]
-        update_run_json(out, status="failed", exit_code=code, exit_reason=reason,
-                        exit_signal=_signal_name(code) if code < 0 else None,
-                        stderr_tail=list(tail), end_time=time.time())
-        print(f"[failed] {spec['run_id']}: {reason}", file=sys.stderr, flush=True)
-        return RunOutcome("failed", 1, out)
-    finally:
-        cpu.release()
-        slots.close()
-        fcntl.flock(lock, fcntl.LOCK_UN)
+        with contextlib.ExitStack() as slots:
+            gpu = None
+            if spec["device"] == "cuda":
+                gpu = slots.enter_context(gpu_slot(results_dir, runs_per_gpu, spec["run_id"]))
+                update_run_json(out, gpu_index=gpu.index, gpu_name=gpu.name, gpu_uuid=gpu.uuid)
+            # shared: lanes train side by side, but never while a timing pass measures
+            with CpuLock(exclusive=False, who=spec["run_id"]):
+                return _run_child(spec, out, python, gpu and gpu.uuid)
+
+
+@contextlib.contextmanager
+def _folder_lock(out: Path) -> Iterator[bool]:
+    """Hold the run folder's ``.lock`` for the block: True, or False when another process holds it."""
+    lock: IO[str] | None = open(out / ".lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
         lock.close()
+        lock = None
+    try:
+        yield lock is not None
+    finally:
+        if lock is not None:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            lock.close()
+
+
+def _prepare_folder(out: Path, spec: dict[str, Any]) -> None:
+    """Clear what an earlier attempt left, then write spec.json and run.json (status running)."""
+    for stale in ("metrics.csv", "steps.csv", "run.json", "stderr.log"):
+        (out / stale).unlink(missing_ok=True)
+    write_json(out / "spec.json", spec)
+    update_run_json(out, run_id=spec["run_id"], status="running", config=spec,
+                    git_commit=git_commit(), start_time=time.time(),
+                    start_time_iso=time.strftime("%Y-%m-%dT%H:%M:%S%z"), **host_info())
+
+
+def _run_child(spec: dict[str, Any], out: Path, python: str, gpu_uuid: str | None) -> RunOutcome:
+    """Start the run's child, wait for it, and record how it ended."""
+    try:
+        proc = start("bench.run.child", [out / "spec.json"], env=spec_env(spec, gpu_uuid), python=python,
+                     stderr=subprocess.PIPE)
+    except OSError as exc:
+        update_run_json(out, status="failed", error=f"cannot start {python}: {exc}", end_time=time.time())
+        print(f"error: cannot start framework.python={python}: {exc.strerror or exc}", file=sys.stderr)
+        return RunOutcome("failed", EXIT_BAD_INPUT, out)
+    tail: collections.deque = collections.deque(maxlen=STDERR_TAIL)
+    code, warned = _watch(proc, out, tail)
+    return _outcome(spec, out, code, warned, list(tail))
+
+
+def _watch(proc: subprocess.Popen, out: Path, tail: collections.deque) -> tuple[int, str | None]:
+    """Tee the child's stderr (terminal, stderr.log, ``tail``) until it exits; as :func:`_wait` returns.
+
+    Ctrl-C, SIGTERM or a preempted job's requeue ends the child and records the run
+    interrupted (unless it finished just before), then goes on up.
+    """
+    reader = threading.Thread(target=_tee, args=(proc.stderr, sys.stderr, tail, out / "stderr.log"), daemon=True)
+    reader.start()
+    try:
+        result = _wait(proc)
+    except BaseException:
+        _end(proc)
+        if run_status(out) not in FINISHED:  # it may have finished just before the signal
+            update_run_json(out, status="interrupted", end_time=time.time(), **_stopped())
+        raise
+    reader.join(timeout=5)
+    return result
+
+
+def _end(proc: subprocess.Popen) -> None:
+    """SIGTERM the child (it records itself), SIGKILL if it is still there 10 s later."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _outcome(spec: dict[str, Any], out: Path, code: int, warned: str | None, tail: list[str]) -> RunOutcome:
+    """What the child's end means: the status it recorded, else run.json and one line saying why it failed."""
+    status = run_status(out)
+    if status in FINISHED:  # the child writes this last: a signal during its teardown loses nothing
+        return RunOutcome(status, 0, out)
+    if code == EXIT_BAD_INPUT:
+        # The child found bad input (data, batch size) before training: it printed the one
+        # line; the folder holds nothing worth keeping, so nothing is left behind.
+        shutil.rmtree(out, ignore_errors=True)
+        return RunOutcome("failed", EXIT_BAD_INPUT, out)
+    if status == "interrupted":  # SIGTERM/SIGINT reached the child alone (a scheduler may kill it after)
+        stopped = _stopped(warned)
+        if stopped:
+            update_run_json(out, **stopped)
+        print(f"[interrupted] {spec['run_id']}{': ' + stopped['exit_reason'] if stopped else ''}",
+              file=sys.stderr, flush=True)
+        return RunOutcome(status, 1, out)
+    reason = _stopped(warned or (f"exit code {code}" if code >= 0 else f"killed by {_signal_name(code)}"))[
+        "exit_reason"]
+    update_run_json(out, status="failed", exit_code=code, exit_reason=reason,
+                    exit_signal=_signal_name(code) if code < 0 else None,
+                    stderr_tail=tail, end_time=time.time())
+    print(f"[failed] {spec['run_id']}: {reason}", file=sys.stderr, flush=True)
+    return RunOutcome("failed", 1, out)
 
 
 def stop_sweep_processes(sweep_pid: int, grace_s: float = 15.0) -> int:
@@ -264,13 +301,52 @@ def objective_value(outcome: RunOutcome, objective: str) -> float:
     return value if math.isfinite(value) else FAILED_OBJECTIVE
 
 
-def _disk_full(results_dir: str, run_id: str) -> RunOutcome:
-    """A full disk fails the run with one line; a folder it left without run.json goes away."""
+def _disk_full(results_dir: str, run_id: str | None) -> RunOutcome:
+    """A full disk fails the run with one line; a folder it left without run.json goes away.
+
+    ``run_id`` is None when the disk was full before the run had a spec (its sweep's progress
+    marker could not be written): there is no folder of its own to clear then.
+    """
+    if run_id is None:
+        print(f"error: results_dir={results_dir}: no space left on device; this run not started",
+              file=sys.stderr, flush=True)
+        return RunOutcome("failed", 1, Path(results_dir) / "runs")
     out = run_dir(results_dir, run_id)
     if not (out / "run.json").exists():
         shutil.rmtree(out, ignore_errors=True)
     print(f"error: results_dir={results_dir}: no space left on device; {run_id} not run", file=sys.stderr, flush=True)
     return RunOutcome("failed", 1, out)
+
+
+def _task_spec(cfg: DictConfig) -> tuple[dict[str, Any], int]:
+    """The Hydra task's config checked and turned into a run spec, with its ``runs_per_gpu``; BadInput if wrong."""
+    apply_tuning_defaults(cfg, current_sweeper())
+    try:
+        plain = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as exc:  # e.g. an override with a broken ${...} interpolation
+        raise BadInput(one_line(exc)) from None
+    check_task_config(plain)
+    return build_spec(plain), int(plain.get("runs_per_gpu") or 1)
+
+
+def _mark_running(pdir: Path | None) -> Path | None:
+    """In a sweep, this job's ``<num>.running`` progress marker, once written and reported; None in a single run."""
+    if pdir is None:
+        return None
+    pdir.mkdir(parents=True, exist_ok=True)
+    marker = pdir / f"{HydraConfig.get().job.num}.running"
+    marker.touch()
+    report_progress(pdir)
+    return marker
+
+
+def _mark_ended(marker: Path | None, outcome: RunOutcome | None) -> None:
+    """Rename the progress marker to how the job ended (``.done``, ``.skipped``, ``.failed``) and report."""
+    if marker is None:
+        return
+    suffix = ".failed" if outcome is None or outcome.code else ".skipped" if outcome.skipped else ".done"
+    marker.rename(marker.with_suffix(suffix))
+    report_progress(marker.parent)
 
 
 def run_job(cfg: DictConfig, raise_errors: bool = False) -> RunOutcome | None:
@@ -282,25 +358,16 @@ def run_job(cfg: DictConfig, raise_errors: bool = False) -> RunOutcome | None:
     if os.environ.get(SWEEP_PID_ENV) == str(os.getppid()):  # a local worker of the sweep
         die_with_parent()
     pdir = progress_dir()
-    marker = None
-    if pdir is not None:
-        pdir.mkdir(parents=True, exist_ok=True)
-        marker = pdir / f"{HydraConfig.get().job.num}.running"
-        marker.touch()
-        report_progress(pdir)
-    outcome = None
+    marker: Path | None = None
+    spec: dict[str, Any] | None = None
+    outcome: RunOutcome | None = None
     try:
-        apply_tuning_defaults(cfg, current_sweeper())
-        try:
-            plain = OmegaConf.to_container(cfg, resolve=True)
-        except OmegaConfBaseException as exc:  # e.g. an override with a broken ${...} interpolation
-            raise BadInput(one_line(exc)) from None
-        check_task_config(plain)
-        spec = build_spec(plain)
+        marker = _mark_running(pdir)  # in the try: a disk full already here gets the one line too
+        spec, runs_per_gpu = _task_spec(cfg)
         check_results_dir(str(cfg.results_dir))
         if pdir is None:  # a single run; a sweep did this once at its start
             mark_interrupted(str(cfg.results_dir))
-        outcome = execute(spec, str(cfg.results_dir), bool(cfg.force), int(plain.get("runs_per_gpu") or 1))
+        outcome = execute(spec, str(cfg.results_dir), bool(cfg.force), runs_per_gpu)
     except BadInput as exc:
         if raise_errors:
             raise
@@ -308,10 +375,7 @@ def run_job(cfg: DictConfig, raise_errors: bool = False) -> RunOutcome | None:
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise
-        outcome = _disk_full(str(cfg.results_dir), spec["run_id"])
+        outcome = _disk_full(str(cfg.results_dir), None if spec is None else spec["run_id"])
     finally:
-        if marker is not None:
-            suffix = ".failed" if outcome is None or outcome.code else ".skipped" if outcome.skipped else ".done"
-            marker.rename(marker.with_suffix(suffix))
-            report_progress(pdir)
+        _mark_ended(marker, outcome)
     return outcome

@@ -1,5 +1,5 @@
 """Sweep-level bookkeeping: the Hydra callback that counts a sweep's runs, the checks made once
-before its first run, stale ``running`` runs, and what a Slurm cluster says about a stopped job.
+before its first run, and stale ``running`` runs (what Slurm says of a job: ``bench.run.slurm``).
 
 Framework-neutral and light: imported by ``python -m bench`` and by every sweep worker.
 """
@@ -7,11 +7,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import logging
 import os
-import re
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,25 +16,17 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
-from submitit.core.utils import UncompletedJobError
 
 from bench.exits import EXIT_BAD_INPUT, BadInput
 from bench.machine import resolve_device
 from bench.results import run_status, update_run_json, write_json
+from bench.run.slurm import quiet_sacct
 from bench.spec import unknown_keys
 
 OBJECTIVES = ("val_acc",)  # what a tuning sweep (hydra/sweeper=tune_lr) maximises
 # The validation split a tuning sweep carves from the training set when the user sets none:
 # 1000 images fit every dataset here (mnist_embedded has 4000 training images, MNIST 60000).
 TUNE_VAL_SIZE = 1000
-# Slurm job states (squeue/scontrol) -> the reason recorded in run.json of a run it stopped.
-SLURM_REASONS = {
-    "CANCELLED": "cancelled by Slurm (scancel)",
-    "TIMEOUT": "Slurm time limit reached (timeout)",
-    "PREEMPTED": "preempted by Slurm",
-    "NODE_FAIL": "Slurm node failure",
-    "OUT_OF_MEMORY": "Slurm memory limit reached (out of memory)",
-}
 
 
 # ------------------------------------------------------------------ checks before the first run
@@ -105,77 +93,6 @@ def mark_interrupted(results_dir: str | os.PathLike) -> list[str]:
                                 exit_reason="left running by a process that is gone")
                 marked.append(out.name)
     return marked
-
-
-# ------------------------------------------------------------------ Slurm
-def slurm_stop_reason() -> str | None:
-    """Why Slurm is stopping the job this process runs in (None: not in a job, or not stopping)."""
-    job = os.environ.get("SLURM_JOB_ID")
-    scontrol = shutil.which("scontrol")
-    if not job or not scontrol:
-        return None
-    try:
-        out = subprocess.run([scontrol, "show", "job", "-o", job], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    fields = dict(re.findall(r"\b(JobState|RunTime|TimeLimit)=(\S+)", out.stdout))
-    state = fields.get("JobState")
-    if state == "COMPLETING":  # how Slurm shows a job it is ending, whatever the cause
-        limit, ran = _seconds(fields.get("TimeLimit", "")), _seconds(fields.get("RunTime", ""))
-        state = "TIMEOUT" if limit is not None and ran is not None and ran >= limit else "CANCELLED"
-    return SLURM_REASONS.get(state or "")
-
-
-def scheduler_reason(exc: BaseException) -> str | None:
-    """What submitit's UncompletedJobError means inside a Slurm job: Slurm's warning (SIGUSR2)
-    ahead of the time limit, or a preemption."""
-    if not isinstance(exc, UncompletedJobError):
-        return None
-    return SLURM_REASONS["TIMEOUT" if "timed-out" in str(exc) else "PREEMPTED"]
-
-
-def _seconds(text: str) -> int | None:
-    """Slurm's ``[days-]hours:minutes:seconds`` (or ``minutes:seconds``) in seconds."""
-    days, _, clock = text.rpartition("-")
-    try:
-        parts = [int(p) for p in clock.split(":")]
-        return int(days or 0) * 86400 + sum(v * 60**i for i, v in enumerate(reversed(parts)))
-    except ValueError:
-        return None  # UNLIMITED, or a format this version does not write
-
-
-class _OnceSacct(logging.Filter):
-    """submitit polls ``sacct`` and warns each time it fails (a cluster without accounting):
-    the first warning is said once, in plain words; the rest are dropped."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen = False
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if "Bypassing sacct error" not in record.getMessage():
-            return True
-        if not self.seen:  # printed here: submitit's logger has several handlers, each would repeat it
-            print("[slurm] sacct cannot read job states (no Slurm accounting on this cluster?); the sweep "
-                  "goes on from submitit's own files (said once)", file=sys.stderr, flush=True)
-            self.seen = True
-        return False
-
-
-def quiet_sacct() -> None:
-    """Install the filter, and keep sacct's own stderr line out of the terminal (the warning says it)."""
-    log = logging.getLogger("submitit")
-    if not any(isinstance(f, _OnceSacct) for f in log.filters):
-        log.addFilter(_OnceSacct())
-    from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJob
-
-    class _Watcher(SlurmInfoWatcher):
-        def _make_command(self) -> list[str] | None:
-            cmd = super()._make_command()
-            return None if cmd is None else ["sh", "-c", 'exec "$0" "$@" 2>/dev/null', *cmd]
-
-    if type(SlurmJob.watcher) is SlurmInfoWatcher:
-        SlurmJob.watcher = _Watcher(delay_s=SlurmJob.watcher._delay_s)
 
 
 # ------------------------------------------------------------------ progress
