@@ -44,7 +44,7 @@ class Runner(Protocol):
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
-    return -(-n // batch_size)  # the partial last batch is a step, in both frameworks
+    return -(-n // batch_size)  # the partial last batch is a step, in every framework
 
 
 def epochs_to_run(epochs: int, min_steps: int, n_steps: int) -> int:

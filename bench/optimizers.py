@@ -294,8 +294,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("momentum", "momentum", 32, "#e67700", 1e-2),
     Method("rmsprop", "rmsprop", 32, "#1971c2", 2e-2),
     Method("adam", "adam", 32, "#c2255c", 5e-2),
-    Method("nesterov", "nesterov", 32, "#5c940d", 1e-2, tutorial=False),
-    Method("adagrad", "adagrad", 32, "#0c8599", 1e-1, tutorial=False),
+    Method("nesterov", "nesterov", 32, "#a0522d", 1e-2, tutorial=False),
+    Method("adagrad", "adagrad", 32, "#868e96", 1e-1, tutorial=False),
     Method("adamw", "adamw", 32, "#7950f2", 5e-2, tutorial=False),
 )}
 TUTORIAL_METHODS = tuple(name for name, m in METHODS.items() if m.tutorial)

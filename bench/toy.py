@@ -246,6 +246,11 @@ def plot_method(traj: pd.DataFrame, method: str, out_dir: Path) -> Path:
     return _save(fig, out_dir, f"toy_{method}")
 
 
+def _line(method: str) -> str:
+    """Solid for the tutorial's six, dashed for the methods beyond it."""
+    return "-" if METHODS[method].tutorial else "--"
+
+
 def plot_all(traj: pd.DataFrame, out_dir: Path) -> Path:
     q = traj[traj["problem"] == "quadratic"]
     fig = Figure(figsize=(10, 3.8), layout="constrained")
@@ -253,8 +258,9 @@ def plot_all(traj: pd.DataFrame, out_dir: Path) -> Path:
     for method in METHODS:
         colour = METHODS[method].colour
         num = q[(q["method"] == method) & (q["framework"] == "numpy")]
-        left.plot(num["step"], num["x"], "-o", color=colour, ms=3, lw=1.4, label=method)
-        right.plot(num["step"], num["loss"], "-o", color=colour, ms=3, lw=1.4, label=method)
+        ls = _line(method)
+        left.plot(num["step"], num["x"], marker="o", ls=ls, color=colour, ms=3, lw=1.4, label=method)
+        right.plot(num["step"], num["loss"], marker="o", ls=ls, color=colour, ms=3, lw=1.4, label=method)
         for fw in FRAMEWORKS:
             nat = q[(q["method"] == method) & (q["framework"] == fw) & (q["impl"] == "native")]
             if len(nat):
@@ -270,8 +276,8 @@ def plot_all(traj: pd.DataFrame, out_dir: Path) -> Path:
     for ax in (left, right):
         ax.grid(alpha=0.3, which="both")
     right.legend(fontsize=8, ncol=2)
-    fig.suptitle(f"The {len(METHODS)} methods on the tutorial's toy: x², start 10, η 0.1, 20 iterations",
-                 fontsize=10)
+    fig.suptitle(f"The {len(METHODS)} methods on the tutorial's toy: x², start 10, η 0.1, 20 iterations "
+                 "(dashed: beyond the tutorial)", fontsize=10)
     return _save(fig, out_dir, "toy_all_methods")
 
 
@@ -288,9 +294,9 @@ def plot_surface(traj: pd.DataFrame, problem: Problem, out_dir: Path) -> Path:
         colour = METHODS[method].colour
         num = r[(r["method"] == method) & (r["framework"] == "numpy")]
         lr = problem.hp[method]["lr"]
-        ax.plot(num["x"], num["y"], "-", color=colour, lw=1.4, label=f"{method} (η {lr:g})")
+        ax.plot(num["x"], num["y"], ls=_line(method), color=colour, lw=1.4, label=f"{method} (η {lr:g})")
         ax.plot(num["x"].iloc[-1], num["y"].iloc[-1], "o", color=colour, ms=6, mec="k")
-        right.plot(num["step"], num["loss"], "-", color=colour, lw=1.4, label=method)
+        right.plot(num["step"], num["loss"], ls=_line(method), color=colour, lw=1.4, label=method)
         for fw in FRAMEWORKS:
             nat = r[(r["method"] == method) & (r["framework"] == fw) & (r["impl"] == "native")]
             if len(nat):

@@ -1,4 +1,4 @@
-"""The tutorial's toy: numpy follows the tutorial's code, and both frameworks' optimizers follow numpy.
+"""The tutorial's toy: numpy follows the tutorial's code, and every framework's optimizers follow numpy.
 
 The framework paths come from child processes (``bench.toy.framework_paths``), so this
 process imports neither framework.

@@ -260,7 +260,7 @@ def _toy_part(results_dir: Path, out_dir: Path) -> Part | None:
     if not pngs:
         return None
     part = Part("toy", "The tutorial's toy paths")
-    part.text("From python -m bench.toy: the six methods on the tutorial's loss x² and on a 2-D surface, computed "
+    part.text("From python -m bench.toy: every method on the tutorial's loss x² and on a 2-D surface, computed "
               "with numpy from the tutorial's formulas and with each framework's optimizers.")
     agreement = toy / "agreement.csv"
     if agreement.is_file():
