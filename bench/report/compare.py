@@ -18,15 +18,16 @@ input (a folder without a timing pass or a report).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 
 from bench.cli import entry
 from bench.exits import BadInput
+from bench.options import Option, Options, number
 from bench.report.load import load_timing
 from bench.report.speed import BASELINE, key_framework, round_times, time_ratio, with_framework
 from bench.stats import Interval
@@ -77,15 +78,27 @@ def compare_claims(a: Path, b: Path) -> pd.DataFrame:
     return both
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.report.compare", description=__doc__.splitlines()[0])
-    parser.add_argument("a", type=Path)
-    parser.add_argument("b", type=Path)
-    parser.add_argument("--tolerance", type=float, default=0.10, help="largest relative difference of two ratios")
-    parser.add_argument("--baseline", default=BASELINE)
-    args = parser.parse_args(argv)
+OPTIONS = Options(
+    "python -m bench.report.compare",
+    """Do two results folders agree? Every time ratio (each framework against the baseline, per
+    dataset, model and configuration) within `tolerance` of its twin with overlapping 95 %
+    intervals, and no claim of the tutorial flipping between supported and not supported.
+    Exit 0 when they agree, 1 when they do not.""",
+    {
+        "a": Option(None, "the first results folder (its report/ and timing/ are read)", required=True),
+        "b": Option(None, "the second results folder", required=True),
+        "tolerance": Option(0.10, "the largest relative difference of two ratios", number(0.0, 10.0)),
+        "baseline": Option(BASELINE, "the framework every other one's time is divided by"),
+    },
+    positional=("a", "b"),
+)
 
+
+def main(argv: Sequence[str] | None = None) -> int:
     def run() -> int:
+        opts = OPTIONS.parse(sys.argv[1:] if argv is None else argv)
+        args = SimpleNamespace(a=Path(opts["a"]), b=Path(opts["b"]), tolerance=opts["tolerance"],
+                               baseline=opts["baseline"])
         speed = compare_ratios(ratios(args.a, args.baseline), ratios(args.b, args.baseline), args.tolerance)
         claims = compare_claims(args.a, args.b)
         with pd.option_context("display.width", 200, "display.max_rows", 500, "display.max_colwidth", 60):
