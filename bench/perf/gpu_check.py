@@ -5,7 +5,7 @@ numpy only (no TensorFlow, no Hydra, no omegaconf, no PyYAML: runs are started t
 ``bench.run.child`` with specs that ``bench.spec.compose`` reads from the conf files and
 ``bench.spec.build_spec`` validates). In about 5 minutes on one GPU:
 
-1. the torch runner for all six methods in both modes (eager, compiled = torch.compile
+1. the torch runner for every method in both modes (eager, compiled = torch.compile
    with CUDA graphs), one epoch each, on ``limit_train`` images; compiled and eager
    losses compared;
 2. the same with the JAX runner (jit per step, and the whole epoch in one ``lax.scan``) where
@@ -74,6 +74,7 @@ OPTIONS = Options(
                             "then data/fashion_mnist, which make gpu-pack fills; with neither, random images, loudly)"),
         "limit_train": Option(10000, "training images per run", integer(1)),
         "methods": Option(list(METHODS), "methods, comma-separated", names(METHODS)),
+        "model": Option("mlp", "a conf/model/ name: the layer list every run and the perf step train"),
         "modes": Option(list(MODES), "execution modes, comma-separated", names(MODES)),
         "epochs": Option(1, "epochs per run", integer(1)),
         "perf": Option(True, "false: no bench.perf afterwards", boolean),
@@ -202,7 +203,7 @@ def main(argv: Sequence[str]) -> int:
         all_rows: list[dict[str, str]] = []
         summary: list[dict[str, Any]] = []
         for fw, method, mode in itertools.product(frameworks, cfg["methods"], cfg["modes"]):
-            spec = build_spec(compose(fw, method, "fashion_mnist", data=data, epochs=cfg["epochs"],
+            spec = build_spec(compose(fw, method, "fashion_mnist", str(cfg["model"]), data=data, epochs=cfg["epochs"],
                                       device=cfg["device"], threads=threads, mode=mode, progress="none"))
             t0 = time.perf_counter()
             rows, info = run_one(spec, work, cfg["timeout"])
@@ -229,7 +230,8 @@ def main(argv: Sequence[str]) -> int:
             note = "; ".join(filter(None, [note, skipped]))
         elif cfg["perf"]:
             perf_args = [f"results_dir={out}", f"device={cfg['device']}", f"frameworks={','.join(frameworks)}",
-                         f"threads={threads}", f"data_root={data_root}"] + cfg["perf_args"].split()
+                         f"threads={threads}", f"data_root={data_root}", f"model={cfg['model']}"] \
+                + cfg["perf_args"].split()
             print(f"[gpu-check] python -m bench.perf {' '.join(perf_args)}", flush=True)
             # bench.perf sets each case's own threads and devices; its output goes straight to ours.
             perf_code = proc.start("bench.perf", perf_args, env=proc.child_env(threads, cfg["device"])).wait()
