@@ -17,6 +17,7 @@ import numpy as np
 from bench.clock import Snapshot, Usage
 from bench.data import Dataset, epoch_order
 from bench.results import METRIC_COLUMNS, STEP_COLUMNS, update_run_json, write_csv
+from bench.run.progress import resolve_style
 
 
 class Runner(Protocol):
@@ -41,6 +42,8 @@ class Runner(Protocol):
     #       return the seconds; recorded as run.json's warmup_time_s, so epoch 1 is not inflated.
     #   step_time_s: float: seconds the last train_epoch spent inside the framework's step
     #       calls; the rest of the epoch is harness overhead (overhead_s in metrics.csv).
+    #   device_peak_bytes() -> int | None: the framework's own peak of device memory, None off a
+    #       GPU; the child reads it after training into run.json's device_peak_mib.
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -69,14 +72,18 @@ def divergence(losses: np.ndarray, first_loss: float, factor: float) -> str | No
 
 
 class Progress:
-    """One line per epoch, or an in-place bar on a terminal."""
+    """One line per epoch, or an in-place bar on a terminal; in a sweep off a terminal only the
+    run's end line (``bench.run.progress.resolve_style``). Every style but ``none`` ends with
+    that line: status, final test accuracy and seconds; ``none`` prints it only for a run that
+    did not complete."""
 
     def __init__(self, label: str, epochs: int, style: str) -> None:
         self.label, self.epochs = label, epochs
-        self.style = ("bar" if sys.stdout.isatty() else "lines") if style == "auto" else style
+        self.style = resolve_style(style)
+        self.t0 = time.perf_counter()  # the end line's seconds: warm-up and evaluation included
 
     def epoch(self, row: dict[str, Any]) -> None:
-        if self.style == "none":
+        if self.style in ("none", "end"):
             return
         e = row["epoch"]
         text = (f"{self.label} epoch {e}/{self.epochs} train_loss {row['train_loss']:.4f} "
@@ -88,11 +95,13 @@ class Progress:
         else:
             print(text, flush=True)
 
-    def close(self, status: str) -> None:
+    def close(self, status: str, test_acc: float = math.nan) -> None:
+        """The end line; ``test_acc`` is the last row's (NaN, shown n/a, when the loss went non-finite)."""
         if self.style == "bar":
             print(flush=True)
         if self.style != "none" or status != "completed":
-            print(f"{self.label} {status}", flush=True)
+            acc = "n/a" if math.isnan(test_acc) else f"{test_acc:.4f}"
+            print(f"{self.label} {status} test_acc {acc} in {time.perf_counter() - self.t0:.1f}s", flush=True)
 
 
 def train(spec: dict[str, Any], runner: Runner, data: Dataset, out_dir, batch_size: int) -> str:
@@ -108,7 +117,7 @@ def train(spec: dict[str, Any], runner: Runner, data: Dataset, out_dir, batch_si
             status = "diverged"
             break
     run.flush(status)
-    run.progress.close(status)
+    run.progress.close(status, run.rows[-1]["test_acc"])
     return status
 
 

@@ -34,6 +34,7 @@ from bench.results import FINISHED, run_dir, run_status, update_run_json, write_
 from bench.run.cpulock import CpuLock
 from bench.run.lanes import gpu_slot
 from bench.run.proc import NOISE, die_with_parent, spec_env, start
+from bench.run.progress import SWEEP_JOB_ENV
 from bench.run.slurm import UncompletedJobError, scheduler_reason, slurm_stop_reason
 from bench.run.sweep import (
     apply_tuning_defaults,
@@ -41,7 +42,6 @@ from bench.run.sweep import (
     current_sweeper,
     mark_interrupted,
     progress_dir,
-    report_progress,
 )
 from bench.spec import BadInput, build_spec
 
@@ -183,7 +183,7 @@ def _prepare_folder(out: Path, spec: dict[str, Any]) -> None:
 def _run_child(spec: dict[str, Any], out: Path, python: str, gpu_uuid: str | None) -> RunOutcome:
     """Start the run's child, wait for it, and record how it ended."""
     try:
-        proc = start("bench.run.child", [out / "spec.json"], env=spec_env(spec, gpu_uuid), python=python,
+        proc = start("bench.run.child", [out / "spec.json"], env=_child_env(spec, gpu_uuid), python=python,
                      stderr=subprocess.PIPE)
     except OSError as exc:
         update_run_json(out, status="failed", error=f"cannot start {python}: {exc}", end_time=time.time())
@@ -192,6 +192,16 @@ def _run_child(spec: dict[str, Any], out: Path, python: str, gpu_uuid: str | Non
     tail: collections.deque = collections.deque(maxlen=STDERR_TAIL)
     code, warned = _watch(proc, out, tail)
     return _outcome(spec, out, code, warned, list(tail))
+
+
+def _child_env(spec: dict[str, Any], gpu_uuid: str | None) -> dict[str, str]:
+    """The run's environment, telling a sweep's run that it is one (``progress=auto`` then prints
+    only the run's end line); the spec, and so the run_id, is the same in a sweep or not."""
+    env = spec_env(spec, gpu_uuid)
+    env.pop(SWEEP_JOB_ENV, None)
+    if progress_dir() is not None:
+        env[SWEEP_JOB_ENV] = str(HydraConfig.get().job.num)
+    return env
 
 
 def _watch(proc: subprocess.Popen, out: Path, tail: collections.deque) -> tuple[int, str | None]:
@@ -330,23 +340,21 @@ def _task_spec(cfg: DictConfig) -> tuple[dict[str, Any], int]:
 
 
 def _mark_running(pdir: Path | None) -> Path | None:
-    """In a sweep, this job's ``<num>.running`` progress marker, once written and reported; None in a single run."""
+    """In a sweep, this job's ``<num>.running`` progress marker, once written; None in a single run."""
     if pdir is None:
         return None
     pdir.mkdir(parents=True, exist_ok=True)
     marker = pdir / f"{HydraConfig.get().job.num}.running"
-    marker.touch()
-    report_progress(pdir)
+    marker.touch()  # the sweep's parent reads the markers and prints the progress line
     return marker
 
 
 def _mark_ended(marker: Path | None, outcome: RunOutcome | None) -> None:
-    """Rename the progress marker to how the job ended (``.done``, ``.skipped``, ``.failed``) and report."""
+    """Rename the progress marker to how the job ended (``.done``, ``.skipped``, ``.failed``)."""
     if marker is None:
         return
     suffix = ".failed" if outcome is None or outcome.code else ".skipped" if outcome.skipped else ".done"
     marker.rename(marker.with_suffix(suffix))
-    report_progress(marker.parent)
 
 
 def run_job(cfg: DictConfig, raise_errors: bool = False) -> RunOutcome | None:

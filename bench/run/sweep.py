@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from bench.exits import EXIT_BAD_INPUT, BadInput
 from bench.machine import resolve_device
 from bench.results import run_status, update_run_json, write_json
+from bench.run.progress import SweepReporter
 from bench.run.slurm import quiet_sacct
 from bench.spec import unknown_keys
 
@@ -107,22 +108,14 @@ def progress_dir() -> Path | None:
     return Path(hc.sweep.dir) / ".progress"
 
 
-def report_progress(pdir: Path) -> None:
-    total_file = pdir / "total"
-    total = int(total_file.read_text()) if total_file.exists() else None
-    names = [p.suffix for p in pdir.iterdir()]
-    done = sum(s in (".done", ".skipped", ".failed") for s in names)
-    running = names.count(".running")
-    failed = names.count(".failed")
-    left = "?" if total is None else total - done - running
-    print(f"[sweep] {done} done ({failed} failed), {running} running, {left} left", flush=True)
-
-
 class SweepProgress(Callback):
-    """Knows the sweep's size up front, and its failures at the end."""
+    """Knows the sweep's size up front, prints its progress while it runs, and counts its failures at the end."""
 
     failed: int | None = None
     results_dir: str | None = None  # where to mark runs interrupted if the sweep is stopped
+    # Prints the progress line while the sweep runs. A class attribute, like the two above: the
+    # launcher pickles this callback into every job, and a thread cannot be pickled.
+    reporter: SweepReporter | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
@@ -170,6 +163,8 @@ class SweepProgress(Callback):
         pdir.mkdir(parents=True, exist_ok=True)
         if total is not None:
             (pdir / "total").write_text(str(total))
+        SweepProgress.reporter = SweepReporter(pdir)
+        SweepProgress.reporter.run_in_background()
         SweepProgress.results_dir = str(config.results_dir)
         stale = mark_interrupted(config.results_dir)  # before anything decides what to redo
         if stale:
@@ -179,6 +174,9 @@ class SweepProgress(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         pdir = sweep_dir / ".progress"
+        if SweepProgress.reporter is not None:  # None when the sweep stopped before its first run
+            SweepProgress.reporter.finish()
+            SweepProgress.reporter = None
         count = {s: len(list(pdir.glob(f"*{s}"))) if pdir.is_dir() else 0 for s in (".done", ".skipped", ".failed")}
         SweepProgress.failed = count[".failed"]
         print(f"[sweep] finished: {count['.done']} ran, {count['.skipped']} skipped (already done), "
