@@ -133,6 +133,13 @@ class Model:
         macs = [_macs(layer) for layer in self.layers if layer.has_params]
         return 2 * (2 * sum(macs) + sum(macs[1:]))
 
+    def activation_floats(self) -> int:
+        """Floats one sample's forward pass holds: its input and every layer's output (what the
+        backward pass may keep), the floor behind ``bench.memory.floor_bytes``."""
+        if not self.layers:
+            return 0
+        return math.prod(self.layers[0].in_shape) + sum(math.prod(layer.out_shape) for layer in self.layers)
+
     def describe(self) -> str:
         """One line: ``conv2d 6@5x5 same → relu → … → dense 10``."""
         return " → ".join(_label(layer) for layer in self.layers)

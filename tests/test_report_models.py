@@ -20,6 +20,7 @@ from conftest import run_cli
 from bench.optimizers import METHODS, TUTORIAL_METHODS, Method
 from bench.report import aggregate, claims, compare, load, speed
 from bench.report.groups import BEYOND, model_infos, split_methods
+from bench.report.load import RUN_FIGURES
 from bench.report.page import build_report
 from bench.results import METRIC_COLUMNS, STEP_COLUMNS, write_csv, write_json
 from bench.spec import conf_group
@@ -118,7 +119,9 @@ def test_summary_has_a_row_per_model_and_model_as_its_last_column(tmp_path: Path
     timing, _ = load.load_timing(tmp_path)
     assert set(runs.metrics["model"]) == {"mlp", "lenet5"}  # old-style runs read as mlp
     summary = aggregate.summarize(aggregate.run_stats(runs.metrics, runs.steps), timing.rows)
-    assert list(summary.columns)[-1] == "model" and list(summary.columns)[:2] == ["dataset", "device"]
+    # model was appended, then the run's memory and start-up figures after it
+    assert list(summary.columns)[-len(RUN_FIGURES) - 1:] == ["model", *RUN_FIGURES]
+    assert list(summary.columns)[:2] == ["dataset", "device"]
     assert len(summary) == 2 * 2 * 5  # models x frameworks x methods: nothing merged
     adam = summary[(summary["optimizer"] == "adam") & (summary["framework"] == "torch")].set_index("model")
     assert adam.loc["mlp", "final_acc_mean"] == pytest.approx(0.905)
@@ -288,7 +291,7 @@ def test_page_tables_and_figures_keep_models_and_methods_apart(built: Path) -> N
                 f"test_acc_vs_epoch_{tag}-beyond", f"time_per_step_{tag}-beyond"} <= pngs
     assert page.count('src="data:image/png;base64,') == len(pngs)
     summary = pd.read_csv(built / "summary.csv")
-    assert len(summary) == 20 and summary.columns[-1] == "model"
+    assert len(summary) == 20 and list(summary.columns[-len(RUN_FIGURES) - 1:]) == ["model", *RUN_FIGURES]
     verdicts = pd.read_csv(built / "claims.csv")
     assert set(verdicts["model"]) == {"mlp", "lenet5"} and set(verdicts["method"]) <= set(TUTORIAL_METHODS)
     assert list(verdicts.columns[-2:]) == ["dataset", "model"]

@@ -10,7 +10,7 @@ import pandas as pd
 
 from bench.optimizers import METHODS
 from bench.report.groups import method_rank
-from bench.report.load import REQUIRED_STEPS
+from bench.report.load import REQUIRED_STEPS, RUN_FIGURES
 from bench.report.speed import (
     BASELINE,
     TIMING_KEYS,
@@ -104,6 +104,7 @@ def run_stats(metrics: pd.DataFrame, steps: pd.DataFrame, target: float | None =
             "timed_epochs": len(finite), "contended_epochs": int(busy.sum()),
             "timed_contended": bool(len(finite)) and bool(busy.all()),
             **step_stability(losses.to_numpy(float)),
+            **{k: float(first[k]) if k in run.columns else math.nan for k in RUN_FIGURES},
         })
         rows.append(row)
     return pd.DataFrame(rows)
@@ -112,6 +113,11 @@ def run_stats(metrics: pd.DataFrame, steps: pd.DataFrame, target: float | None =
 def _mean(values: pd.Series) -> float:
     v = values.dropna()
     return float(v.mean()) if len(v) else math.nan
+
+
+def _median(values: pd.Series) -> float:
+    v = values.dropna()
+    return float(v.median()) if len(v) else math.nan
 
 
 def _std(values: pd.Series) -> float:
@@ -150,6 +156,8 @@ def summarize(stats: pd.DataFrame, timing: pd.DataFrame | None = None, baseline:
         # The sweep's own estimate keeps its historical name; the timing pass's is time_per_step_s.
         row["time_per_step_s_mean"] = row.pop("sweep_time_per_step_s_mean")
         row["time_per_step_s_std"] = row.pop("sweep_time_per_step_s_std")
+        for col in RUN_FIGURES:  # memory and start-up: medians over seeds, like the start-up figure
+            row[col] = _median(grp[col]) if col in grp.columns else math.nan
         rows.append(row)
     out = pd.DataFrame(rows)
     if out.empty:
@@ -165,8 +173,10 @@ def summarize(stats: pd.DataFrame, timing: pd.DataFrame | None = None, baseline:
     out["_d"] = (out["model"] != DEFAULT_MODEL).astype(int)
     out = out.sort_values(["dataset", "_d", "model", "_m", "batch_size", "impl", "mode", "lr", "_f", "framework"]
                           ).drop(columns=["_m", "_f", "_d"]).reset_index(drop=True)
-    # summary.csv keeps the column order it had before models; ``model`` is its last column.
-    return out[[c for c in out.columns if c != "model"] + ["model"]]
+    # summary.csv keeps the column order it had before models: ``model`` comes after the older
+    # columns, and what was added since (memory, start-up) after it, so no column moves.
+    older = [c for c in out.columns if c != "model" and c not in RUN_FIGURES]
+    return out[older + ["model"] + [c for c in RUN_FIGURES if c in out.columns]]
 
 
 def tf_torch_ratio(summary: pd.DataFrame, rounds: dict | None = None) -> pd.Series:

@@ -221,3 +221,53 @@ def plot_speed(summary: pd.DataFrame, out_dir: Path, name: str, timed: bool,
     ax.legend(frameon=False)
     ax.grid(alpha=0.3, axis="y", which="both")
     return _save(fig, out_dir, name)
+
+
+STARTUP_PARTS = (("start + data + import", "#9ecae1"), ("data to device + model", "#4292c6"),
+                 ("first step (compile, trace)", "#08519c"))
+
+
+def startup_parts(stats: pd.DataFrame) -> pd.DataFrame:
+    """Per framework and mode, the median over runs of each start-up segment in seconds (the
+    ``startup_*`` keys are cumulative from the child's start; the segments are their differences)."""
+    cols = ("startup_import_s", "startup_ready_s", "startup_first_step_s")
+    if stats.empty or any(c not in stats.columns for c in cols):
+        return pd.DataFrame()
+    runs = stats.dropna(subset=list(cols)).copy()
+    if runs.empty:
+        return pd.DataFrame()
+    names = [p for p, _ in STARTUP_PARTS]
+    runs[names[0]] = runs["startup_import_s"]
+    runs[names[1]] = runs["startup_ready_s"] - runs["startup_import_s"]
+    runs[names[2]] = runs["startup_first_step_s"] - runs["startup_ready_s"]
+    out = runs.groupby(["framework", "mode"], sort=False)[names].median()
+    out["runs"] = runs.groupby(["framework", "mode"], sort=False).size()
+    out = out.reset_index()
+    order = {fw: i for i, fw in enumerate(framework_order(out["framework"]))}
+    out["_f"] = out["framework"].map(order)
+    return out.sort_values(["_f", "mode"]).drop(columns="_f").reset_index(drop=True)
+
+
+def plot_startup(stats: pd.DataFrame, out_dir: Path, name: str, heading: str = "") -> Path | None:
+    """One stacked bar per framework × mode: seconds from the child's start to the framework imported,
+    to the data and model ready, to the end of the first step (compiling and tracing included)."""
+    parts = startup_parts(stats)
+    if parts.empty:
+        return None
+    fig = Figure(figsize=(8, 0.9 + 0.45 * len(parts)), layout="constrained")
+    ax = fig.subplots()
+    labels = [f"{r['framework']} {r['mode']}" for _, r in parts.iterrows()]
+    left = np.zeros(len(parts))
+    for part, colour in STARTUP_PARTS:
+        vals = parts[part].to_numpy(float).clip(min=0)
+        ax.barh(labels, vals, left=left, color=colour, label=part)
+        left += vals
+    for y, total in enumerate(left):
+        ax.text(total, y, f" {_f(total, 2)} s", va="center", fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds since the run's child started (median over runs)")
+    ax.margins(x=0.12)
+    ax.set_title(f"{heading}start-up of a run: import, data and model, first step", fontsize=10)
+    fig.legend(frameon=False, fontsize=7, loc="outside lower center", ncol=3)
+    ax.grid(alpha=0.3, axis="x")
+    return _save(fig, out_dir, name)

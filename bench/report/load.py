@@ -31,6 +31,10 @@ NUMERIC_METRICS = ("lr", "batch_size", "seed", "n_train", "n_test", "epoch", "st
 REQUIRED_STEPS = ("run_id", "epoch", "step", "loss")
 REQUIRED_TIMING = ("framework", "optimizer", "impl", "mode", "batch_size", "dataset", "device", "round",
                    "time_per_step_s")
+# run.json's per-run figures (memory in MiB, start-up in seconds since the child started) that the
+# summary carries: copied onto each run's metrics rows, NaN where an older run did not record them.
+RUN_FIGURES = ("rss_ready_mib", "rss_peak_mib", "train_mem_mib", "mem_floor_mib", "device_peak_mib",
+               "startup_import_s", "startup_ready_s", "startup_first_step_s")
 NUMERIC_TIMING = ("batch_size", "lr", "n_train", "threads", "round", "steps", "time_s", "time_per_step_s",
                   "cpu_time_s", "contention")
 
@@ -101,6 +105,13 @@ def read_metrics(path: Path) -> tuple[pd.DataFrame | None, str]:
     return df, ""
 
 
+def _number(value: Any) -> float:
+    """A run.json number as a float; NaN for anything else (absent, null, text)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return float("nan")
+    return float(value)
+
+
 def load_runs(results_dir: Path) -> Runs:
     """Read every run folder; never raises on a bad file, records a warning instead."""
     root = Path(results_dir) / "runs"
@@ -145,6 +156,8 @@ def load_runs(results_dir: Path) -> Runs:
             df["model"] = model_name(run_info.get("config"))  # an older run: the tutorial's MLP
         df["model"] = df["model"].astype(str)
         info[run_id] = run_info
+        for key in RUN_FIGURES:
+            df[key] = _number(run_info.get(key))
         metrics.append(df)
         sfile = folder / "steps.csv"
         if sfile.exists():

@@ -11,7 +11,7 @@ import pandas as pd
 from bench.optimizers import METHODS
 from bench.report.aggregate import LAST_PART, aggregate_curves, max_concurrent, run_stats, summarize, target_for
 from bench.report.claims import check_claims
-from bench.report.figures import plot_curves, plot_speed, plot_steps
+from bench.report.figures import plot_curves, plot_speed, plot_startup, plot_steps
 from bench.report.groups import BEYOND, framework_order, method_order, model_order, split_methods
 from bench.report.load import Runs, Timing, default_lrs, load_runs, load_timing, read_table
 from bench.report.render import Part, render_html, render_md
@@ -117,6 +117,11 @@ def _curve_figures(part: Part, c: pd.DataFrame, s: pd.DataFrame, out_dir: Path, 
                         f"({caption})")
 
 
+STARTUP_TEXT = ("the child's start, reading the data and importing the framework; putting the data on the device "
+                "and building the model; the first step, which includes compiling and tracing. The speed figures "
+                "leave all of it out: the timing pass times steady-state steps only, after its warm-up rounds.")
+
+
 def _speed_caption(s: pd.DataFrame, timed: bool) -> str:
     busy = int(s["contended_epochs"].sum())
     return ("timing pass, median with 95 % interval" if timed else
@@ -132,7 +137,10 @@ def _table_text(scope: Scope, inp: Inputs, s: pd.DataFrame, timed: bool) -> list
             "*diverged*. Budget: epochs and optimizer steps each run had. Seconds are training time only "
             f"(evaluation excluded). Step-loss spread: std of the logged step losses over the last {LAST_PART:.0%} "
             "of training. sweep s/epoch: median over training epochs of the sweep, wall time while runs shared "
-            "the cores.", _timing_text(inp.timing if timed else None, inp.baseline)]
+            "the cores. MiB ready + training (floor): the run process's resident memory once the framework, the data "
+            "and the model were ready, what training added up to its peak, and in brackets the model's float32 floor "
+            "(parameters, gradients, optimizer state, one batch's activations); GPU: the framework's own peak "
+            "counter; medians over seeds.", _timing_text(inp.timing if timed else None, inp.baseline)]
 
 
 def _dataset_parts(scope: Scope, inp: Inputs, out_dir: Path) -> list[Part]:
@@ -200,6 +208,8 @@ def _tutorial_parts(scope: Scope, inp: Inputs, s: pd.DataFrame, st: pd.DataFrame
                 f"per-step training loss of sgd, minibatch and bgd ({caption}): the jitter claim")
     figs.figure(plot_speed(s, out_dir, f"time_per_step_{tag}", timed, inp.default_lr, scope.heading()),
                 f"time per step by method and framework ({caption}): {_speed_caption(s, timed)}")
+    figs.figure(plot_startup(st, out_dir, f"startup_{tag}", scope.heading()),
+                f"start-up of a run by framework and mode ({caption}), median over runs: {STARTUP_TEXT}")
     return [table, claims, figs]
 
 

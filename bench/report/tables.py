@@ -65,9 +65,23 @@ def comparison_table(summary: pd.DataFrame, timed: bool, baseline: str = BASELIN
         row["sweep s/epoch"] = _pm(r["epoch_time_s_mean"], r["epoch_time_s_std"]) + (
             " (contended)" if r["timed_contended"] else "")
         row["step-loss spread"] = _f(r["step_loss_std_mean"])
+        if "rss_ready_mib" in r.index:
+            row["MiB ready + training (floor)"] = memory_text(r)
         row["diverged"] = f"{r['diverged']}/{r['runs']}"
         out.append(row)
     return pd.DataFrame(out)
+
+
+def memory_text(r: pd.Series) -> str:
+    """``412 + 35 (0.9)``: resident MiB once ready, what training added, the model's floor; the GPU
+    peak after them where a framework counted one. Medians over seeds; n/a for runs that predate them."""
+    ready, train, floor = (float(r.get(c, np.nan)) for c in ("rss_ready_mib", "train_mem_mib", "mem_floor_mib"))
+    if not np.isfinite(ready):
+        return "n/a"
+    text = f"{ready:.0f} + {train:.0f}" if np.isfinite(train) else f"{ready:.0f}"
+    text += f" ({_f(floor, 2)})" if np.isfinite(floor) else ""
+    gpu = float(r.get("device_peak_mib", np.nan))
+    return text + (f", GPU {gpu:.0f}" if np.isfinite(gpu) else "")
 
 
 def contention_note(summary: pd.DataFrame) -> str:

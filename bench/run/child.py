@@ -10,6 +10,8 @@ Fault injection for tests: ``OPTBENCH_FAULT=<kind>@<epoch>[@<text>]`` makes the 
 run_id contains ``<text>`` (every run if omitted) misbehave as epoch ``<epoch>`` starts:
 ``segv`` (crash by SIGSEGV), ``kill`` (SIGKILL, as the OOM killer does), ``raise`` (a Python
 exception), ``hang`` (sleep, so a test can interrupt a sweep mid-way).
+``OPTBENCH_FAULT=alloc@<epoch>@<MiB>`` makes every run allocate and touch that many MiB (numpy ones)
+as that epoch starts and keep them until the run ends (tests of the memory figures).
 ``OPTBENCH_FAULT=envonly@<seconds>`` trains nothing and imports no framework: the child records
 the CUDA_VISIBLE_DEVICES it was given and its start and end times in run.json, stays that many
 seconds, and ends ``completed`` (tests of the GPU lanes on a machine without a GPU).
@@ -33,18 +35,20 @@ from bench.clock import loadavg
 from bench.data import DataError, load_dataset
 from bench.exits import EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_INTERRUPTED, sigterm_as_interrupt
 from bench.loop import train
+from bench.memory import after_training, floor_mib, rounded, rss_now_mib
 from bench.results import update_run_json
 from models.init import initial_weights
 from models.layers import parse_model
 
-FAULTS = ("segv", "kill", "raise", "hang")
+FAULTS = ("segv", "kill", "raise", "hang", "alloc")
 
 
 class _Faulty:
     """Wraps a runner and injects the fault named by ``OPTBENCH_FAULT`` (see the module doc)."""
 
-    def __init__(self, runner, kind: str, epoch: int) -> None:
-        self._runner, self._kind, self._at, self._epoch = runner, kind, epoch, 0
+    def __init__(self, runner, kind: str, epoch: int, mib: int = 0) -> None:
+        self._runner, self._kind, self._at, self._epoch, self._mib = runner, kind, epoch, 0, mib
+        self._held: list[np.ndarray] = []  # the ``alloc`` fault's memory, alive as long as the runner
 
     def __getattr__(self, name: str):
         return getattr(self._runner, name)
@@ -59,6 +63,8 @@ class _Faulty:
                 os.kill(os.getpid(), signal.SIGKILL)
             elif self._kind == "raise":
                 raise RuntimeError("injected fault")
+            elif self._kind == "alloc":
+                self._held.append(np.ones(self._mib * 2**20 // 8))  # ones, not zeros: every page touched
             else:
                 time.sleep(3600)
         return self._runner.train_epoch(order, batch_size)
@@ -72,6 +78,10 @@ def with_fault(runner, run_id: str, setting: str | None):
     epoch, _, match = rest.partition("@")
     if kind not in FAULTS or not epoch.isdigit():
         raise ValueError(f"OPTBENCH_FAULT={setting!r}: expected <{'|'.join(FAULTS)}>@<epoch>[@<run_id text>]")
+    if kind == "alloc":  # its third part is the size, not a run_id filter
+        if not match.isdigit():
+            raise ValueError(f"OPTBENCH_FAULT={setting!r}: expected alloc@<epoch>@<MiB>")
+        return _Faulty(runner, kind, int(epoch), int(match))
     return _Faulty(runner, kind, int(epoch)) if match in run_id else runner
 
 
@@ -89,11 +99,52 @@ def spec_weights(spec: dict) -> dict[str, np.ndarray]:
     return initial_weights(spec["seed"], parse_model(spec["model"]))
 
 
-def make_runner(spec: dict, data, weights: dict[str, np.ndarray] | None = None):
-    """The framework's runner (the registry names it; imported only now, in this child)."""
+def runner_class(spec: dict):
+    """The framework's runner class (the registry names it; its module, and the framework, are
+    imported only now, in this child)."""
     framework = frameworks.get(spec["framework"]["name"])
-    runner = framework.load("runner", framework.runner)
-    return runner(spec, data, spec_weights(spec) if weights is None else weights)
+    return framework.load("runner", framework.runner)
+
+
+def make_runner(spec: dict, data, weights: dict[str, np.ndarray] | None = None):
+    """The framework's runner, built on ``data`` with ``weights`` (the seed's own by default)."""
+    return runner_class(spec)(spec, data, spec_weights(spec) if weights is None else weights)
+
+
+class _FirstStep:
+    """Wraps a runner to record, in run.json, when its warm-up (the first step, compiling and tracing
+    included) ended, counted from the child's start like the other ``startup_*`` keys."""
+
+    def __init__(self, runner, out_dir: Path, started: float) -> None:
+        self._runner, self._out_dir, self._started = runner, out_dir, started
+
+    def __getattr__(self, name: str):
+        return getattr(self._runner, name)
+
+    def warm_up(self, order, batch_size):
+        seconds = self._runner.warm_up(order, batch_size)
+        update_run_json(self._out_dir, startup_first_step_s=round(time.time() - self._started, 3))
+        return seconds
+
+
+def build_runner(spec: dict, data, out_dir: Path, started: float, batch_size: int):
+    """make_runner, timed and measured: the startup_* seconds since ``started`` and the resident
+    memory once the framework, the data on the device and the model are ready (before any step)."""
+    cls = runner_class(spec)
+    imported = time.time()
+    runner = cls(spec, data, spec_weights(spec))
+    ready = time.time()
+    ready_mib = rss_now_mib()
+    update_run_json(out_dir, startup_import_s=round(imported - started, 3), startup_ready_s=round(ready - started, 3),
+                    rss_ready_mib=rounded(ready_mib), mem_floor_mib=round(floor_mib(spec, batch_size), 3))
+    # A runner without a warm-up keeps none (the loop looks the method up), and has no first-step time.
+    return (_FirstStep(runner, out_dir, started) if hasattr(runner, "warm_up") else runner), ready_mib
+
+
+def record_memory(out_dir: Path, runner, ready_mib: float | None) -> None:
+    """run.json's peak and training memory, and the framework's device peak where it has one."""
+    device_peak = getattr(runner, "device_peak_bytes", None)
+    update_run_json(out_dir, **after_training(ready_mib, device_peak() if device_peak is not None else None))
 
 
 def env_only(out_dir: Path, seconds: str) -> int:
@@ -132,9 +183,11 @@ def main(spec_path: str) -> int:
     )
     try:
         frameworks.get(spec["framework"]["name"]).prepare_process()  # before make_runner imports it
-        runner = with_fault(make_runner(spec, data), spec["run_id"], os.environ.get("OPTBENCH_FAULT"))
+        runner, ready_mib = build_runner(spec, data, out_dir, started, batch_size)
+        runner = with_fault(runner, spec["run_id"], os.environ.get("OPTBENCH_FAULT"))
         update_run_json(out_dir, **runner.describe())
         status = train(spec, runner, data, out_dir, batch_size)
+        record_memory(out_dir, runner, ready_mib)
     except KeyboardInterrupt:
         update_run_json(out_dir, status="interrupted", end_time=time.time())
         print(f"[{spec['run_id']}] interrupted", file=sys.stderr, flush=True)

@@ -140,6 +140,13 @@ class JaxRunner:
                             else "jax.jit per step, Python loop"),
         }
 
+    def device_peak_bytes(self) -> int | None:
+        """XLA's peak of bytes in use on the GPU; None off a GPU or where the backend keeps no stats."""
+        if self.device.platform != "gpu":
+            return None
+        stats = self.device.memory_stats() or {}
+        return int(stats["peak_bytes_in_use"]) if "peak_bytes_in_use" in stats else None
+
     def train_epoch(self, order: np.ndarray, batch_size: int) -> np.ndarray:
         clock = time.perf_counter
         inside = 0.0  # time in the framework's calls; the rest of the epoch is harness overhead

@@ -187,6 +187,12 @@ class TFRunner:
                             else "tf.function per step, Python loop") + (", XLA" if self.jit else ""),
         }
 
+    def device_peak_bytes(self) -> int | None:
+        """TensorFlow's peak of GPU memory in use; None off a GPU."""
+        if self.spec["device"] != "cuda" or not tf.config.list_logical_devices("GPU"):
+            return None
+        return int(tf.config.experimental.get_memory_info("GPU:0")["peak"])
+
     def train_epoch(self, order: np.ndarray, batch_size: int) -> np.ndarray:
         clock = time.perf_counter
         inside = 0.0  # time in the framework's calls; the rest of the epoch is harness overhead

@@ -152,6 +152,10 @@ class TorchRunner:
             "mode_detail": self._mode_detail(),
         }
 
+    def device_peak_bytes(self) -> int | None:
+        """torch's own peak of allocated GPU memory (its caching allocator holds more); None off a GPU."""
+        return int(torch.cuda.max_memory_allocated(self.device)) if self.device.type == "cuda" else None
+
     def _mode_detail(self) -> str:
         if self.optimizer.defaults.get("fused"):
             update = "fused"
