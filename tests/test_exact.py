@@ -19,7 +19,7 @@ from conftest import ROOT, compose_config
 
 from bench.data import as_float, load_dataset
 from bench.optimizers import NumpyStep, computed_rule, get_rule
-from bench.parity.compare import COLUMNS, compare, result_rows, verdict
+from bench.parity.compare import COLUMNS, compare, nudged, result_rows, verdict
 from bench.parity.exact import conv2d_forward, float64_trajectory, loss_and_grads, maxpool2d_forward, pads
 from bench.parity.run import batch_plan, job_data, job_model, make_job, result_name
 from bench.parity.section import report_section
@@ -304,3 +304,24 @@ def test_compare_measures_the_jobs_model_against_its_float64_run(tmp_path: Path)
     assert section is not None and section.table["setup"][0].startswith("lenet5 · bs 32")
     assert "Native adam (torch–tensorflow, lenet5)" in section.text
     assert f"of {model.n_params} weights" in section.text
+
+
+def test_the_nudged_start_is_one_float32_rounding_away() -> None:
+    start = initial_weights(0, parse_model(conf_group("model", "mlp")))
+    moved = nudged(start)
+    for name, w in start.items():
+        rel = np.abs(moved[name] / w.astype(np.float64) - 1)[w != 0]
+        assert np.allclose(rel, 2.0**-24) and moved[name].dtype == np.float64
+
+
+def test_sensitivity_tells_chaos_from_a_framework_gap() -> None:
+    """With sensitivity=true, a gap that float64 itself reaches from a start one rounding away is said to be
+    rounding's reach, not a framework difference; a gap far above it stays a difference."""
+    job = make_job("k", compose_config("optimizer=adam", "steps=2", "sensitivity=true", config_name="parity"))
+    base = {"param_max_rel_diff": 0.0, "params_over_bound": 0, "param_forms_diff": 0.0,
+            "param_torch_vs_f64": 0.0, "param_tf_vs_f64": 0.0}
+    wide = {**base, "param_max_rel_diff": 0.3, "params_over_bound": 50_000, "param_tf_vs_f64": 0.3}
+    assert job["sensitivity"] is True
+    assert "as rounding allows" in verdict(job, [base, {**wide, "param_f64_ulp_start": 0.2}])
+    assert "DIFFER beyond rounding" in verdict(job, [base, {**wide, "param_f64_ulp_start": 1e-6}])
+    assert "DIFFER beyond rounding" in verdict(job, [base, wide])  # not measured: no excuse

@@ -54,8 +54,18 @@ COLUMNS = (
     "loss_rel_diff", "param_max_abs_diff", "param_max_rel_diff", "params_over_bound", "param_rel_to_moved",
     f64_key(PAIR[0]), f64_key(PAIR[1]), "param_forms_diff", loss_key("jax"), f64_key("jax"),
     "model", "n_params",  # appended later: a file without them is the tutorial's MLP
+    "param_f64_ulp_start",  # with sensitivity=true: float64 from the start against float64 from a nudged one
 )
-LATER_COLUMNS = ("model", "n_params")
+LATER_COLUMNS = ("model", "n_params", "param_f64_ulp_start")
+ULP_KEY = "float64 from a start one float32 rounding away"  # its float64 run in ``exact``
+
+
+def nudged(start: Mapping[str, np.ndarray], seed: int = 1) -> dict[str, np.ndarray]:
+    """``start`` with every weight moved by one float32 rounding (relative 2⁻²⁴), up or down at random:
+    the smallest difference two float32 implementations can have, as a float64 start."""
+    rng = np.random.default_rng(seed)
+    return {name: np.asarray(w, np.float64) * (1 + rng.choice([-1.0, 1.0], np.shape(w)) * 2.0**-24)
+            for name, w in start.items()}
 
 
 def isolated(n_params: int) -> int:
@@ -127,10 +137,13 @@ def compare(job: Mapping[str, Any], result: Mapping[str, Any], data: Dataset,
     with threadpool_limits(limits=int(spec["threads"])):
         for fw in (fw for fw in pair if fw not in exact):
             computes, start = computed_rule(rule, fw, opt["impl"]), _at(result[fw], 0, names)
-            same = [other for other in exact if computed_rule(rule, other, opt["impl"]) == computes
+            same = [other for other in exact if other != ULP_KEY and computed_rule(rule, other, opt["impl"]) == computes
                     and all(np.array_equal(start[n], result[other][n][0]) for n in names)]
             exact[fw] = exact[same[0]] if same else float64_trajectory(
                 start, x, data.y_train, batches, computes, opt, saved, model)
+        if job.get("sensitivity") and ULP_KEY not in exact:  # how much the problem itself amplifies rounding
+            exact[ULP_KEY] = float64_trajectory(nudged(_at(a, 0, names)), x, data.y_train, batches,
+                                                computed_rule(rule, fa, opt["impl"]), opt, saved, model)
     index = {step: i for i, step in enumerate(saved)}
     rows = []
     for step in range(job["steps"] + 1):
@@ -152,6 +165,8 @@ def compare(job: Mapping[str, Any], result: Mapping[str, Any], data: Dataset,
                         f64_key(fa): param_diff(pa, _at(exact[fa], i, names))[1],
                         f64_key(fb): param_diff(pb, _at(exact[fb], i, names))[1],
                         "param_forms_diff": param_diff(_at(exact[fa], i, names), _at(exact[fb], i, names))[1]})
+            if ULP_KEY in exact:
+                row["param_f64_ulp_start"] = param_diff(_at(exact[fa], i, names), _at(exact[ULP_KEY], i, names))[1]
         rows.append(row)
     return rows
 
@@ -197,6 +212,11 @@ def verdict(job: Mapping[str, Any], diffs: Sequence[Mapping[str, float]], pair: 
                 f"bound; float64 runs of the two frameworks' formulas are {last['param_forms_diff']:.1e} apart "
                 f"({fa} {va:.1e}, {fb} {vb:.1e} from their own). "
                 + " ".join(RESIDUAL.get((rule, fw), "") for fw in pair).strip())
+    chaos = last.get("param_f64_ulp_start", math.nan)
+    if chaos >= 0.1 * rel:
+        return (f"differ as rounding allows here: {rel:.1e} apart after {n} steps in {over} of {n_params} weights; "
+                f"float64 runs from starts one float32 rounding apart are {chaos:.1e} apart after as many steps, "
+                f"so no float32 implementation can agree closer; {exact}")
     if over <= isolated(n_params):
         return (f"agree to float32 rounding: {rel:.1e} apart after {n} steps, in {over} of {n_params} weights "
                 f"beyond the bound; {exact}: rounding in gradients that cancel to almost zero, which the "

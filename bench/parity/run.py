@@ -105,6 +105,7 @@ def make_job(key: str, cfg: Mapping[str, Any], overrides: Sequence[str] = ()) ->
     except DataError as exc:
         raise BadInput(str(exc)) from None
     return {"key": key, "specs": specs, "steps": steps, "batch_size": batch_size,
+            "sensitivity": bool(plain.get("sensitivity", False)),
             "param_steps": param_steps(steps, points), "dataset": data.name, "n_train": data.n_train}
 
 
