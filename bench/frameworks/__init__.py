@@ -1,13 +1,18 @@
 """The one registry of frameworks: everything the framework-neutral code knows about each one.
 
 spec, the run child, the toy, parity, perf, timing, the report's figures and the tests read their
-framework lists from :data:`FRAMEWORKS`; nothing else names a framework. Every module named here is
-imported lazily, inside a child process of that framework only (this file imports none of them).
+framework lists from :data:`FRAMEWORKS`. Every module named here is imported lazily, inside a child
+process of that framework only (this file imports none of them). Framework names still written
+elsewhere, each for a setting of that framework alone: ``bench.run.proc.child_env`` (TensorFlow's
+determinism and JAX's XLA flags, set before the import), ``bench.perf.worker`` (torch's naive loop
+takes a device), ``bench.perf.gpu_check`` (torch and JAX on a bare GPU box) and the parity CSV's
+first pair of loss columns (named before there was a third framework).
 
 Adding a framework is its folder (``bench/frameworks/<package>/`` with runner, reference, naive
-and toy modules), one entry here, and ``conf/framework/<name>.yaml``; docs/extending.md has the
-steps. Native optimizer calls per rule are in ``bench/optimizers.py`` (``NATIVE``); a framework
-without them runs ``optimizer.impl=reference`` only.
+and toy modules), its builder ``models/<package>_model.py``, one entry here,
+``conf/framework/<name>.yaml`` and its pinned packages; docs/extending.md has the steps. Native
+optimizer calls per rule are in ``bench/optimizers.py`` (``NATIVE``); a framework without them runs
+``optimizer.impl=reference`` only.
 """
 from __future__ import annotations
 

@@ -94,9 +94,10 @@ def make_job(key: str, cfg: Mapping[str, Any], overrides: Sequence[str] = ()) ->
     steps = _positive_int("steps", plain["steps"])
     points = _positive_int("param_points", plain["param_points"])
     specs = {}
-    for fw in [fw for fw in FRAMEWORKS if fw in plain["frameworks"]]:  # parity.yaml's `frameworks` node
+    given = plain.get("frameworks") or {}  # parity.yaml's `frameworks` node: each runner's settings
+    for fw in FRAMEWORKS:  # every registered framework; one parity.yaml does not name takes its conf file
         run_cfg = {k: v for k, v in plain.items() if k != "frameworks"}
-        run_cfg.update(framework=plain["frameworks"][fw], epochs=1, progress="none")
+        run_cfg.update(framework=given.get(fw) or conf_group("framework", fw), epochs=1, progress="none")
         specs[fw] = build_spec(run_cfg)
     first = next(iter(specs.values()))  # every framework's spec has the same data and batch
     try:
