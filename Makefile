@@ -72,7 +72,7 @@ bench: $(STAMP) ## sweep every method x framework on one model, toy, parity, tim
 	    $(if $(BEYOND),$(SWEEP) optimizer=$(subst $(space),$(comma),$(BEYOND)) seeds=$(BEYOND_SEEDS) || status=$$?;)) \
 	[ $$status -eq 2 ] && exit 2; \
 	$(PYTHON) -m bench.toy out=$(RESULTS)/toy || status=$$?; \
-	$(MAKE) --no-print-directory parity RESULTS=$(RESULTS) || status=$$?; \
+	$(PARITY) || status=$$?; \
 	$(PYTHON) -m bench.timing results_dir=$(RESULTS) budget_s=$(TIMING_BUDGET) || status=$$?; \
 	$(PYTHON) -m bench.report results_dir=$(RESULTS) || status=$$?; \
 	exit $$status
@@ -103,9 +103,12 @@ toy: $(STAMP) ## the tutorial's x² toy and Rosenbrock paths in every framework
 # Per-step proof that the frameworks compute the same math: every method with its rule as written
 # (reference), and with the native optimizers to show what differs there.
 PARITY_IMPLS ?= reference,native
+# A variable, not $(MAKE) parity inside bench's recipe: make runs any recipe line holding $(MAKE)
+# even under make -n, and bench's recipe is one line, so make -n bench would have run the sweep.
+PARITY = $(PYTHON) -m bench.parity -m optimizer=$(METHODS) optimizer.impl=$(PARITY_IMPLS) model=$(MODEL) \
+	results_dir=$(RESULTS) $(PARITY_ARGS)
 parity: $(STAMP) ## step-by-step agreement of the frameworks, every method, reference and native (MODEL)
-	$(PYTHON) -m bench.parity -m optimizer=$(METHODS) optimizer.impl=$(PARITY_IMPLS) model=$(MODEL) \
-		results_dir=$(RESULTS) $(PARITY_ARGS)
+	$(PARITY)
 
 perf: $(STAMP) ## the harness against the tutorial's naive loops and the FLOP floor
 	$(PYTHON) -m bench.perf results_dir=$(RESULTS) model=$(MODEL) $(ARGS)
