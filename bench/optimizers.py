@@ -172,6 +172,18 @@ def _ema_lr(hp: Mapping[str, float]) -> float:
     return hp["lr"] * (1.0 - hp["beta"])
 
 
+def _momentum_natives(rule_name: str, nesterov: bool) -> dict[tuple[str, str], Native]:
+    """SGD with momentum β (and the Nesterov look-ahead or not) in each framework, every argument given."""
+    return {
+        (rule_name, "torch"): Native("SGD", lambda hp: dict(
+            lr=_ema_lr(hp), momentum=hp["beta"], dampening=0.0, weight_decay=0.0, nesterov=nesterov)),
+        (rule_name, "tensorflow"): Native("SGD", lambda hp: dict(
+            learning_rate=_ema_lr(hp), momentum=float(hp["beta"]), nesterov=nesterov)),
+        (rule_name, "jax"): Native("sgd", lambda hp: dict(
+            learning_rate=_ema_lr(hp), momentum=hp["beta"], nesterov=nesterov, accumulator_dtype=None)),
+    }
+
+
 NATIVE: dict[tuple[str, str], Native] = {
     ("sgd", "torch"): Native("SGD", lambda hp: dict(
         lr=hp["lr"], momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False)),
@@ -180,20 +192,10 @@ NATIVE: dict[tuple[str, str], Native] = {
         learning_rate=hp["lr"], momentum=None, nesterov=False, accumulator_dtype=None)),
     # torch: b ← βb + g, θ −= lr·b.  Keras: u ← βu − lr·g, θ += u (u = −lr·b, the same iterates;
     # Keras insists on a float momentum).  optax: trace b ← g + βb, θ −= lr·b.
-    ("momentum", "torch"): Native("SGD", lambda hp: dict(
-        lr=_ema_lr(hp), momentum=hp["beta"], dampening=0.0, weight_decay=0.0, nesterov=False)),
-    ("momentum", "tensorflow"): Native("SGD", lambda hp: dict(
-        learning_rate=_ema_lr(hp), momentum=float(hp["beta"]), nesterov=False)),
-    ("momentum", "jax"): Native("sgd", lambda hp: dict(
-        learning_rate=_ema_lr(hp), momentum=hp["beta"], nesterov=False, accumulator_dtype=None)),
+    **_momentum_natives("momentum", nesterov=False),
     # Nesterov: torch b ← βb + g, θ −= lr(g + βb); Keras u ← βu − lr·g, θ += βu − lr·g; optax trace with
     # nesterov=True, θ −= lr(g + βb). With lr = η(1−β) all three are the EMA form's iterates exactly.
-    ("nesterov", "torch"): Native("SGD", lambda hp: dict(
-        lr=_ema_lr(hp), momentum=hp["beta"], dampening=0.0, weight_decay=0.0, nesterov=True)),
-    ("nesterov", "tensorflow"): Native("SGD", lambda hp: dict(
-        learning_rate=_ema_lr(hp), momentum=float(hp["beta"]), nesterov=True)),
-    ("nesterov", "jax"): Native("sgd", lambda hp: dict(
-        learning_rate=_ema_lr(hp), momentum=hp["beta"], nesterov=True, accumulator_dtype=None)),
+    **_momentum_natives("nesterov", nesterov=True),
     ("rmsprop", "torch"): Native("RMSprop", lambda hp: dict(
         lr=hp["lr"], alpha=hp["beta"], eps=hp["eps"], weight_decay=0.0, momentum=0.0, centered=False)),
     ("rmsprop", "tensorflow"): Native("RMSprop", lambda hp: dict(
