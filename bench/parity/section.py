@@ -5,10 +5,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.frameworks import BASE, NAMES
 from bench.optimizers import METHODS, RESIDUAL
 from bench.parity.compare import BOUND, COLUMNS, LATER_COLUMNS, PAIR, TOLERANCE, f64_key, isolated, pairs
+from bench.report.groups import method_rank
 from bench.report.sections import ReportSection
-from bench.spec import FRAMEWORKS, conf_group
+from bench.spec import conf_group
 from models.layers import DEFAULT_MODEL, parse_model
 
 
@@ -207,11 +209,11 @@ def epoch_agreement(results_dir: Path) -> Any:
     runs = runs[(runs["impl"] == "reference") & (runs["epoch"] > 0) & runs["train_loss"].notna()]
     wide = runs.pivot_table(index=key, columns="framework", values="train_loss", aggfunc="last")
     parts = []
-    for other in (fw for fw in FRAMEWORKS if fw != "torch" and {"torch", fw} <= set(wide.columns)):
-        both = wide.dropna(subset=["torch", other])
-        rel = ((both["torch"] - both[other]).abs() / both["torch"].abs()).rename("rel").reset_index()
+    for other in (fw for fw in NAMES if fw != BASE and {BASE, fw} <= set(wide.columns)):
+        both = wide.dropna(subset=[BASE, other])
+        rel = ((both[BASE] - both[other]).abs() / both[BASE].abs()).rename("rel").reset_index()
         parts.append(rel.groupby(key[:-1], as_index=False).agg(epochs=("epoch", "max"), rel=("rel", "max"))
-                     .assign(frameworks=f"torch–{other}"))
+                     .assign(frameworks=f"{BASE}–{other}"))
     if not parts:
         return pd.DataFrame(columns=columns)
     return pd.concat(parts, ignore_index=True).rename(columns={"rel": "max rel diff"})[columns]
@@ -221,19 +223,18 @@ def report_section(results_dir: Path) -> ReportSection | None:
     """'Do the frameworks agree?': every parity CSV under ``results_dir/parity``, or None."""
     import pandas as pd
 
-    paths = sorted((Path(results_dir) / "parity").glob("*.csv"))
-    rows = [r for r in (_summary(p) for p in paths) if r is not None]
+    summaries = {p: _summary(p) for p in sorted((Path(results_dir) / "parity").glob("*.csv"))}
+    rows = [r for r in summaries.values() if r is not None]
     if not rows:
         return None
     epochs = epoch_agreement(Path(results_dir))
-    order = {name: i for i, name in enumerate(METHODS)}
-    pair_order = {f"{a}–{b}": i for i, (a, b) in enumerate(pairs(FRAMEWORKS))}
-    sort_keys = {"optimizer": order, "pair": pair_order}
+    pair_order = {f"{a}–{b}": i for i, (a, b) in enumerate(pairs(NAMES))}
+    sort_keys = {"optimizer": method_rank, "pair": pair_order}
     summary = pd.DataFrame(rows).sort_values(  # the tutorial's MLP first, then the other models by name
         ["init", "impl", "model", "optimizer", "seed", "pair"], ascending=[False, False, True, True, True, True],
         ignore_index=True, key=lambda col: col.map(sort_keys[col.name]) if col.name in sort_keys
         else col.map(lambda m: "" if m == DEFAULT_MODEL else m) if col.name == "model" else col)
-    figure = _figure([p for p in paths if _summary(p) is not None], Path(results_dir) / "parity" / "parity.png")
+    figure = _figure([p for p, r in summaries.items() if r is not None], Path(results_dir) / "parity" / "parity.png")
     text = _words(summary)
     if len(epochs):
         worst = epochs.loc[epochs["max rel diff"].idxmax()]
