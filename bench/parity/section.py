@@ -202,7 +202,7 @@ def epoch_agreement(results_dir: Path) -> Any:
     if not frames:
         return pd.DataFrame(columns=columns)
     runs = pd.concat(frames, ignore_index=True)
-    runs["model"] = runs["model"].fillna(DEFAULT_MODEL) if "model" in runs.columns else DEFAULT_MODEL
+    runs["model"] = runs["model"].astype(object).fillna(DEFAULT_MODEL) if "model" in runs.columns else DEFAULT_MODEL
     key = ["optimizer", "model", "batch_size", "seed", "dataset", "n_train", "lr", "mode", "device", "epoch"]
     if not set(key + ["impl", "framework", "train_loss"]) <= set(runs.columns):
         return pd.DataFrame(columns=columns)

@@ -71,7 +71,7 @@ def compare_claims(a: Path, b: Path) -> pd.DataFrame:
         if not file.is_file():
             raise BadInput(f"{path}: no report/claims.csv; run python -m bench.report {path}")
         claims = pd.read_csv(file)
-        claims["model"] = claims["model"].fillna(DEFAULT_MODEL) if "model" in claims.columns else DEFAULT_MODEL
+        claims["model"] = claims["model"].astype(object).fillna(DEFAULT_MODEL) if "model" in claims.columns else DEFAULT_MODEL
         frames.append(claims[[*keys, "verdict"]])
     both = frames[0].merge(frames[1], on=keys, suffixes=(" A", " B"))
     both["flip"] = both.apply(lambda r: {r["verdict A"], r["verdict B"]} == DECIDED, axis=1)

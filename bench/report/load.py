@@ -206,7 +206,7 @@ def load_timing(results_dir: Path) -> tuple[Timing | None, list[str]]:
         df["contention"] = np.nan
     if "model" not in df.columns:  # a timing pass from before models were selectable
         df["model"] = DEFAULT_MODEL
-    df["model"] = df["model"].fillna(DEFAULT_MODEL)
+    df["model"] = df["model"].astype(object).fillna(DEFAULT_MODEL)
     bad = df[["batch_size", "round", "time_per_step_s"]].isna().any(axis=1)
     warnings = [f"{path}: {int(bad.sum())} rows without batch size, round or time left out"] if bad.any() else []
     df = df[~bad].copy()
