@@ -1,4 +1,7 @@
-"""The timing pass and its clocks: contention seen, the CPU lock honoured, the files exact."""
+"""The timing pass and its clocks: contention seen, the CPU lock honoured, the files exact.
+
+The protocol itself (slots, pinning, the budget, the honesty check) is tested on fake workers in
+test_timing_protocol.py; here the real pass runs on a tiny sweep (slow) and the CLI refuses bad input."""
 from __future__ import annotations
 
 import csv
@@ -95,29 +98,50 @@ def test_timing_pass_end_to_end(results: Path, tmp_path: Path) -> None:
     assert sweep.returncode == 0, sweep.stderr[-2000:]
     another_lr = run_cli(*TINY, "optimizer=minibatch", "optimizer.lr=0.02", f"results_dir={results}", env=env)
     assert another_lr.returncode == 0, another_lr.stderr[-2000:]
-    proc = run_cli(str(results), "rounds=5", "budget_s=3", module="bench.timing", env=env, timeout=600)
+    # The machine may be shared while the test runs: no sample is left out for contention here, so
+    # every count below is exact (leaving them out is tested on known data in test_claims.py).
+    proc = run_cli(str(results), "processes=2", "rounds=3", "budget_s=3", "passes=2", "aslr=off",
+                   "contention_threshold=1", module="bench.timing", env=env, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = _rows(results)
     configs = {(r["framework"], r["optimizer"]) for r in rows}
     assert len(configs) == 4  # lr does not make another configuration
-    assert len(rows) == 4 * 5
-    assert sorted(int(r["round"]) for r in rows) == sorted(list(range(1, 6)) * 4)
+    meta = json.loads((results / "timing" / "timing.json").read_text())
+    planned = [d["plan"]["rounds"] for d in meta["pass_details"]]
+    assert all(2 <= r <= 3 for r in planned)  # a 3 s budget may cut the rounds, never below 2
+    assert len(rows) == 4 * 2 * sum(planned)
+    for p, rounds in enumerate(planned, start=1):
+        for config in configs:
+            mine = [r for r in rows if (r["framework"], r["optimizer"]) == config and int(r["pass"]) == p]
+            assert sorted((int(r["process"]), int(r["round"])) for r in mine) == [
+                (k, n) for k in (1, 2) for n in range(1, rounds + 1)]
     for r in rows:
         for col in ("time_s", "time_per_step_s", "cpu_time_s"):
             assert math.isfinite(float(r[col])) and float(r[col]) > 0, (col, r)
         assert int(r["steps"]) >= 1
         share = float(r["contention"])
         assert math.isnan(share) or 0.0 <= share <= 1.0
-    meta = json.loads((results / "timing" / "timing.json").read_text())
     assert {"command", "started", "host", "cpu", "rounds", "warmup_rounds", "budget_s", "configs",
-            "contention_threshold"} <= set(meta)
-    assert meta["rounds"] == 5 and len(meta["configs"]) == 4
+            "contention_threshold", "processes", "passes", "pin", "aslr", "summary"} <= set(meta)
+    assert meta["rounds"] == 3 and meta["processes"] == 2 and meta["passes"] == 2 and len(meta["configs"]) == 4
+    assert meta["pin"] is True and meta["aslr"]["asked"] == "off" and isinstance(meta["aslr"]["used"], bool)
+    workers = [w for d in meta["pass_details"] for w in d["processes"]]
+    assert len(workers) == 4 * 2 * 2 and len({w["pid"] for w in workers}) == 16  # a fresh process each time
+    if len(os.sched_getaffinity(0)) >= 2:
+        assert all(len(w["cpus"]) == 1 for w in workers)  # threads=1: one core each
+    assert all(w["aslr_off"] is meta["aslr"]["used"] for w in workers)
+    for entry in meta["summary"]:  # how many processes and samples stand behind each number
+        assert entry["processes"] == 4 and entry["n"] + entry["contended"] == entry["samples"]
     assert "tensorflow/torch" in proc.stdout  # the ratio table
+    assert "processes)" in proc.stdout and "honesty check, 2 passes" in proc.stdout
+    check = json.loads((results / "timing" / "honesty.json").read_text())
+    assert check["passes"] == 2 and len(check["time_per_step"]) == 4 and len(check["ratios"]) == 2
 
 
 @pytest.mark.parametrize("args, words", [
-    (["nosuchkey=1"], "nosuchkey"), (["rounds=3"], "rounds"), (["budget_s=-1"], "budget_s"),
-    ([], "no finished runs"),
+    (["nosuchkey=1"], "nosuchkey"), (["rounds=1"], "rounds"), (["budget_s=-1"], "budget_s"),
+    (["processes=0"], "processes"), (["processes=-2"], "processes"), (["passes=0"], "passes"),
+    (["aslr=maybe"], "aslr"), (["pin=maybe"], "pin"), ([], "no finished runs"),
 ])
 def test_timing_pass_bad_input_is_one_line(results: Path, args: list[str], words: str) -> None:
     proc = run_cli(str(results), *args, module="bench.timing", timeout=120)
@@ -148,7 +172,8 @@ def test_timing_passes_never_overlap_each_other_nor_a_training_run(tmp_path: Pat
         [sys.executable, "-m", "bench", "-m", *TINY, HARNESS_FRAMEWORK, "optimizer=minibatch,sgd", "jobs=2",
          f"results_dir={tmp_path / s}"] for s in ("s1", "s2")
     ] + [
-        [sys.executable, "-m", "bench.timing", str(tmp_path / t), "rounds=5", "budget_s=2"] for t in ("t1", "t2")
+        [sys.executable, "-m", "bench.timing", str(tmp_path / t), "processes=2", "rounds=3", "budget_s=2"]
+        for t in ("t1", "t2")
     ]
     procs = [subprocess.Popen(c, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for c in commands]

@@ -6,12 +6,16 @@ their timing passes and their checked claims:
 
 * every framework's time-per-step ratio against the baseline framework, per configuration
   (dataset, model, device, method, impl, mode, batch size: a ratio on one model is never matched
-  with one on another), paired by round inside each run: the two medians must agree within
-  ``--tolerance`` (default 10 %) and the two 95 % intervals must overlap;
+  with one on another), paired by process slot and round inside each run, with its two-level
+  interval (worker processes, then rounds; :mod:`bench.report.speed`): the two medians must agree
+  within ``--tolerance`` (default 10 %) and the two 95 % intervals must overlap;
 * every claim of ``report/claims.csv``, per dataset, model, method and framework: a verdict may
   move between "inconclusive" and a decision, but never from "supported" to "not supported" or back.
 
 Folders written before models were selectable have no model column: their rows are the tutorial's MLP.
+Folders written before the timing pass used several worker processes have no ``process`` or
+``pass`` column: their rows are one pass of one process, and each ratio's interval resamples its
+rounds only. A folder timed with ``passes=N`` pools the passes: every pass's processes count.
 
 Prints both tables and exits 0 when everything agrees, 1 when something does not, 2 on bad
 input (a folder without a timing pass or a report).
@@ -71,7 +75,8 @@ def compare_claims(a: Path, b: Path) -> pd.DataFrame:
         if not file.is_file():
             raise BadInput(f"{path}: no report/claims.csv; run python -m bench.report {path}")
         claims = pd.read_csv(file)
-        claims["model"] = claims["model"].astype(object).fillna(DEFAULT_MODEL) if "model" in claims.columns else DEFAULT_MODEL
+        claims["model"] = (claims["model"].astype(object).fillna(DEFAULT_MODEL) if "model" in claims.columns
+                           else DEFAULT_MODEL)
         frames.append(claims[[*keys, "verdict"]])
     both = frames[0].merge(frames[1], on=keys, suffixes=(" A", " B"))
     both["flip"] = both.apply(lambda r: {r["verdict A"], r["verdict B"]} == DECIDED, axis=1)

@@ -1,11 +1,16 @@
 """Time per step and time ratios with 95 % intervals, from the timing pass (pure).
 
-The timing pass (``python -m bench.timing``) times each configuration for several rounds,
-interleaved A B C … A B C … after a warm-up, so that the machine's drift hits every
-configuration alike; ``results_dir/timing/timing.csv`` has one row per configuration and round.
-Sweep epoch times are not used for speed verdicts: a sweep's runs share the cores.
+The timing pass (``python -m bench.timing``) times each configuration in several worker
+processes, each for several rounds, interleaved A B C … A B C … after a warm-up, so that the
+machine's drift hits every configuration alike; ``results_dir/timing/timing.csv`` has one row
+per configuration, pass, process and round. A sample is identified by (pass, process, round):
+a file without the ``pass`` or ``process`` column (written before there were several) is one
+pass of one process. Intervals are two-level bootstraps (processes, then rounds within each,
+:func:`bench.stats.median_ci`); a ratio pairs the samples of two configurations taken in the
+same pass, process slot and round, back to back. Sweep epoch times are not used for speed
+verdicts: a sweep's runs share the cores.
 
-A round (or a sweep epoch) during which other processes used more than
+A sample (or a sweep epoch) during which other processes used more than
 ``CONTENTION_THRESHOLD`` of the machine's CPU is left out of every interval and counted.
 """
 from __future__ import annotations
@@ -25,6 +30,7 @@ BASELINE = BASE  # the framework every other one is compared with, unless told o
 # lr does not change the time of a step, so it is not part of a timing configuration; the model does.
 TIMING_KEYS = ("dataset", "model", "device", "framework", "optimizer", "impl", "mode", "batch_size")
 TIMING_COLUMNS = (*TIMING_KEYS, "round", "time_per_step_s")
+SAMPLE_KEYS = ("pass", "process", "round")  # one sample of a configuration
 _FW = TIMING_KEYS.index("framework")
 
 
@@ -55,45 +61,72 @@ def key_framework(key: tuple) -> str:
     return key[_FW]
 
 
-def round_times(timing: pd.DataFrame) -> dict[tuple, pd.Series]:
-    """Configuration -> clean time per step by round number (contended rounds dropped).
-
-    Several rows of one configuration in one round (several lr values) fold into their median.
-    """
-    if timing is None or timing.empty:
-        return {}
-    clean = timing[~contended(timing.get("contention", pd.Series(np.nan, index=timing.index)))]
-    out: dict[tuple, pd.Series] = {}
-    for _, grp in clean.groupby(list(TIMING_KEYS), sort=False):
-        key = config_key(grp.iloc[0])
-        out[key] = grp.groupby("round")["time_per_step_s"].median().dropna()
+def samples(timing: pd.DataFrame) -> pd.DataFrame:
+    """``timing`` with every :data:`SAMPLE_KEYS` column as integers: a missing ``pass`` or
+    ``process`` column (a file from before there were several) or an empty cell is 1."""
+    out = timing.copy()
+    for col in SAMPLE_KEYS:
+        values = pd.to_numeric(out[col], errors="coerce") if col in out.columns else pd.Series(1, index=out.index)
+        out[col] = values.fillna(1).astype(int)
     return out
 
 
-def timing_table(timing: pd.DataFrame) -> pd.DataFrame:
-    """One row per configuration: median time per step with its interval, clean and contended rounds."""
+def process_of(sample: tuple) -> tuple:
+    """The worker process a sample's (pass, process, round) index came from: (pass, process)."""
+    return tuple(sample[:2])
+
+
+def round_times(timing: pd.DataFrame, threshold: float = CONTENTION_THRESHOLD) -> dict[tuple, pd.Series]:
+    """Configuration -> clean time per step indexed by (pass, process, round) (contended samples dropped).
+
+    Several rows of one configuration in one sample (several lr values) fold into their median.
+    """
+    if timing is None or timing.empty:
+        return {}
+    timing = samples(timing)
+    clean = timing[~contended(timing.get("contention", pd.Series(np.nan, index=timing.index)), threshold)]
+    out: dict[tuple, pd.Series] = {}
+    for _, grp in clean.groupby(list(TIMING_KEYS), sort=False):
+        key = config_key(grp.iloc[0])
+        out[key] = grp.groupby(list(SAMPLE_KEYS))["time_per_step_s"].median().dropna()
+    return out
+
+
+def time_interval(times: pd.Series) -> Interval:
+    """The median of a configuration's clean samples (:func:`round_times`) with its two-level interval."""
+    return median_ci(times.to_numpy(float), groups=[process_of(i) for i in times.index])
+
+
+def timing_table(timing: pd.DataFrame, threshold: float = CONTENTION_THRESHOLD) -> pd.DataFrame:
+    """One row per configuration: median time per step with its interval, clean and contended samples.
+
+    ``timing_n`` counts the clean samples behind the interval, ``timing_rounds`` all the samples
+    (pass, process and round), ``timing_contended`` the samples left out for contention.
+    """
     cols = [*TIMING_KEYS, "time_per_step_s", "time_per_step_lo", "time_per_step_hi", "timing_n",
             "timing_rounds", "timing_contended"]
     if timing is None or timing.empty:
         return pd.DataFrame(columns=cols)
-    clean = round_times(timing)
-    flags = contended(timing.get("contention", pd.Series(np.nan, index=timing.index)))
+    clean = round_times(timing, threshold)
+    timing = samples(timing)
+    flags = contended(timing.get("contention", pd.Series(np.nan, index=timing.index)), threshold)
     rows = []
     for _, grp in timing.assign(_bad=flags).groupby(list(TIMING_KEYS), sort=False):
         key = config_key(grp.iloc[0])
-        ci = median_ci(clean.get(key, pd.Series(dtype=float)).to_numpy(float))
+        ci = time_interval(clean.get(key, pd.Series(dtype=float)))
+        per_sample = grp.groupby(list(SAMPLE_KEYS))["_bad"].any()
         rows.append({**dict(zip(TIMING_KEYS, key, strict=True)), "time_per_step_s": ci.est,
                      "time_per_step_lo": ci.lo, "time_per_step_hi": ci.hi, "timing_n": ci.n,
-                     "timing_rounds": int(grp["round"].nunique()),
-                     "timing_contended": int(grp.groupby("round")["_bad"].any().sum())})
+                     "timing_rounds": len(per_sample), "timing_contended": int(per_sample.sum())})
     return pd.DataFrame(rows, columns=cols)
 
 
 def time_ratio(rounds: Mapping[tuple, pd.Series], num: tuple, den: tuple, scale: float = 1.0) -> Interval:
-    """Time of ``num`` over time of ``den`` (times ``scale``), paired by round; NaN interval if unknown.
+    """Time of ``num`` over time of ``den`` (times ``scale``), paired by sample; NaN interval if unknown.
 
-    Only rounds where both configurations were timed clean are paired: both were measured back
-    to back, so the machine's drift cancels in each ratio.
+    Only samples where both configurations were timed clean in the same pass, process slot and
+    round are paired: both were measured back to back, so the machine's drift cancels in each
+    ratio. The interval resamples process slots, then the pairs within each.
     """
     a, b = rounds.get(num), rounds.get(den)
     if a is None or b is None:
@@ -101,8 +134,38 @@ def time_ratio(rounds: Mapping[tuple, pd.Series], num: tuple, den: tuple, scale:
     both = a.index.intersection(b.index)
     if len(both) == 0:
         return NAN_INTERVAL
-    ci = ratio_ci(a[both].to_numpy(float), b[both].to_numpy(float))
-    return Interval(ci.est * scale, ci.lo * scale, ci.hi * scale, ci.n)
+    ci = ratio_ci(a[both].to_numpy(float), b[both].to_numpy(float), groups=[process_of(i) for i in both])
+    return Interval(ci.est * scale, ci.lo * scale, ci.hi * scale, ci.n, ci.groups)
+
+
+def protocol_text(rows: pd.DataFrame, meta: Mapping, baseline: str = BASELINE,
+                  threshold: float = CONTENTION_THRESHOLD) -> str:
+    """The report's paragraph on how the timing pass measured: how many processes, rounds and
+    passes stand behind each number, and how many samples were left out for contention."""
+    rows = samples(rows)
+    procs = rows.groupby([*TIMING_KEYS, "pass"])["process"].nunique()
+    rnds = rows.groupby([*TIMING_KEYS, "pass", "process"])["round"].nunique()
+    passes = int(rows["pass"].nunique())
+
+    def span(values: pd.Series) -> str:
+        lo, hi = int(values.min()), int(values.max())
+        return f"{lo}" if lo == hi else f"{lo}–{hi}"
+
+    busy = int(contended(rows["contention"], threshold).sum())
+    how = (f"{span(procs)} worker process(es) per configuration"
+           + (f" in each of {passes} passes" if passes > 1 else "")
+           + f", started slot by slot across the pass, each timed in {span(rnds)} round(s) after "
+           f"{meta.get('warmup_rounds', '?')} warm-up round(s), configurations interleaved round by round")
+    extras = [f"workers pinned to {'their own cores' if meta.get('pin') else 'no core'}" if "pin" in meta else "",
+              f"ASLR {'off' if (meta.get('aslr') or {}).get('used') else 'on'}" if "aslr" in meta else ""]
+    extra = ", ".join(e for e in extras if e)
+    return (f"Speed from the timing pass ({meta.get('started', 'start not recorded')}, host {meta.get('host', '?')}): "
+            f"{how}" + (f" ({extra})" if extra else "") + ". "
+            f"ms/step: median over clean samples with its 95 % interval, a two-level bootstrap (processes, then "
+            f"rounds within each); time vs {baseline}: median of the per-sample ratios against the {baseline} "
+            f"configuration timed in the same process slot and round, with its 95 % interval, resampled the same "
+            f"way; rounds: clean / all samples. {busy} of {len(rows)} timed rows ran under contention (other "
+            f"processes used over {threshold:.0%} of the CPU) and are left out.")
 
 
 def baseline_ratios(summary: pd.DataFrame, rounds: Mapping[tuple, pd.Series], baseline: str = BASELINE

@@ -87,33 +87,44 @@ def die_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def command(module: str, args: Sequence[str] = (), python: str | None = None) -> list[str]:
-    """``[python, -m, module, *args]``; ``python`` defaults to this interpreter."""
-    return [python or sys.executable, "-m", module, *map(str, args)]
+def command(module: str, args: Sequence[str] = (), python: str | None = None,
+            wrapper: Sequence[str] = ()) -> list[str]:
+    """``[*wrapper, python, -m, module, *args]``; ``python`` defaults to this interpreter; ``wrapper``
+    is a command that runs it (``setarch x86_64 -R`` for the timing pass without ASLR)."""
+    return [*wrapper, python or sys.executable, "-m", module, *map(str, args)]
 
 
 def start(module: str, args: Sequence[str] = (), *, env: Mapping[str, str], python: str | None = None,
           stdout: int | IO[Any] | None = None, stderr: int | IO[Any] | None = None,
           cwd: str | os.PathLike | None = None, text: bool = True,
-          stdin: int | IO[Any] | None = None) -> subprocess.Popen:
-    """Start ``python -m module args`` in the background; it dies with this process.
+          stdin: int | IO[Any] | None = None, wrapper: Sequence[str] = ()) -> subprocess.Popen:
+    """Start ``python -m module args`` (under ``wrapper``) in the background; it dies with this process.
 
     Raises OSError when the interpreter cannot be started (a bad ``framework.python``).
     """
-    return subprocess.Popen(command(module, args, python), env=dict(env), stdin=stdin, stdout=stdout, stderr=stderr,
-                            text=text, errors="replace" if text else None, cwd=cwd or os.getcwd(),
+    return subprocess.Popen(command(module, args, python, wrapper), env=dict(env), stdin=stdin, stdout=stdout,
+                            stderr=stderr, text=text, errors="replace" if text else None, cwd=cwd or os.getcwd(),
                             preexec_fn=die_with_parent if sys.platform == "linux" else None)
 
 
 def run(module: str, args: Sequence[str] = (), *, env: Mapping[str, str] | None = None,
         python: str | None = None, timeout: float | None = None,
-        cwd: str | os.PathLike | None = None) -> subprocess.CompletedProcess:
-    """Run ``python -m module args`` to the end, output captured as text.
+        cwd: str | os.PathLike | None = None, wrapper: Sequence[str] = ()) -> subprocess.CompletedProcess:
+    """Run ``python -m module args`` (under ``wrapper``) to the end, output captured as text.
 
     Raises ``subprocess.TimeoutExpired`` after ``timeout`` seconds (the child is killed).
     """
-    return subprocess.run(command(module, args, python), env=dict(env or child_env()), capture_output=True,
+    return subprocess.run(command(module, args, python, wrapper), env=dict(env or child_env()), capture_output=True,
                           text=True, errors="replace", timeout=timeout, cwd=cwd or PROJECT_ROOT,
+                          preexec_fn=die_with_parent if sys.platform == "linux" else None)
+
+
+def probe(python: str, code: str, args: Sequence[str] = (), *, env: Mapping[str, str],
+          timeout: float | None = 60) -> subprocess.CompletedProcess:
+    """Run ``python -c code args`` to the end, output captured: a question to another interpreter
+    (``bench.envs`` asks one for a framework's version from its package metadata)."""
+    return subprocess.run([python, "-c", code, *map(str, args)], env=dict(env), capture_output=True, text=True,
+                          errors="replace", timeout=timeout, cwd=PROJECT_ROOT,
                           preexec_fn=die_with_parent if sys.platform == "linux" else None)
 
 

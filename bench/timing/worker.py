@@ -1,16 +1,23 @@
 """Child side of the timing pass: one configuration, built once, timed on command.
 
-``python -m bench.timing --worker <spec json>`` builds the runner exactly as a run's child
-does (the same data, the same model, the shared initial weights, the same batch order function), warms it
-up, then answers each ``{"steps": k}`` line on stdin with the wall time, process CPU time
-and contention of running ``k`` steps. Between commands it blocks on stdin, so an idle
+``python -m bench.timing --worker <spec json> [<options json>]`` first pins itself to the CPUs
+the options name (``{"cpus": [1]}``), every thread of the process, before it loads the data or
+imports its framework, the same way for every framework (the threads the framework starts later
+inherit the pinning). It then builds the runner exactly as a run's child does (the same data,
+the same model, the shared initial weights, the same batch order function), warms it up, says
+it is ready (with the CPUs it runs on and whether its address space is laid out without
+randomisation), and answers each ``{"steps": k}`` line on stdin with the wall time, process CPU
+time and contention of running ``k`` steps. Between commands it blocks on stdin, so an idle
 worker uses no CPU while another one is timed. Replies are stdout lines starting with
 :data:`TAG`; the framework is imported here only, through ``bench.run.child.make_runner``.
 """
 from __future__ import annotations
 
 import json
+import os
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +28,37 @@ from bench.data import epoch_order, load_dataset
 from bench.run.child import make_runner, resolve_batch_size
 
 TAG = "TIMING "
+ADDR_NO_RANDOMIZE = 0x0040000  # the personality flag ``setarch -R`` sets (linux/personality.h)
+
+
+def pin(cpus: Sequence[int]) -> list[int]:
+    """Pin every thread of this process to ``cpus`` (a thread started later inherits it); returns
+    the CPUs the process may run on afterwards. ``sched_setaffinity(0)`` alone would pin the
+    calling thread only, and numpy's BLAS may have started threads of its own at import."""
+    if not cpus or not hasattr(os, "sched_setaffinity"):
+        return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    tasks = [int(t.name) for t in Path("/proc/self/task").iterdir()] if Path("/proc/self/task").is_dir() else [0]
+    for tid in tasks:
+        try:
+            os.sched_setaffinity(tid, cpus)
+        except ProcessLookupError:  # a thread that ended meanwhile
+            continue
+    return sorted(os.sched_getaffinity(0))
+
+
+def aslr_off() -> bool | None:
+    """True when this process's address space is laid out without randomisation (``setarch -R``);
+    None where the kernel does not say."""
+    try:
+        return bool(int(Path("/proc/self/personality").read_text().strip(), 16) & ADDR_NO_RANDOMIZE)
+    except (OSError, ValueError):
+        return None
+
+
+def probe() -> int:
+    """``python -m bench.timing --probe``: this process's personality, for the parent's ASLR probe."""
+    print(json.dumps({"aslr_off": aslr_off()}), flush=True)
+    return 0
 
 
 def reply(obj: dict[str, Any]) -> None:
@@ -58,9 +96,10 @@ class Stepper:
         return {"steps": steps, "time_s": used.wall_s, "cpu_time_s": used.cpu_s, "contention": used.contention}
 
 
-def serve(spec_json: str) -> int:
-    spec = json.loads(spec_json)
+def serve(spec_json: str, options_json: str = "{}") -> int:
+    spec, options = json.loads(spec_json), json.loads(options_json)
     try:
+        cpus = pin([int(c) for c in options.get("cpus") or []])  # before the framework starts any thread
         data = load_dataset(spec["data"])
         batch = resolve_batch_size(spec, data.n_train)
         frameworks.get(spec["framework"]["name"]).prepare_process()  # before make_runner imports it
@@ -70,7 +109,8 @@ def serve(spec_json: str) -> int:
     except Exception as exc:  # reported by the parent as this configuration's failure
         reply({"error": f"{type(exc).__name__}: {exc}"})
         return 1
-    reply({"ready": True, "warmup_s": warmup_s, "batch_size": batch, "n_train": data.n_train})
+    reply({"ready": True, "warmup_s": warmup_s, "batch_size": batch, "n_train": data.n_train, "cpus": cpus,
+           "aslr_off": aslr_off(), "pid": os.getpid()})
     stepper = Stepper(runner, spec["seed"], data.n_train, batch)
     for line in sys.stdin:
         reply(stepper.run(int(json.loads(line)["steps"])))

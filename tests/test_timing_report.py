@@ -1,0 +1,114 @@
+"""The report's and compare's side of the timing pass with several worker processes: a new
+timing.csv (process and pass columns) and an old one (neither) are read alike, samples are paired
+by pass, process slot and round, and the numbers say how many processes stand behind them."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import run_cli
+
+from bench.report import speed
+from bench.report.load import load_timing
+from bench.timing.core import COLUMNS
+
+OLD_COLUMNS = [c for c in COLUMNS if c not in ("model", "process", "pass")]
+
+
+def timing_rows(tf_over_torch: float, processes: int, rounds: int, seed: int, passes: int = 1,
+                between: float = 0.0) -> list[dict]:
+    """Timing rows of torch and TensorFlow, Adam: each round's drift is shared by both (they ran back to
+    back); each process of each framework has its own speed (sd ``between`` in the log)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p in range(1, passes + 1):
+        for k in range(1, processes + 1):
+            own = {fw: np.exp(between * rng.standard_normal()) for fw in ("torch", "tensorflow")}
+            for r in range(1, rounds + 1):
+                drift = 1 + 0.05 * rng.standard_normal()
+                for fw, base in (("torch", 300e-6), ("tensorflow", 300e-6 * tf_over_torch)):
+                    t = base * own[fw] * drift * (1 + 0.005 * rng.standard_normal())
+                    rows.append({"framework": fw, "optimizer": "adam", "impl": "native", "mode": "eager",
+                                 "batch_size": 32, "lr": 0.001, "dataset": "mnist_embedded", "n_train": 4000,
+                                 "device": "cpu", "threads": 1, "round": r, "steps": 1000, "time_s": 1000 * t,
+                                 "time_per_step_s": t, "cpu_time_s": 1000 * t, "contention": 0.0, "model": "mlp",
+                                 "process": k, "pass": p})
+    return rows
+
+
+def write(folder: Path, rows: list[dict], columns: list[str], verdict: str = "supported") -> Path:
+    (folder / "timing").mkdir(parents=True)
+    pd.DataFrame(rows)[columns].to_csv(folder / "timing" / "timing.csv", index=False)
+    (folder / "report").mkdir()
+    pd.DataFrame([{"dataset": "mnist_embedded", "method": "adam", "claim": "computationally more complex",
+                   "framework": "tensorflow", "verdict": verdict}]).to_csv(folder / "report" / "claims.csv",
+                                                                           index=False)
+    return folder
+
+
+def test_an_old_timing_csv_is_one_process_and_keeps_its_one_level_interval(tmp_path: Path) -> None:
+    rows = timing_rows(1.2, processes=1, rounds=7, seed=1)
+    write(tmp_path, rows, OLD_COLUMNS)
+    timing, _ = load_timing(tmp_path)
+    rounds = speed.round_times(timing.rows)
+    key = next(k for k in rounds if speed.key_framework(k) == "tensorflow")
+    assert list(rounds[key].index) == [(1, 1, r) for r in range(1, 8)]
+    iv = speed.time_ratio(rounds, key, speed.with_framework(key, "torch"))
+    assert iv.groups == 1 and iv.n == 7 and iv.lo <= 1.2 <= iv.hi
+    table = speed.timing_table(timing.rows)
+    assert set(table["timing_n"]) == {7} and set(table["timing_rounds"]) == {7}
+
+
+def test_samples_pair_by_pass_process_and_round_and_count_their_processes(tmp_path: Path) -> None:
+    rows = timing_rows(1.2, processes=3, rounds=4, seed=2, passes=2, between=0.05)
+    rows[5]["contention"] = 0.9  # one TensorFlow sample ran beside another program: left out, counted
+    write(tmp_path, rows, list(COLUMNS))
+    timing, _ = load_timing(tmp_path)
+    rounds = speed.round_times(timing.rows)
+    tf = next(k for k in rounds if speed.key_framework(k) == "tensorflow")
+    torch = speed.with_framework(tf, "torch")
+    assert len(rounds[torch]) == 24 and len(rounds[tf]) == 23  # 2 passes x 3 processes x 4 rounds, one left out
+    iv = speed.time_ratio(rounds, tf, torch)
+    assert iv.n == 23 and iv.groups == 6  # every (pass, process) is a process of its own
+    assert "6 processes" in iv.text()
+    table = speed.timing_table(timing.rows).set_index("framework")
+    assert (table.loc["tensorflow", "timing_n"], table.loc["tensorflow", "timing_rounds"],
+            table.loc["tensorflow", "timing_contended"]) == (23, 24, 1)
+    # the two-level interval of a configuration is wider than its rounds alone would make it
+    one = speed.median_ci(rounds[torch].to_numpy(float))
+    assert (table.loc["torch", "time_per_step_hi"] - table.loc["torch", "time_per_step_lo"]) > (one.hi - one.lo)
+    text = speed.protocol_text(timing.rows, {"warmup_rounds": 1, "pin": True, "aslr": {"used": False}})
+    assert "3 worker process(es) per configuration in each of 2 passes" in text and "4 round(s)" in text
+    assert "pinned to their own cores" in text and "ASLR on" in text and "1 of 48 timed rows" in text
+
+
+def test_ratios_pair_within_a_process_slot_not_across_slots() -> None:
+    """Slot 2 ran on a slower stretch of the machine: both configurations of the slot took 3 times
+    longer. Paired within the slot the ratio is 2 throughout; across slots it would not be."""
+    index = pd.MultiIndex.from_tuples([(1, k, r) for k in (1, 2) for r in (1, 2, 3)], names=speed.SAMPLE_KEYS)
+    slow = np.repeat([1.0, 3.0], 3)
+    rounds = {("a",): pd.Series(2e-3 * slow, index=index), ("b",): pd.Series(1e-3 * slow, index=index)}
+    iv = speed.time_ratio(rounds, ("a",), ("b",))
+    assert (iv.est, iv.lo, iv.hi, iv.n, iv.groups) == pytest.approx((2.0, 2.0, 2.0, 6, 2))
+    rounds[("b",)] = rounds[("b",)].drop(index[1])  # a sample missing on one side: only its pair goes
+    assert speed.time_ratio(rounds, ("a",), ("b",)).n == 5
+
+
+@pytest.mark.parametrize("new_b, code", [(True, 0), (False, 0)])
+def test_compare_reads_old_and_new_timing_files_alike(tmp_path: Path, new_b: bool, code: int) -> None:
+    a = write(tmp_path / "a", timing_rows(1.2, processes=1, rounds=7, seed=1), OLD_COLUMNS)
+    rows_b = timing_rows(1.2, processes=3, rounds=5, seed=3) if new_b else timing_rows(1.2, 1, 7, seed=4)
+    b = write(tmp_path / "b", rows_b, list(COLUMNS) if new_b else OLD_COLUMNS)
+    proc = run_cli(str(a), str(b), module="bench.report.compare", timeout=120)
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    assert "AGREE" in proc.stdout
+    assert ("3 processes" in proc.stdout) == new_b  # the new folder's ratio says what stands behind it
+
+
+def test_compare_disagrees_when_a_new_folder_s_ratio_moved(tmp_path: Path) -> None:
+    a = write(tmp_path / "a", timing_rows(1.2, processes=3, rounds=5, seed=5), list(COLUMNS))
+    b = write(tmp_path / "b", timing_rows(1.6, processes=3, rounds=5, seed=6), list(COLUMNS))
+    proc = run_cli(str(a), str(b), module="bench.report.compare", timeout=120)
+    assert proc.returncode == 1 and "DISAGREE" in proc.stdout
