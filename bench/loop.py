@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from bench import frameworks
 from bench.clock import Snapshot, Usage
 from bench.data import Dataset, epoch_order
 from bench.results import METRIC_COLUMNS, STEP_COLUMNS, update_run_json, write_csv
@@ -129,6 +130,7 @@ def _base_row(spec: dict[str, Any], data: Dataset, batch_size: int) -> dict[str,
         "impl": opt["impl"], "mode": spec["mode"], "lr": opt["lr"], "batch_size": batch_size,
         "seed": spec["seed"], "dataset": data.name, "n_train": data.n_train, "n_test": data.n_test,
         "device": spec["device"], "model": spec.get("model", {}).get("name", "mlp"),
+        "framework_version": frameworks.get(spec["framework"]["name"]).installed_version(),
     }
 
 

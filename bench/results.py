@@ -32,6 +32,7 @@ METRIC_COLUMNS = (
     "test_loss", "test_acc", "val_loss", "val_acc", "epoch_time_s", "eval_time_s", "wall_time_s",
     "samples_per_s", "step_time_s", "overhead_s", "overhead_frac", "status", "cpu_time_s", "contention",
     "model",  # appended later: readers take a file without it as the tutorial's "mlp"
+    "framework_version",  # appended later: the version the run's child imported (package metadata)
 )
 STEP_COLUMNS = ("run_id", "framework", "optimizer", "epoch", "step", "loss")
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from bench import frameworks
+from bench import envs, frameworks
 from bench.exits import BadInput
 from bench.frameworks import NAMES as FRAMEWORKS
 from bench.machine import resolve_device
@@ -249,6 +249,8 @@ def build_spec(cfg: Mapping[str, Any]) -> dict[str, Any]:
         shown = python if isinstance(python, str) else _short(python)
         raise BadInput(f"cannot start framework.python={shown}: no such executable")
     _supported(spec)
+    # null unless another version than the project's trains: asked for, or framework.python's own
+    fw["version"] = envs.run_version(fw["name"], fw.get("version"), python)
     spec["run_id"] = run_id(spec)
     return spec
 
@@ -298,7 +300,11 @@ def _identity(spec: Mapping[str, Any]) -> dict[str, Any]:
     ident = {k: v for k, v in spec.items() if k not in BOOKKEEPING + ("run_id", "device_requested")}
     if is_default_model(spec.get("model")):
         ident.pop("model", None)
-    ident["framework"] = {k: v for k, v in spec["framework"].items() if k not in BOOKKEEPING}
+    # framework.version came later: the project's own version (null) stays out, so earlier runs keep their ids
+    ident["framework"] = {k: v for k, v in spec["framework"].items() if k not in BOOKKEEPING + ("version",)}
+    version = spec["framework"].get("version")
+    if version:
+        ident["framework"]["version"] = envs.public(version)
     ident["data"] = {k: v for k, v in spec["data"].items() if k not in ("mirrors", "timeout")}
     for key, default in LATER_KEYS.items():
         if ident.get(key, default) == default:
@@ -316,4 +322,6 @@ def run_id(spec: Mapping[str, Any]) -> str:
     )
     if not is_default_model(spec.get("model")):
         readable += f"-{spec['model']['name']}"
+    if spec["framework"].get("version"):  # another version than the project's: -jax0.9.2
+        readable += f"-{spec['framework']['name']}{envs.public(spec['framework']['version'])}"
     return re.sub(r"[^A-Za-z0-9._-]", "_", readable) + "-" + digest

@@ -17,6 +17,7 @@ optimizer calls per rule are in ``bench/optimizers.py`` (``NATIVE``); a framewor
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,14 @@ class Framework:
     # "module:function" a child calls before it imports the framework (prepare_process); that
     # module imports no framework itself. None: nothing to do first.
     prepare: str | None = None
+    # The pip distributions whose metadata carries its version, the first one installed wins (the
+    # project's venv has tensorflow-cpu, .venv-tf-gpu tensorflow): read without importing it.
+    distributions: tuple[str, ...] = ()
+    # ``framework.version=<v>`` (bench.envs): the pip requirement of version ``{v}`` on a CPU and on a
+    # GPU, and the project's other pins its runner imports beside it (kept at pyproject.toml's versions).
+    pip_cpu: str = ""
+    pip_cuda: str = ""
+    companions: tuple[str, ...] = ()
 
     def module(self, part: str) -> str:
         """``bench.frameworks.<package>.<part>``: runner, reference, naive, toy, device."""
@@ -51,6 +60,20 @@ class Framework:
             module, _, function = self.prepare.partition(":")
             getattr(importlib.import_module(module), function)()
 
+    def requirement(self, version: str, device: str) -> str:
+        """The pip requirement of ``version`` for ``device`` (cpu or cuda): ``jax[cpu]==0.9.2``."""
+        return (self.pip_cuda if device == "cuda" else self.pip_cpu).format(v=version)
+
+    def installed_version(self) -> str | None:
+        """The version this interpreter would import, from package metadata (the framework is not
+        imported); None when it is not installed here."""
+        for dist in self.distributions:
+            try:
+                return importlib.metadata.version(dist)
+            except importlib.metadata.PackageNotFoundError:
+                continue
+        return None
+
     def load(self, part: str, attr: str | None = None) -> Any:
         """Import one of its modules (in its own child process only), or an attribute of it."""
         module = importlib.import_module(self.module(part))
@@ -58,12 +81,16 @@ class Framework:
 
 
 FRAMEWORKS: dict[str, Framework] = {f.name: f for f in (
+    # torchvision pins one torch release and only the naive loop of bench.perf imports it: a torch
+    # version's venv goes without.
     Framework("torch", "torch", "#e8590c", "TorchRunner", "naive torch DataLoader", "vs_naive_torch",
-              ("torch", "torchvision")),
+              ("torch", "torchvision"), distributions=("torch",), pip_cpu="torch=={v}", pip_cuda="torch=={v}"),
     Framework("tensorflow", "tf", "#1c7ed6", "TFRunner", "naive keras fit", "vs_naive_tf",
-              ("tensorflow", "keras", "tf_keras")),
+              ("tensorflow", "keras", "tf_keras"), distributions=("tensorflow-cpu", "tensorflow"),
+              pip_cpu="tensorflow-cpu=={v}", pip_cuda="tensorflow[and-cuda]=={v}", companions=("keras",)),
     Framework("jax", "jax", "#2b8a3e", "JaxRunner", "naive jax loop", "vs_naive_jax",
-              ("jax", "jaxlib", "optax", "flax"), prepare="bench.frameworks.jax:pin_to_threads"),
+              ("jax", "jaxlib", "optax", "flax"), prepare="bench.frameworks.jax:pin_to_threads",
+              distributions=("jax",), pip_cpu="jax[cpu]=={v}", pip_cuda="jax[cuda12]=={v}", companions=("optax",)),
 )}
 NAMES = tuple(FRAMEWORKS)
 BASE = "torch"  # the framework every other one is compared against first (ratios, parity pairs)

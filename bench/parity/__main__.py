@@ -4,10 +4,12 @@ Runs the first N training steps of a run in PyTorch, TensorFlow and JAX, each in
 process (torch and TensorFlow cannot share one), from the same initial weights on the same batches, saves
 every step's loss and the parameters at about ``param_points`` steps, and compares them
 (``bench.parity.compare`` says how), each framework also against exact float64 arithmetic of
-its formula (``bench.parity.exact``).
+its formula (``bench.parity.exact``). ``frameworks.<fw>.version=<release>`` compares two versions of
+one framework instead, the project's and that release (in its own venv, ``bench.envs``), the same way.
 
 Writes, per pair of frameworks, ``results_dir/parity/<optimizer>-<impl>-bs<bs>-s<seed>[-tags].csv``
-(one row per step; a tag names a pair other than torch–tensorflow)
+(one row per step, each side's version in it; a tag names a pair other than torch–tensorflow, and
+two versions: ``-jax0.10.2-jax0.9.2``)
 and a ``.json`` beside it (versions, devices, date), and prints the comparison at steps 1, 10
 and N. ``bench.parity.section`` summarises every parity CSV for ``bench.report``.
 
@@ -27,14 +29,15 @@ from typing import Any
 
 from bench.cli import entry, error
 from bench.exits import BadInput
-from bench.parity.compare import COLUMNS, compare, pairs, print_table, result_rows
-from bench.parity.run import ParityError, job_data, make_job, result_name, run_jobs
+from bench.parity.compare import COLUMNS, compare, print_table, result_rows
+from bench.parity.run import ParityError, job_data, job_pairs, make_job, result_name, run_jobs
 from bench.results import write_csv, write_json
 
 
 def _process_key(job: Mapping[str, Any]) -> str:
-    """Jobs that can share one child process per framework: same interpreters and environment."""
-    return json.dumps({fw: [spec["framework"].get("python"), spec["threads"], spec["device"], spec["deterministic"]]
+    """Jobs that can share one child process per member: same interpreters, versions and environment."""
+    return json.dumps({fw: [spec["framework"].get("python"), spec["framework"].get("version"), spec["threads"],
+                            spec["device"], spec["deterministic"]]
                        for fw, spec in job["specs"].items()}, sort_keys=True)
 
 
@@ -59,7 +62,7 @@ def check(items: Sequence[tuple[dict[str, Any], Mapping[str, Any]]]) -> int:
 
 def _compare_and_write(job: Mapping[str, Any], result: Mapping[str, Any], out_dir: Path) -> None:
     exact: dict[str, Any] = {}  # each framework's float64 run, shared by its pairs
-    for pair in pairs(list(job["specs"])):
+    for pair in job_pairs(job):
         name = result_name(job, pair)
         diffs = compare(job, result, job_data(job), pair, exact)
         write_csv(out_dir / f"{name}.csv", result_rows(job, diffs, pair), COLUMNS)

@@ -32,7 +32,7 @@ from threadpoolctl import threadpool_limits
 from bench.data import Dataset, as_float
 from bench.optimizers import METHODS, RESIDUAL, computed_rule
 from bench.parity.exact import float64_trajectory
-from bench.parity.run import batch_plan, job_model, lead_spec
+from bench.parity.run import batch_plan, job_model, label, lead_spec, member_framework, member_version
 
 TOLERANCE = 1e-4  # the claim: reference implementations agree to this after N steps (float32)
 BOUND = f"{TOLERANCE:.0e}".replace("e-0", "e-")  # "1e-4", for tables and messages
@@ -55,8 +55,12 @@ COLUMNS = (
     f64_key(PAIR[0]), f64_key(PAIR[1]), "param_forms_diff", loss_key("jax"), f64_key("jax"),
     "model", "n_params",  # appended later: a file without them is the tutorial's MLP
     "param_f64_ulp_start",  # with sensitivity=true: float64 from the start against float64 from a nudged one
+    # Each side's version, and its loss and distance to float64 under the side's letter: two versions
+    # of one framework have no columns of their own (the framework's own columns hold its project version).
+    "version_a", "version_b", "loss_a", "loss_b", "param_a_vs_f64", "param_b_vs_f64",
 )
-LATER_COLUMNS = ("model", "n_params", "param_f64_ulp_start")
+LATER_COLUMNS = ("model", "n_params", "param_f64_ulp_start", "version_a", "version_b", "loss_a", "loss_b",
+                 "param_a_vs_f64", "param_b_vs_f64")
 ULP_KEY = "float64 from a start one float32 rounding away"  # its float64 run in ``exact``
 
 
@@ -113,6 +117,11 @@ def pairs(frameworks: Sequence[str]) -> list[tuple[str, str]]:
     return list(itertools.combinations(frameworks, 2))
 
 
+def _rule(job: Mapping[str, Any], rule: str, member: str) -> str:
+    """The rule a member's framework computes for ``rule`` with the job's impl."""
+    return computed_rule(rule, member_framework(job, member), lead_spec(job)["optimizer"]["impl"])
+
+
 def compare(job: Mapping[str, Any], result: Mapping[str, Any], data: Dataset,
             pair: Sequence[str] = PAIR, exact: dict[str, Any] | None = None) -> list[dict[str, float]]:
     """Per-step differences of one job's results (step 0 = the start); see the module docstring.
@@ -136,21 +145,22 @@ def compare(job: Mapping[str, Any], result: Mapping[str, Any], data: Dataset,
     # numpy's BLAS gets the frameworks' thread budget: many threads on a busy machine cost more than they give
     with threadpool_limits(limits=int(spec["threads"])):
         for fw in (fw for fw in pair if fw not in exact):
-            computes, start = computed_rule(rule, fw, opt["impl"]), _at(result[fw], 0, names)
-            same = [other for other in exact if other != ULP_KEY and computed_rule(rule, other, opt["impl"]) == computes
+            computes, start = _rule(job, rule, fw), _at(result[fw], 0, names)
+            same = [other for other in exact if other != ULP_KEY and _rule(job, rule, other) == computes
                     and all(np.array_equal(start[n], result[other][n][0]) for n in names)]
             exact[fw] = exact[same[0]] if same else float64_trajectory(
                 start, x, data.y_train, batches, computes, opt, saved, model)
         if job.get("sensitivity") and ULP_KEY not in exact:  # how much the problem itself amplifies rounding
             exact[ULP_KEY] = float64_trajectory(nudged(_at(a, 0, names)), x, data.y_train, batches,
-                                                computed_rule(rule, fa, opt["impl"]), opt, saved, model)
+                                                _rule(job, rule, fa), opt, saved, model)
     index = {step: i for i, step in enumerate(saved)}
     rows = []
     for step in range(job["steps"] + 1):
         row: dict[str, float] = {"step": step}
         if step:
             la, lb = float(a["loss"][step - 1]), float(b["loss"][step - 1])
-            row.update({loss_key(fa): la, loss_key(fb): lb, "loss_rel_diff": _ratio(abs(la - lb), abs(la))})
+            row.update({loss_key(fa): la, loss_key(fb): lb, "loss_a": la, "loss_b": lb,
+                        "loss_rel_diff": _ratio(abs(la - lb), abs(la))})
         if step in index:
             i = index[step]
             pa, pb = _at(a, i, names), _at(b, i, names)
@@ -160,10 +170,10 @@ def compare(job: Mapping[str, Any], result: Mapping[str, Any], data: Dataset,
                 travel = {name: max(_max_abs(pa[name] - a[name][0]), _max_abs(pb[name] - b[name][0]))
                           for name in names}
                 moved = max(_ratio(_max_abs(pa[n].astype(np.float64) - pb[n]), travel[n]) for n in names)
+            a_f64, b_f64 = param_diff(pa, _at(exact[fa], i, names))[1], param_diff(pb, _at(exact[fb], i, names))[1]
             row.update({"param_max_abs_diff": abs_diff, "param_max_rel_diff": rel, "params_over_bound": over,
-                        "param_rel_to_moved": moved,
-                        f64_key(fa): param_diff(pa, _at(exact[fa], i, names))[1],
-                        f64_key(fb): param_diff(pb, _at(exact[fb], i, names))[1],
+                        "param_rel_to_moved": moved, f64_key(fa): a_f64, f64_key(fb): b_f64,
+                        "param_a_vs_f64": a_f64, "param_b_vs_f64": b_f64,
                         "param_forms_diff": param_diff(_at(exact[fa], i, names), _at(exact[fb], i, names))[1]})
             if ULP_KEY in exact:
                 row["param_f64_ulp_start"] = param_diff(_at(exact[fa], i, names), _at(exact[ULP_KEY], i, names))[1]
@@ -176,7 +186,9 @@ def result_rows(job: Mapping[str, Any], diffs: Sequence[Mapping[str, float]],
     """The CSV rows of a check: its settings, then each step's differences."""
     spec, model = lead_spec(job), job_model(job)
     base = {"optimizer": spec["optimizer"]["name"], "impl": spec["optimizer"]["impl"],
-            "framework_a": pair[0], "framework_b": pair[1], "batch_size": job["batch_size"],
+            "framework_a": member_framework(job, pair[0]), "framework_b": member_framework(job, pair[1]),
+            "version_a": member_version(job, pair[0]), "version_b": member_version(job, pair[1]),
+            "batch_size": job["batch_size"],
             "seed": spec["seed"], "steps": job["steps"], "dataset": job["dataset"], "n_train": job["n_train"],
             "init": spec["init"], "mode": spec["mode"], "device": spec["device"],
             "precision": spec["precision"], "lr": spec["optimizer"]["lr"], "model": model.name,
@@ -198,20 +210,21 @@ def verdict(job: Mapping[str, Any], diffs: Sequence[Mapping[str, float]], pair: 
     last, spec = diffs[-1], lead_spec(job)
     n, rel, over = job["steps"], last["param_max_rel_diff"], int(last["params_over_bound"])
     n_params = job_model(job).n_params
-    va, vb = last[f64_key(fa)], last[f64_key(fb)]
+    va, vb = (last.get(f"param_{side}_vs_f64", last.get(f64_key(m))) for side, m in (("a", fa), ("b", fb)))
+    rule = METHODS[spec["optimizer"]["name"]].rule
+    residuals = " ".join(RESIDUAL.get((rule, member_framework(job, m)), "") for m in pair).strip()
+    fa, fb = label(job, fa), label(job, fb)
     if diffs[0]["param_max_rel_diff"] > 0:
         return (f"differ from the start (init={spec['init']}): {diffs[0]['param_max_rel_diff']:.1e} "
                 f"apart before the first step, {rel:.1e} after {n}; each framework is within "
                 f"{max(va, vb):.1e} of float64 from its own start")
-    rule = METHODS[spec["optimizer"]["name"]].rule
     exact = f"float64 arithmetic of the same formula is {va:.1e} from {fa} and {vb:.1e} from {fb}"
     if rel <= TOLERANCE:
         return f"agree: parameters within {rel:.1e} of their scale after {n} steps (bound {BOUND})"
     if last["param_forms_diff"] > TOLERANCE:
         return (f"differ by formula: {rel:.1e} apart after {n} steps, {over} of {n_params} weights beyond the "
                 f"bound; float64 runs of the two frameworks' formulas are {last['param_forms_diff']:.1e} apart "
-                f"({fa} {va:.1e}, {fb} {vb:.1e} from their own). "
-                + " ".join(RESIDUAL.get((rule, fw), "") for fw in pair).strip())
+                f"({fa} {va:.1e}, {fb} {vb:.1e} from their own). " + residuals)
     chaos = last.get("param_f64_ulp_start", math.nan)
     if chaos >= 0.1 * rel:
         return (f"differ as rounding allows here: {rel:.1e} apart after {n} steps in {over} of {n_params} weights; "
@@ -230,14 +243,15 @@ def print_table(job: Mapping[str, Any], diffs: Sequence[Mapping[str, float]], pa
     fa, fb = pair
     spec = lead_spec(job)
     opt = spec["optimizer"]
-    print(f"parity {opt['name']} impl={opt['impl']} {job_model(job).name}: {fa} vs {fb}, {job['steps']} steps of batch "
+    print(f"parity {opt['name']} impl={opt['impl']} {job_model(job).name}: {label(job, fa)} vs {label(job, fb)}, "
+          f"{job['steps']} steps of batch "
           f"{job['batch_size']} on {job['dataset']} ({job['n_train']} train), seed {spec['seed']}, "
           f"init {spec['init']}, {spec['mode']}, {spec['device']}")
-    sa, sb = SHORT.get(fa, fa), SHORT.get(fb, fb)
+    sa, sb = (SHORT.get(m, m) if not job.get("versions") else label(job, m).split()[-1] for m in (fa, fb))
     head = ("step", f"loss {sa}", f"loss {sb}", "loss rel", "param rel", "rel to moved", f"{sa} vs f64",
             f"{sb} vs f64", "formulas")
-    keys = (loss_key(fa), loss_key(fb), "loss_rel_diff", "param_max_rel_diff", "param_rel_to_moved",
-            f64_key(fa), f64_key(fb), "param_forms_diff")
+    keys = ("loss_a", "loss_b", "loss_rel_diff", "param_max_rel_diff", "param_rel_to_moved",
+            "param_a_vs_f64", "param_b_vs_f64", "param_forms_diff")
     print(f"{head[0]:>5} {head[1]:>10} {head[2]:>10}" + "".join(f" {h:>12}" for h in head[3:]))
     for step in [0] + report_steps(job["steps"]):
         r = diffs[step]

@@ -7,16 +7,17 @@ side; the parent imports none of them. ``python -m bench.parity`` compares and w
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import re
 import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench import envs, frameworks
 from bench.data import DataError, Dataset, epoch_order, load_dataset
 from bench.exits import BadInput
 from bench.results import write_json
@@ -74,6 +75,51 @@ def job_data(job: Mapping[str, Any]) -> Dataset:
     return _load(json.dumps(lead_spec(job)["data"], sort_keys=True))
 
 
+def _members(given: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any]], bool]:
+    """Who a check compares, each with its framework settings, and whether it compares versions.
+
+    Every registered framework at the project's versions (a framework parity.yaml does not name
+    takes its conf file); or, when ``frameworks.<fw>.version`` names another release, that framework
+    twice: at the project's version (``<fw>``) and at that release (``<fw>@<version>``), like two
+    frameworks. ``given`` is parity.yaml's ``frameworks`` node.
+    """
+    settings = {fw: dict(given.get(fw) or conf_group("framework", fw)) for fw in FRAMEWORKS}
+    other = {fw: s["version"] for fw, s in settings.items() if envs.env_for(fw, s.get("version"), "cpu") is not None}
+    if not other:
+        return settings, False
+    members: dict[str, dict[str, Any]] = {}
+    for fw, version in other.items():
+        members[fw] = {**settings[fw], "version": None, "python": None}  # the project's own, in its own venv
+        members[f"{fw}@{version}"] = settings[fw]
+    return members, True
+
+
+def member_framework(job: Mapping[str, Any], member: str) -> str:
+    """The framework a member of the check runs (``jax`` for ``jax@0.9.2``)."""
+    return member.split("@", 1)[0]
+
+
+def member_version(job: Mapping[str, Any], member: str) -> str | None:
+    """The framework's version a member runs: its spec's, else the project's pinned one."""
+    spec = job["specs"][member]
+    return spec["framework"].get("version") or envs.project_version(frameworks.get(spec["framework"]["name"]))
+
+
+def label(job: Mapping[str, Any], member: str) -> str:
+    """How tables name a member: the framework, with its version when the check compares versions."""
+    fw = member_framework(job, member)
+    return f"{fw} {member_version(job, member)}" if job.get("versions") else fw
+
+
+def job_pairs(job: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The pairs a check compares: every pair of frameworks in registry order (torch–tf, torch–jax,
+    tf–jax), or each framework's project version against its other release."""
+    members = list(job["specs"])
+    if job.get("versions"):
+        return [(member_framework(job, m), m) for m in members if "@" in m]
+    return list(itertools.combinations(members, 2))
+
+
 def make_job(key: str, cfg: Mapping[str, Any], overrides: Sequence[str] = ()) -> dict[str, Any]:
     """One comparison from a composed ``conf/parity.yaml`` (``frameworks.<fw>`` holds each runner's group).
 
@@ -93,37 +139,39 @@ def make_job(key: str, cfg: Mapping[str, Any], overrides: Sequence[str] = ()) ->
         plain["optimizer"]["impl"] = impl
     steps = _positive_int("steps", plain["steps"])
     points = _positive_int("param_points", plain["param_points"])
+    members, versions = _members(plain.get("frameworks") or {})
     specs = {}
-    given = plain.get("frameworks") or {}  # parity.yaml's `frameworks` node: each runner's settings
-    for fw in FRAMEWORKS:  # every registered framework; one parity.yaml does not name takes its conf file
+    for member, framework in members.items():
         run_cfg = {k: v for k, v in plain.items() if k != "frameworks"}
-        run_cfg.update(framework=given.get(fw) or conf_group("framework", fw), epochs=1, progress="none")
-        specs[fw] = build_spec(run_cfg)
+        run_cfg.update(framework=framework, epochs=1, progress="none")
+        specs[member] = build_spec(run_cfg)
+        envs.python_for(specs[member])  # a version's venv now: when pip cannot build it, this check is bad input
     first = next(iter(specs.values()))  # every framework's spec has the same data and batch
     try:
         data = _load(json.dumps(first["data"], sort_keys=True))
         batch_size = resolve_batch_size(first, data.n_train)
     except DataError as exc:
         raise BadInput(str(exc)) from None
-    return {"key": key, "specs": specs, "steps": steps, "batch_size": batch_size,
+    return {"key": key, "specs": specs, "versions": versions, "steps": steps, "batch_size": batch_size,
             "sensitivity": bool(plain.get("sensitivity", False)),
             "param_steps": param_steps(steps, points), "dataset": data.name, "n_train": data.n_train}
 
 
 def run_jobs(jobs: Sequence[Mapping[str, Any]], workdir: Path) -> dict[str, dict[str, Any]]:
-    """Run all jobs in one child process per framework (both at once); returns key -> results.
+    """Run all jobs in one child process per member (a framework, or a version of one; all at once);
+    returns key -> results.
 
-    Results per key: ``{<framework>: npz arrays, ..., "describe": {framework: dict}}``.
+    Results per key: ``{<member>: npz arrays, ..., "describe": {member: dict}}``.
     """
-    frameworks = list(jobs[0]["specs"])
+    members = list(jobs[0]["specs"])
     workdir.mkdir(parents=True, exist_ok=True)
     write_json(workdir / "jobs.json", list(jobs))
     procs = {}
     try:
-        for fw in frameworks:
+        for fw in members:
             spec = jobs[0]["specs"][fw]
             log = open(workdir / f"stderr-{fw}.log", "w")
-            python = spec["framework"].get("python") or sys.executable
+            python = envs.interpreter(spec)  # framework.python, a version's venv, or this one
             try:
                 proc = start("bench.parity.worker", [workdir, fw], env=spec_env(spec), python=python,
                              stdout=log, stderr=subprocess.STDOUT)
@@ -146,15 +194,17 @@ def run_jobs(jobs: Sequence[Mapping[str, Any]], workdir: Path) -> dict[str, dict
     out: dict[str, dict[str, Any]] = {}
     for job in jobs:
         key = job["key"]
-        out[key] = {fw: dict(np.load(workdir / f"{key}-{fw}.npz")) for fw in frameworks}
-        out[key]["describe"] = {fw: json.loads((workdir / f"{key}-{fw}.json").read_text()) for fw in frameworks}
+        out[key] = {fw: dict(np.load(workdir / f"{key}-{fw}.npz")) for fw in members}
+        out[key]["describe"] = {fw: json.loads((workdir / f"{key}-{fw}.json").read_text()) for fw in members}
     return out
 
 
-def result_name(job: Mapping[str, Any], pair: Sequence[str] = ("torch", "tensorflow")) -> str:
+def result_name(job: Mapping[str, Any], pair: Sequence[str] | None = None) -> str:
     """``<optimizer>-<impl>-bs<bs>-s<seed>``, plus a tag for each setting away from the defaults
     (the model's name first, unless it is the tutorial's MLP, so that several models' checks sit
-    side by side) and for a pair other than torch–tensorflow (``-torch-jax``, ``-tensorflow-jax``)."""
+    side by side) and for a pair other than torch–tensorflow (``-torch-jax``, ``-tensorflow-jax``;
+    two versions: ``-jax0.10.2-jax0.9.2``). ``pair`` defaults to the check's first."""
+    pair = tuple(pair or job_pairs(job)[0])
     spec = lead_spec(job)
     opt = spec["optimizer"]
     name = f"{opt['name']}-{opt['impl']}-bs{job['batch_size']}-s{spec['seed']}"
@@ -166,5 +216,7 @@ def result_name(job: Mapping[str, Any], pair: Sequence[str] = ("torch", "tensorf
             spec["mode"] if spec["mode"] != "eager" else "",
             spec["device"] if spec["device"] != "cpu" else "",
             spec["precision"] if spec["precision"] != "fp32" else "",
-            "-".join(pair) if tuple(pair) != ("torch", "tensorflow") else ""]
+            re.sub(r"[^A-Za-z0-9._-]", "_", "-".join(label(job, m).replace(" ", "") for m in pair))
+            if job.get("versions")
+            else "-".join(pair) if pair != ("torch", "tensorflow") else ""]
     return "-".join([name] + [t for t in tags if t])

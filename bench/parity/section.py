@@ -5,7 +5,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.frameworks import BASE, NAMES
+from bench import envs
+from bench.frameworks import BASE, FRAMEWORKS, NAMES
 from bench.optimizers import METHODS, RESIDUAL
 from bench.parity.compare import BOUND, COLUMNS, LATER_COLUMNS, PAIR, TOLERANCE, f64_key, isolated, pairs
 from bench.report.groups import method_rank
@@ -48,9 +49,25 @@ def _summary(csv_path: Path) -> dict[str, Any] | None:
     for key in ("params_over_bound", "param_rel_to_moved", "param_torch_vs_f64", "param_tf_vs_f64",
                 "param_jax_vs_f64", "param_forms_diff"):
         out[key] = at.at[n, key]
-    fa, fb = first["framework_a"], first["framework_b"]
-    out.update(pair=f"{fa}–{fb}", a_vs_f64=at.at[n, f64_key(fa)], b_vs_f64=at.at[n, f64_key(fb)])
+    out.update(pair=pair_label(first), a_vs_f64=_side(at, n, "a", first["framework_a"]),
+               b_vs_f64=_side(at, n, "b", first["framework_b"]))
     return out
+
+
+def pair_label(first: Mapping[str, Any]) -> str:
+    """``torch–tensorflow``; two versions of one framework: ``jax 0.10.2–jax 0.9.2``."""
+    fa, fb = first["framework_a"], first["framework_b"]
+    va, vb = first.get("version_a"), first.get("version_b")
+    if fa == fb and isinstance(va, str) and isinstance(vb, str):
+        return f"{fa} {va}–{fb} {vb}"
+    return f"{fa}–{fb}"
+
+
+def _side(at: Any, n: int, side: str, framework: str) -> float:
+    """One side's distance to float64 after N steps: its letter's column, or, in a CSV written
+    before those columns, its framework's."""
+    column = f"param_{side}_vs_f64"
+    return at.at[n, column] if column in at.columns else at.at[n, f64_key(framework)]
 
 
 def _display(summary) -> Any:
@@ -95,7 +112,7 @@ def _figure(csv_paths: Sequence[Path], out: Path) -> Path | None:
         colour = f"C{list(METHODS).index(first['optimizer'])}" if first["optimizer"] in METHODS else None
         label = f"{first['optimizer']} {first['impl']}"
         if (first["framework_a"], first["framework_b"]) != PAIR:
-            label += f" {first['framework_a']}–{first['framework_b']}"
+            label += f" {pair_label(first)}"
         if first["init"] != "shared":
             label += f" init {first['init']}"
         if first["seed"] != 0:
@@ -185,6 +202,19 @@ def _words(summary) -> str:
     return "\n\n".join(paras)
 
 
+def _pinned(runs: Any) -> Any:
+    """Rows of runs at the project's own framework versions (a run from before the column counts as one):
+    frameworks are compared at the versions the project pins, versions of one framework by parity."""
+    import pandas as pd
+
+    if "framework_version" not in runs.columns:
+        return pd.Series(True, index=runs.index)
+    pinned = {fw.name: envs.project_version(fw) for fw in FRAMEWORKS.values()}
+    return runs["framework_version"].isna() | pd.Series(
+        [envs.public(str(v)) == pinned.get(fw) for fw, v in zip(runs["framework"], runs["framework_version"])],
+        index=runs.index)
+
+
 def epoch_agreement(results_dir: Path) -> Any:
     """Full runs with impl=reference in torch and in another framework: the largest relative
     difference of the per-epoch training loss, per method, model and pair (a DataFrame; empty when
@@ -206,7 +236,7 @@ def epoch_agreement(results_dir: Path) -> Any:
     key = ["optimizer", "model", "batch_size", "seed", "dataset", "n_train", "lr", "mode", "device", "epoch"]
     if not set(key + ["impl", "framework", "train_loss"]) <= set(runs.columns):
         return pd.DataFrame(columns=columns)
-    runs = runs[(runs["impl"] == "reference") & (runs["epoch"] > 0) & runs["train_loss"].notna()]
+    runs = runs[(runs["impl"] == "reference") & (runs["epoch"] > 0) & runs["train_loss"].notna() & _pinned(runs)]
     wide = runs.pivot_table(index=key, columns="framework", values="train_loss", aggfunc="last")
     parts = []
     for other in (fw for fw in NAMES if fw != BASE and {BASE, fw} <= set(wide.columns)):

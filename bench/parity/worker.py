@@ -1,9 +1,10 @@
-"""``python -m bench.parity.worker <workdir> <framework>``: the child side of ``bench.parity``.
+"""``python -m bench.parity.worker <workdir> <member>``: the child side of ``bench.parity``.
 
-Runs every job of ``<workdir>/jobs.json`` in one framework (its runner for the spec's model
-through ``bench.run.child.make_runner``, one step per call) and leaves, per job, the step losses
-and the parameters at the saved steps in ``<key>-<framework>.npz``, with the runner's description
-in ``<key>-<framework>.json``.
+Runs every job of ``<workdir>/jobs.json`` as one member of the checks (a framework, ``jax``, or a
+version of one, ``jax@0.9.2``, started from that version's venv): its runner for the spec's model
+through ``bench.run.child.make_runner``, one step per call. Leaves, per job, the step losses and the
+parameters at the saved steps in ``<key>-<member>.npz``, with the runner's description (and the
+framework's version from package metadata) in ``<key>-<member>.json``.
 """
 from __future__ import annotations
 
@@ -21,15 +22,18 @@ from bench.parity.run import batch_plan
 from bench.results import write_json
 
 
-def child_main(workdir: Path, framework: str) -> int:
-    """Run every job of ``workdir/jobs.json`` in this framework; one npz + json per job."""
+def child_main(workdir: Path, member: str) -> int:
+    """Run every job of ``workdir/jobs.json`` as ``member`` (a framework, or ``<framework>@<version>``
+    in its version's venv); one npz + json per job."""
     from bench.run.child import make_runner
 
     jobs = json.loads((workdir / "jobs.json").read_text())
-    frameworks.get(framework).prepare_process()  # before the first make_runner imports it
+    framework = frameworks.get(jobs[0]["specs"][member]["framework"]["name"])
+    framework.prepare_process()  # before the first make_runner imports it
+    installed = framework.installed_version()  # what this process imports, as run.json records it
     datasets: dict[str, Any] = {}
     for job in jobs:
-        spec = job["specs"][framework]
+        spec = job["specs"][member]
         data_key = json.dumps(spec["data"], sort_keys=True)
         try:
             if data_key not in datasets:
@@ -47,14 +51,15 @@ def child_main(workdir: Path, framework: str) -> int:
             if k in save:
                 for name, w in runner.weights().items():
                     snaps[name].append(w)
-        np.savez(workdir / f"{job['key']}-{framework}.npz", loss=losses, param_steps=np.array(sorted(save)),
+        np.savez(workdir / f"{job['key']}-{member}.npz", loss=losses, param_steps=np.array(sorted(save)),
                  **{name: np.stack(ws) for name, ws in snaps.items()})
-        write_json(workdir / f"{job['key']}-{framework}.json", runner.describe())
+        write_json(workdir / f"{job['key']}-{member}.json",
+                   {**runner.describe(), **({"framework_version": installed} if installed else {})})
     return 0
 
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:
-        print("usage: python -m bench.parity.worker <workdir> <framework>", file=sys.stderr)
+        print("usage: python -m bench.parity.worker <workdir> <member>", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     sys.exit(child_main(Path(sys.argv[1]), sys.argv[2]))

@@ -105,6 +105,7 @@ def run_stats(metrics: pd.DataFrame, steps: pd.DataFrame, target: float | None =
             "timed_contended": bool(len(finite)) and bool(busy.all()),
             **step_stability(losses.to_numpy(float)),
             **{k: float(first[k]) if k in run.columns else math.nan for k in RUN_FIGURES},
+            "framework_version": first.get("framework_version"),
         })
         rows.append(row)
     return pd.DataFrame(rows)
@@ -158,6 +159,8 @@ def summarize(stats: pd.DataFrame, timing: pd.DataFrame | None = None, baseline:
         row["time_per_step_s_std"] = row.pop("sweep_time_per_step_s_std")
         for col in RUN_FIGURES:  # memory and start-up: medians over seeds, like the start-up figure
             row[col] = _median(grp[col]) if col in grp.columns else math.nan
+        versions = grp["framework_version"].dropna() if "framework_version" in grp.columns else []
+        row["framework_version"] = ",".join(sorted({str(v) for v in versions}))  # two: the seeds' versions differ
         rows.append(row)
     out = pd.DataFrame(rows)
     if out.empty:
@@ -175,8 +178,8 @@ def summarize(stats: pd.DataFrame, timing: pd.DataFrame | None = None, baseline:
                           ).drop(columns=["_m", "_f", "_d"]).reset_index(drop=True)
     # summary.csv keeps the column order it had before models: ``model`` comes after the older
     # columns, and what was added since (memory, start-up) after it, so no column moves.
-    older = [c for c in out.columns if c != "model" and c not in RUN_FIGURES]
-    return out[older + ["model"] + [c for c in RUN_FIGURES if c in out.columns]]
+    older = [c for c in out.columns if c not in ("model", "framework_version") and c not in RUN_FIGURES]
+    return out[older + ["model"] + [c for c in RUN_FIGURES if c in out.columns] + ["framework_version"]]
 
 
 def tf_torch_ratio(summary: pd.DataFrame, rounds: dict | None = None) -> pd.Series:

@@ -155,6 +155,9 @@ def load_runs(results_dir: Path) -> Runs:
         if df["model"].isna().any() or (df["model"].astype(str) == "").any():
             df["model"] = model_name(run_info.get("config"))  # an older run: the tutorial's MLP
         df["model"] = df["model"].astype(str)
+        # The version the child imported; a run from before the column: the one its run.json recorded.
+        version = df["framework_version"] if "framework_version" in df.columns else pd.Series(np.nan, df.index)
+        df["framework_version"] = version.astype(object).where(version.notna(), run_info.get("framework_version"))
         info[run_id] = run_info
         for key in RUN_FIGURES:
             df[key] = _number(run_info.get(key))

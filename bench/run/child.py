@@ -185,7 +185,9 @@ def main(spec_path: str) -> int:
         frameworks.get(spec["framework"]["name"]).prepare_process()  # before make_runner imports it
         runner, ready_mib = build_runner(spec, data, out_dir, started, batch_size)
         runner = with_fault(runner, spec["run_id"], os.environ.get("OPTBENCH_FAULT"))
-        update_run_json(out_dir, **runner.describe())
+        # framework_version: the version this child imported, from package metadata, as a run_id names it
+        installed = frameworks.get(spec["framework"]["name"]).installed_version()
+        update_run_json(out_dir, **{**runner.describe(), **({"framework_version": installed} if installed else {})})
         status = train(spec, runner, data, out_dir, batch_size)
         record_memory(out_dir, runner, ready_mib)
     except KeyboardInterrupt:

@@ -27,6 +27,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from bench import envs
 from bench.cli import one_line
 from bench.exits import EXIT_BAD_INPUT
 from bench.machine import PROJECT_ROOT, git_commit, host_info
@@ -90,10 +91,14 @@ def _signal_name(code: int) -> str:
 
 
 def child_python(spec: dict[str, Any]) -> str:
-    """The interpreter of a run's child: framework.python, else TensorFlow's GPU venv for a
-    TensorFlow run on a GPU when it exists, else this one."""
+    """The interpreter of a run's child: framework.python, else its framework.version's venv (built
+    first if need be: BadInput when pip cannot), else TensorFlow's GPU venv for a TensorFlow run on a
+    GPU when it exists, else this one."""
     if spec["framework"].get("python"):
         return str(spec["framework"]["python"])
+    version_python = envs.python_for(spec)
+    if version_python is not None:
+        return version_python
     if spec["framework"]["name"] == "tensorflow" and spec["device"] == "cuda":
         if TF_GPU_PYTHON.exists():
             return str(TF_GPU_PYTHON)
@@ -131,6 +136,7 @@ def execute(spec: dict[str, Any], results_dir: str, force: bool = False, runs_pe
     same results_dir never train the same run at once; the lock dies with its process.
     A ``device=cuda`` run holds one of the ``runs_per_gpu`` slots of one GPU while its child runs.
     """
+    envs.python_for(spec)  # a framework.version's venv first: when pip cannot build it, nothing is written
     out = run_dir(results_dir, spec["run_id"])
     out.mkdir(parents=True, exist_ok=True)
     with _folder_lock(out) as held:

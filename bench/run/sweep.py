@@ -17,12 +17,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from bench import envs, frameworks
 from bench.exits import EXIT_BAD_INPUT, BadInput
 from bench.machine import resolve_device
 from bench.results import run_status, update_run_json, write_json
 from bench.run.progress import SweepReporter
 from bench.run.slurm import quiet_sacct
-from bench.spec import unknown_keys
+from bench.spec import conf_group, unknown_keys
 
 OBJECTIVES = ("val_acc",)  # what a tuning sweep (hydra/sweeper=tune_lr) maximises
 # The validation split a tuning sweep carves from the training set when the user sets none:
@@ -67,6 +68,35 @@ def current_sweeper() -> str:
         return str(HydraConfig.get().sweeper.get("_target_", ""))
     except ValueError:  # not under Hydra
         return ""
+
+
+def sweep_envs(config: DictConfig, jobs: list[list[str]]) -> list[envs.Env]:
+    """The version venvs a sweep's jobs train in (each job: its list of overrides), in order, once each.
+
+    Read from each job's own overrides on top of the sweep's config, the way Hydra composes the job:
+    a ``framework=`` choice first (its conf file's version and python), then ``framework.version``,
+    ``framework.python`` and ``device``. A bad version is BadInput here; any other bad value is left
+    to the job's own checks.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    wanted: dict[envs.Env, None] = {}
+    for job in jobs:
+        values = {o.key_or_group.lstrip("+~"): o.value() for o in parser.parse_overrides(job)}
+        name = values.get("framework", config.framework.get("name"))
+        node = conf_group("framework", name) if "framework" in values and name in frameworks.NAMES else config.framework
+        version = values.get("framework.version", node.get("version"))
+        python = values.get("framework.python", node.get("python"))
+        try:
+            device = resolve_device(str(values.get("device", config.get("device"))))
+        except BadInput:
+            continue
+        if name in frameworks.NAMES:
+            env = envs.env_for(name, version, device, python)
+            if env is not None:
+                wanted[env] = None
+    return list(wanted)
 
 
 # ------------------------------------------------------------------ stale runs
@@ -158,7 +188,12 @@ class SweepProgress(Callback):
         total = None
         if sweeper.endswith("BasicSweeper"):
             parsed = OverridesParser.create().parse_overrides(overrides)
-            total = sum(len(batch) for batch in BasicSweeper.split_arguments(parsed, None))
+            jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+            total = len(jobs)
+            # Every framework.version's venv now, once, before any lane starts: a version pip cannot
+            # install stops the sweep here with one line, and no lane waits on a build.
+            for env in sweep_envs(config, jobs):
+                envs.ensure(env)
         pdir = Path(config.hydra.sweep.dir) / ".progress"
         pdir.mkdir(parents=True, exist_ok=True)
         if total is not None:
