@@ -1,10 +1,13 @@
-"""The report: aggregation on synthetic runs, bad files skipped, the CLI, and the page in Chromium.
+"""The report: aggregation on synthetic runs, bad files skipped, the CLI, and the page in Chromium
+(every figure decodes; "At a glance" comes first; columns sort on click and from the keyboard).
 
 Synthetic runs are written with the harness' own CSV writer and columns, so these tests need
 no framework and take seconds.
 """
 from __future__ import annotations
 
+import html
+import json
 import math
 import re
 import shutil
@@ -15,8 +18,10 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
+from bench.frameworks import NAMES
 from bench.report import aggregate, claims, load, render, sections, tables
 from bench.results import METRIC_COLUMNS, STEP_COLUMNS, write_csv, write_json
+from bench.timing.core import COLUMNS as TIMING_COLUMNS
 
 # One xdist worker runs the module, so its built report (a real sweep) is made once.
 pytestmark = pytest.mark.xdist_group("report")
@@ -218,10 +223,25 @@ def test_cli_writes_every_output(built: Path) -> None:
 def test_html_is_self_contained_and_escaped(built: Path) -> None:
     page = (built / "index.html").read_text()
     assert EVIL not in page and "&lt;script&gt;" in page
-    assert "<script" not in page
+    # One script, the page's own (sortable columns), inlined: nothing is fetched, nothing injected.
+    assert page.count("<script") == 1 and "<script>\n" in page and "src=" not in page.split("<script>")[1]
+    assert (Path(render.__file__).parent / "templates" / "sort.js").read_text() in page
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)""", page)
     assert page.count('src="data:image/png;base64,') == len(list(built.glob("*.png")))
     assert "NOT full-MNIST" in page
+
+
+def test_at_a_glance_comes_first_and_every_table_scrolls_in_its_box(built: Path) -> None:
+    page = (built / "index.html").read_text()
+    h2 = re.findall(r'<h2 id="([^"]+)">', page)
+    assert h2[:2] == ["glance", "status"]  # the answer, then the run-status warnings, then the tables
+    glance = html.unescape(page.split('<h2 id="glance">')[1].split("<h2 ")[0])
+    assert "no timing pass" in glance and "Fastest" not in glance  # no timing pass here: no winner named
+    assert "The tutorial's claims</strong>: " in glance
+    assert "1 warning: see <em>Runs and status</em> below." in glance  # the stray file, named further down
+    assert page.count("<table") == page.count('<div class="scroll">\n<table class="data">')
+    md = (built / "report.md").read_text()
+    assert md.index("## At a glance") < md.index("## Runs and status") < md.index("## Comparison")
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
@@ -257,4 +277,97 @@ def test_page_renders_in_headless_chromium_with_every_figure(built: Path, tmp_pa
     shot = tmp_path / "shot.png"
     subprocess.run([CHROMIUM, *flags, "--window-size=1200,3000", f"--screenshot={shot}",
                     (built / "index.html").as_uri()], capture_output=True, text=True, timeout=120)
+    assert shot.stat().st_size > 10_000
+
+
+# ------------------------------------------------------------------ At a glance and sorting, in Chromium
+SPEED = {fw: f for fw, f in zip(reversed(NAMES), (0.5, 1.0, 2.0, 4.0), strict=False)}  # the last one fastest
+
+
+@pytest.fixture(scope="module")
+def glance_built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every registry framework, three methods, two seeds, memory and start-up figures, and a timing pass in
+    which the registry's last framework is fastest; the report built by the CLI."""
+    results = tmp_path_factory.mktemp("glance") / "results"
+    final = {"sgd": 0.93, "minibatch": 0.85, "adam": 0.9}
+    for i, fw in enumerate(NAMES):
+        for method, acc in final.items():
+            for seed in (0, 1):
+                info = {"rss_ready_mib": 300.0 + 100 * i, "rss_peak_mib": 340.0 + 100 * i + seed,
+                        "train_mem_mib": 40.0 + 10 * i + seed, "mem_floor_mib": 0.9, "startup_import_s": 1.0 + i,
+                        "startup_ready_s": 1.5 + i, "startup_first_step_s": 2.0 + i}
+                make_run(results, fw, method, seed, [0.1, acc - 0.05, acc + 0.01 * i + 0.003 * seed], info=info)
+    rng = np.random.default_rng(0)
+    rows = [{"framework": fw, "optimizer": method, "impl": "native", "mode": "eager", "batch_size": OWN_BATCH[method],
+             "lr": 0.01, "dataset": "mnist_embedded", "n_train": N_TRAIN, "device": "cpu", "threads": 1, "round": r,
+             "steps": 100, "time_s": 0.1, "time_per_step_s": 1e-3 * SPEED[fw] * (1 + 0.01 * rng.standard_normal()),
+             "cpu_time_s": 0.1, "contention": 0.0, "model": "mlp", "process": 0}
+            for r in range(6) for fw in NAMES for method in final]
+    write_csv(results / "timing" / "timing.csv", rows, TIMING_COLUMNS)
+    write_json(results / "timing" / "timing.json", {"started": "2026-12-01T00:00:00Z", "host": "test", "rounds": 6,
+                                                    "warmup_rounds": 1})
+    proc = run_cli(str(results), "extra=false", module="bench.report", timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return results / "report"
+
+
+# Clicks the comparison table's "final acc" header twice, then reaches the "framework" header with the
+# keyboard, and writes what each left behind into <pre id="probe"> for --dump-dom.
+SORT_PROBE = """<script>window.addEventListener('load', () => {
+  const table = document.querySelector('#table-mnist-embedded ~ div.scroll table.data');
+  const heads = Array.from(table.tHead.rows[0].cells);
+  const column = name => heads.findIndex(th => th.textContent === name);
+  const cells = i => Array.from(table.tBodies[0].rows, row => row.cells[i].textContent);
+  const acc = heads[column('final acc')], fw = heads[column('framework')];
+  const out = {h2: Array.from(document.querySelectorAll('h2'), h => h.textContent),
+               tabbable: heads.every(th => th.tabIndex === 0), before: cells(column('final acc'))};
+  acc.click();
+  out.up = cells(column('final acc')); out.upSort = acc.getAttribute('aria-sort');
+  acc.click();
+  out.down = cells(column('final acc')); out.downSort = acc.getAttribute('aria-sort');
+  fw.dispatchEvent(new KeyboardEvent('keydown', {key: 'Enter', bubbles: true}));
+  out.key = cells(column('framework')); out.keySort = fw.getAttribute('aria-sort');
+  out.accAfterKey = acc.getAttribute('aria-sort');
+  const pre = document.createElement('pre');
+  pre.id = 'probe';
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+});</script>"""
+
+
+def _first_number(text: str) -> float:
+    return float(re.match(r"[-+]?\d+(\.\d+)?", text).group())
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed here (.ci/run installs it)")
+def test_at_a_glance_is_first_and_columns_sort_on_click_in_chromium(glance_built: Path, tmp_path: Path) -> None:
+    page = (glance_built / "index.html").read_text()
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.replace("</body>", SORT_PROBE + "</body>"))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-extensions", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([CHROMIUM, *flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    found = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, re.S)
+    assert found, dom.stderr[-2000:]
+    out = json.loads(html.unescape(found.group(1)))
+    assert out["h2"][:2] == ["At a glance", "Runs and status"]
+    assert out["tabbable"]
+    up, down = [_first_number(t) for t in out["up"]], [_first_number(t) for t in out["down"]]
+    assert len(up) == len(NAMES) * 3 and len(set(up)) > 3  # a column with something to sort
+    assert [_first_number(t) for t in out["before"]] != up  # the click changed the order
+    assert up == sorted(up) and down == sorted(up, reverse=True)
+    assert (out["upSort"], out["downSort"]) == ("ascending", "descending")
+    assert out["key"] == sorted(out["key"]) and out["keySort"] == "ascending" and out["accAfterKey"] is None
+    # The glance as the browser shows it: the fastest framework from the timing pass, memory, claims.
+    glance = dom.stdout.split('<h2 id="glance">')[1].split("<h2 ")[0]
+    fastest = min(NAMES, key=SPEED.__getitem__)
+    assert f"Fastest: {fastest}" in glance and f"time per step ÷ {fastest}'s" in html.unescape(glance)
+    for header in ("peak MiB", "training MiB", "floor MiB", "first step s"):
+        assert f">{header}</th>" in glance
+    assert "The tutorial's claims" in html.unescape(glance)
+    shot = tmp_path / "shot.png"
+    subprocess.run([CHROMIUM, *flags, "--window-size=1400,2200", f"--screenshot={shot}",
+                    (glance_built / "index.html").as_uri()], capture_output=True, text=True, timeout=120)
     assert shot.stat().st_size > 10_000

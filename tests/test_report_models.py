@@ -119,8 +119,8 @@ def test_summary_has_a_row_per_model_and_model_as_its_last_column(tmp_path: Path
     timing, _ = load.load_timing(tmp_path)
     assert set(runs.metrics["model"]) == {"mlp", "lenet5"}  # old-style runs read as mlp
     summary = aggregate.summarize(aggregate.run_stats(runs.metrics, runs.steps), timing.rows)
-    # model was appended, then the run's memory and start-up figures after it
-    assert list(summary.columns)[-len(RUN_FIGURES) - 1:] == ["model", *RUN_FIGURES]
+    # model was appended, then the run's memory and start-up figures after it, then framework_version
+    assert list(summary.columns)[-len(RUN_FIGURES) - 2:] == ["model", *RUN_FIGURES, "framework_version"]
     assert list(summary.columns)[:2] == ["dataset", "device"]
     assert len(summary) == 2 * 2 * 5  # models x frameworks x methods: nothing merged
     adam = summary[(summary["optimizer"] == "adam") & (summary["framework"] == "torch")].set_index("model")
@@ -154,7 +154,7 @@ def test_model_descriptions_come_from_the_spec_or_the_conf_file(tmp_path: Path) 
 def test_timing_pass_finds_one_configuration_per_model(tmp_path: Path) -> None:
     two_models(tmp_path, methods=("adam",))
     configs = sweep_configs(tmp_path)
-    assert "model" in KEY and TIMING_COLUMNS[-1] == "model"
+    assert "model" in KEY and "model" in TIMING_COLUMNS  # appended: columns written later come after it
     assert sorted((c["row"]["framework"], c["row"]["model"]) for c in configs) == [
         ("tensorflow", "lenet5"), ("tensorflow", "mlp"), ("torch", "lenet5"), ("torch", "mlp")]
 
@@ -277,6 +277,28 @@ def test_page_has_a_section_per_model_and_a_beyond_the_tutorial_block(built: Pat
     assert "## Model lenet5" in md and "### Beyond the tutorial" in md
 
 
+def test_at_a_glance_leads_with_each_models_answer_from_its_own_runs(built: Path) -> None:
+    page = (built / "index.html").read_text()
+    assert _headings(page)[0] == ("2", "At a glance")
+    glance = html.unescape(page.split('<h2 id="glance">')[1].split("<h2 ")[0])
+    blocks = re.split(r"<p><strong>Model ", glance)[1:]
+    titles = [b.split("</strong>")[0] for b in blocks]
+    assert titles == ["mlp — the tutorial's methods", "mlp — beyond the tutorial",
+                      "lenet5 — the tutorial's methods", "lenet5 — beyond the tutorial"]
+    for block, model in zip(blocks[::2], ("mlp", "lenet5"), strict=True):
+        # The timing pass: tensorflow TF_RATIO[model] times torch on this model's minibatch and adam only.
+        ratio = re.search(r"Time per step over torch's, with its 95 % interval: tensorflow ([\d.]+) \[", block)
+        assert "<strong>Fastest: torch</strong>" in block and "the 2 configurations" in block
+        assert float(ratio.group(1)) == pytest.approx(TF_RATIO[model], rel=0.02)
+        # Both frameworks were given the same accuracies: no difference is invented.
+        assert "has the same mean final test accuracy in each" in block and "Largest" not in block
+        assert "<strong>The tutorial's claims</strong>: " in block
+    for block in blocks[1::2]:  # the timing pass timed no method beyond the tutorial: no winner named
+        assert "Fastest" not in block and "timed none of these configurations" in block
+        assert "makes no claims about these methods" in block
+    assert "Not recorded by these runs" in glance  # synthetic runs carry no memory figures
+
+
 def test_page_tables_and_figures_keep_models_and_methods_apart(built: Path) -> None:
     page = (built / "index.html").read_text()
     blocks = re.split(r"<h[23] id=", page)
@@ -291,7 +313,8 @@ def test_page_tables_and_figures_keep_models_and_methods_apart(built: Path) -> N
                 f"test_acc_vs_epoch_{tag}-beyond", f"time_per_step_{tag}-beyond"} <= pngs
     assert page.count('src="data:image/png;base64,') == len(pngs)
     summary = pd.read_csv(built / "summary.csv")
-    assert len(summary) == 20 and list(summary.columns[-len(RUN_FIGURES) - 1:]) == ["model", *RUN_FIGURES]
+    assert len(summary) == 20 and list(summary.columns[-len(RUN_FIGURES) - 2:]) == ["model", *RUN_FIGURES,
+                                                                                   "framework_version"]
     verdicts = pd.read_csv(built / "claims.csv")
     assert set(verdicts["model"]) == {"mlp", "lenet5"} and set(verdicts["method"]) <= set(TUTORIAL_METHODS)
     assert list(verdicts.columns[-2:]) == ["dataset", "model"]
@@ -303,7 +326,12 @@ def test_one_model_looks_as_before_and_names_its_model(tmp_path: Path, nesterov_
     page = (tmp_path / "report" / "index.html").read_text()
     heads = _headings(page)
     assert not any(t.startswith("Model ") for _, t in heads)
-    assert [t for _, t in heads][1:5] == ["Comparison", "The tutorial's claims, checked", "Curves", BEYOND]
+    assert [t for _, t in heads][:6] == ["At a glance", "Runs and status", "Comparison",
+                                         "The tutorial's claims, checked", "Curves", BEYOND]
+    glance = html.unescape(page.split('<h2 id="glance">')[1].split("<h2 ")[0])
+    assert "The tutorial's methods** (minibatch, adam)" not in glance  # markdown rendered, not shown raw
+    assert "<strong>The tutorial's methods</strong> (minibatch, adam)" in glance
+    assert "<strong>Beyond the tutorial</strong> (nesterov)" in glance and "Model " not in glance
     assert all(level == "2" for level, _ in heads)
     assert "model: lenet5 (conv2d 6@5x5 same" in page  # the header says which model
     assert "model lenet5" in page  # the environment table, and the comparison text

@@ -7,6 +7,8 @@ Layers, so that every number can be tested without drawing anything:
   then those beyond it) and models (each one a section of its own when there are several);
 * ``aggregate``, ``speed``, ``claims`` — pure functions: per-run figures, seeds folded, time
   per step and ratios with 95 % intervals, the tutorial's claims judged;
+* ``glance`` — pure too: "At a glance", the page's first section (fastest framework, memory,
+  first step, largest accuracy difference, claim counts per model and method group);
 * ``tables``, ``figures`` — strings for people, PNG and SVG figures;
 * ``render`` (Jinja2 templates under ``templates/``) and ``page`` (the sections in order,
   ``build_report``) — ``index.html``, ``report.md``, ``summary.csv``;

@@ -12,13 +12,15 @@ from bench.optimizers import METHODS
 from bench.report.aggregate import LAST_PART, aggregate_curves, max_concurrent, run_stats, summarize, target_for
 from bench.report.claims import check_claims
 from bench.report.figures import plot_curves, plot_speed, plot_startup, plot_steps
+from bench.report.glance import INTRO, group_glance, group_title
 from bench.report.groups import BEYOND, framework_order, method_order, model_order, split_methods
 from bench.report.load import Runs, Timing, default_lrs, load_runs, load_timing, read_table
 from bench.report.render import Part, render_html, render_md
 from bench.report.sections import EXTRA_MODULES, collect_section
-from bench.report.speed import BASELINE, CONTENTION_THRESHOLD, contended, round_times
+from bench.report.speed import BASELINE, protocol_text, round_times
 from bench.report.tables import comparison_table, contention_note, environment
 from bench.results import atomic_write_text
+from bench.scaling.section import scaling_sentences
 
 
 def _slug(text: str) -> str:
@@ -54,22 +56,15 @@ class Inputs:
     lanes: int
     baseline: str = BASELINE
     claims: list[pd.DataFrame] = field(default_factory=list)  # every dataset's verdicts, for claims.csv
+    verdicts: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)  # (dataset, model) -> its claims
+    scaling: dict[str, list[str]] = field(default_factory=dict)  # model -> where the scaling pass's curves cross
 
 
 def _timing_text(timing: Timing | None, baseline: str) -> str:
     if timing is None:
         return ("**No timing pass** (`python -m bench.timing`): the speed numbers below are sweep wall time "
                 "(runs shared the cores), and every claim about time is inconclusive.")
-    meta, rows = timing.meta, timing.rows
-    started = meta.get("started", "start not recorded")
-    busy = int(contended(rows["contention"]).sum())
-    return (f"Speed from the timing pass ({started}, host "
-            f"{meta.get('host', '?')}): {int(rows['round'].nunique())} rounds per configuration after "
-            f"{meta.get('warmup_rounds', '?')} warm-up rounds, configurations interleaved round by round. "
-            f"ms/step: median over clean rounds with its 95 % bootstrap interval; time vs {baseline}: median "
-            f"of the per-round ratios against the {baseline} configuration timed in the same round, with its "
-            f"95 % interval; rounds: clean / all. {busy} of {len(rows)} timed rows ran under contention "
-            f"(other processes used over {CONTENTION_THRESHOLD:.0%} of the CPU) and are left out.")
+    return protocol_text(timing.rows, timing.meta, baseline)  # processes, rounds, passes, what was left out
 
 
 @dataclass(frozen=True)
@@ -167,14 +162,29 @@ def _comparison(part: Part, scope: Scope, inp: Inputs, s: pd.DataFrame, timed: b
     part.table(comparison_table(s, timed, inp.baseline))
 
 
+def _is_timed(inp: Inputs, s: pd.DataFrame) -> bool:
+    return inp.timing is not None and bool((s["timing_n"] > 0).any())
+
+
+def _judge_claims(scope: Scope, inp: Inputs) -> pd.DataFrame:
+    """The tutorial's claims judged on one dataset and model (empty without the tutorial's methods)."""
+    s, st = scope.select(inp.summary), scope.select(inp.stats)
+    tut = split_methods(s)[0]
+    if tut.empty:
+        return pd.DataFrame()
+    found = check_claims(tut, st, inp.rounds if _is_timed(inp, tut) else {}, inp.default_lr, inp.baseline)
+    return pd.DataFrame([{"method": x.method, "claim": x.claim, "framework": x.framework,
+                          "measured by": x.measure, "verdict": x.verdict, "95% interval": x.interval,
+                          "n": x.n, "lr": x.lr, "evidence": x.evidence} for x in found])
+
+
 def _tutorial_parts(scope: Scope, inp: Inputs, s: pd.DataFrame, st: pd.DataFrame, c: pd.DataFrame,
                     m: pd.DataFrame, steps: pd.DataFrame, out_dir: Path, level: int) -> list[Part]:
-    timed = inp.timing is not None and bool((s["timing_n"] > 0).any())
+    timed = _is_timed(inp, s)
     tag, suffix, ds = scope.tag, scope.suffix, scope.dataset
     table = Part(f"table-{tag}", f"Comparison{suffix}", level=level)
     _comparison(table, scope, inp, s, timed)
 
-    found = check_claims(s, st, inp.rounds if timed else {}, inp.default_lr, inp.baseline)
     claims = Part(f"claims-{tag}", f"The tutorial's claims, checked{suffix}", level=level)
     claims.text("Each line of the tutorial's closing pros/cons table, judged per framework from the runs above: "
                 "each method at its own batch size, native optimizer, eager mode, and at its best lr where several "
@@ -191,9 +201,7 @@ def _tutorial_parts(scope: Scope, inp: Inputs, s: pd.DataFrame, st: pd.DataFrame
                 + (f" They are judged for each model separately, here from the runs of {scope.model} only: the "
                    "tutorial made them on its MLP, and a verdict on one model says nothing about another."
                    if scope.several_models else ""))
-    verdicts = pd.DataFrame([{"method": x.method, "claim": x.claim, "framework": x.framework,
-                              "measured by": x.measure, "verdict": x.verdict, "95% interval": x.interval,
-                              "n": x.n, "lr": x.lr, "evidence": x.evidence} for x in found])
+    verdicts = inp.verdicts.get((ds, scope.model), pd.DataFrame())
     claims.table(verdicts)
     inp.claims.append(verdicts.assign(dataset=ds, model=scope.model))
 
@@ -215,7 +223,7 @@ def _tutorial_parts(scope: Scope, inp: Inputs, s: pd.DataFrame, st: pd.DataFrame
 
 def _beyond_part(scope: Scope, inp: Inputs, s: pd.DataFrame, c: pd.DataFrame, out_dir: Path, level: int) -> Part:
     """Methods beyond the tutorial's six: table, curves and speed as for the six, no claims."""
-    timed = inp.timing is not None and bool((s["timing_n"] > 0).any())
+    timed = _is_timed(inp, s)
     tag, caption = f"{scope.tag}-beyond", (scope.dataset if not scope.several_models
                                            else f"{scope.model}, {scope.dataset}")
     part = Part(f"beyond-{scope.tag}", f"{BEYOND}{scope.suffix}", level=level)
@@ -230,6 +238,36 @@ def _beyond_part(scope: Scope, inp: Inputs, s: pd.DataFrame, c: pd.DataFrame, ou
     _curve_figures(part, c, s, out_dir, tag, heading, f"beyond the tutorial, {caption}")
     part.figure(plot_speed(s, out_dir, f"time_per_step_{tag}", timed, inp.default_lr, heading),
                 f"time per step, beyond the tutorial ({caption}): {_speed_caption(s, timed)}")
+    return part
+
+
+def _glance_part(scopes: Sequence[Scope], inp: Inputs) -> Part:
+    """"At a glance": per dataset and model, each method group's answer (``bench.report.glance``)."""
+    part = Part("glance", "At a glance")
+    part.text(INTRO if scopes else "No completed or diverged runs: nothing to answer yet.")
+    for scope in scopes:
+        where = ", ".join(([f"Model {scope.model}"] if scope.several_models else [])
+                          + ([scope.dataset] if scope.several_datasets else []))
+        s, st = scope.select(inp.summary), scope.select(inp.stats)
+        for tutorial, gs, gst in zip((True, False), split_methods(s), split_methods(st), strict=True):
+            if gs.empty:
+                continue
+            group = group_glance(group_title(gs["optimizer"], tutorial, where), gs, gst, inp.rounds,
+                                 inp.verdicts.get((scope.dataset, scope.model)) if tutorial else None,
+                                 inp.timing is not None, inp.baseline, claims=tutorial,
+                                 scaling=inp.scaling.get(scope.model, ()) if tutorial else ())
+            part.text(group.title)
+            for line in group.before:
+                part.text(line)
+            part.table(group.table)
+            for line in group.after:
+                part.text(line)
+    left_out, warned = len(inp.runs.problems), len(inp.runs.warnings)
+    runs = f"{left_out} failed or unfinished run{'s' if left_out != 1 else ''}"
+    said = ([f"{runs} left out of every number in the report"] if left_out else []) + (
+        [f"{warned} warning{'s' if warned != 1 else ''}"] if warned else [])
+    if said:
+        part.text("; ".join(said) + ": see *Runs and status* below.")
     return part
 
 
@@ -314,14 +352,20 @@ def build_report(results_dir: Path, out_dir: Path, target: float | None = None,
     inp = Inputs(runs, stats, summary, aggregate_curves(runs.metrics) if len(runs.metrics) else pd.DataFrame(),
                  timing, round_times(rows) if rows is not None else {}, default_lrs(), target,
                  max_concurrent(runs.info.values()), baseline)
+    inp.scaling = scaling_sentences(results_dir)
     datasets = list(dict.fromkeys(summary["dataset"])) if len(summary) else []
     models = model_order(summary["model"]) if len(summary) else []
     env, notes = environment(runs) if len(runs.metrics) else (pd.DataFrame(), [])
 
+    scopes = [Scope(ds, model, len(datasets) > 1, len(models) > 1) for ds in datasets
+              for model in model_order(summary.loc[summary["dataset"] == ds, "model"])]
+    for scope in scopes:  # judged once: "At a glance" counts the verdicts its claims table shows
+        inp.verdicts[(scope.dataset, scope.model)] = _judge_claims(scope, inp)
     body: list[Part] = []
-    for ds in datasets:
-        for model in model_order(summary.loc[summary["dataset"] == ds, "model"]):
-            body += _dataset_parts(Scope(ds, model, len(datasets) > 1, len(models) > 1), inp, out_dir)
+    for scope in scopes:
+        body += _dataset_parts(scope, inp, out_dir)
+    # After every model's tables, claims and figures: the sections other modules contribute (the
+    # batch-size scaling pass first).
     body += _extra_parts(results_dir, extra_modules, out_dir, runs.warnings, log)
     toy = _toy_part(results_dir, out_dir)
     body += [toy] if toy else []
@@ -330,7 +374,8 @@ def build_report(results_dir: Path, out_dir: Path, target: float | None = None,
         envp.loud(note)
     if len(env):
         envp.table(env)
-    parts = [_status_part(stats, runs, notes)] + body + [envp]
+    # The answer first; then what may qualify it (failed runs, warnings), then every table behind it.
+    parts = [_glance_part(scopes, inp), _status_part(stats, runs, notes)] + body + [envp]
 
     frameworks = framework_order(summary["framework"], baseline) if len(summary) else []
     beyond = method_order(split_methods(summary)[1]["optimizer"]) if len(summary) else []

@@ -2,7 +2,8 @@
 
 The Python side only prepares data (strings, cells, figure bytes); the templates under
 ``templates/`` hold every tag. HTML autoescaping is on: text from result files, run.json or
-another module's section can never become markup.
+another module's section can never become markup. The page's one script (``templates/sort.js``:
+columns sort on click) and its style sheet are our own files, inlined: the page needs no network.
 """
 from __future__ import annotations
 
@@ -75,13 +76,18 @@ def cell_text(v: Any) -> str:
     return str(v)
 
 
+PROSE = 60  # characters: a longer cell (evidence, an interval list) wraps inside its column; others never do
+
+
 def cell_class(text: str) -> str:
-    """Verdicts and divergence stand out; the class names are the style sheet's."""
+    """Verdicts and divergence stand out, long text wraps; the class names are the style sheet's."""
     if text == "diverged" or text.startswith("not supported"):
-        return "bad"
-    if text.startswith("supported"):
-        return "good"
-    return "unsure" if text.startswith("inconclusive") else ""
+        tone = "bad"
+    elif text.startswith("supported"):
+        tone = "good"
+    else:
+        tone = "unsure" if text.startswith("inconclusive") else ""
+    return " ".join(c for c in (tone, "prose" if len(text) > PROSE else "") if c)
 
 
 def md_cell(v: Any) -> str:
@@ -122,9 +128,11 @@ def _environment(autoescape: bool) -> jinja2.Environment:
 
 
 def render_html(title: str, subtitle: str, parts: Sequence[Part], out_dir: Path) -> str:
-    """The self-contained page: style sheet inlined, figures embedded as data URIs."""
+    """The self-contained page: style sheet and script inlined, figures embedded as data URIs."""
     css = Markup((TEMPLATES / "style.css").read_text(encoding="utf-8"))  # noqa: S704 - our own file
-    return _environment(True).get_template("page.html.j2").render(css=css, **_context(title, subtitle, parts, out_dir))
+    js = Markup((TEMPLATES / "sort.js").read_text(encoding="utf-8"))  # noqa: S704 - our own file
+    return _environment(True).get_template("page.html.j2").render(css=css, js=js,
+                                                                  **_context(title, subtitle, parts, out_dir))
 
 
 def render_md(title: str, subtitle: str, parts: Sequence[Part], out_dir: Path) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 from bench.run import proc
 
 # Modules asked for a section, in page order. A module that does not exist is skipped quietly.
-EXTRA_MODULES = ("bench.parity.section", "bench.perf.section", "bench.tuning")
+EXTRA_MODULES = ("bench.scaling.section", "bench.parity.section", "bench.perf.section", "bench.tuning")
 
 
 @dataclass
