@@ -1,0 +1,109 @@
+"""The batch-size scaling pass: its plan, its verdicts on synthetic samples, and one real tiny pass."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_cli
+
+from bench.frameworks import NAMES
+from bench.scaling.analysis import COLUMNS, crossings, summarise
+from bench.scaling.core import resolve_batches
+
+
+def test_full_is_the_training_set_and_sizes_above_it_are_left_out() -> None:
+    assert resolve_batches([1, 8, 32, 128, 512, 2048, "full"], 1000) == [1, 8, 32, 128, 512, 1000]
+    assert resolve_batches([2048, "full", 1], 4000) == [1, 2048, 4000]
+
+
+def _rows(per_step: dict[str, dict[int, float]], processes: int = 3, rounds: int = 4, spread: float = 0.02,
+          seed: int = 0, contended: int = 0) -> list[dict]:
+    """Samples of a known time per step per (framework, batch), with process-level and round-level noise."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for fw, curve in per_step.items():
+        for p in range(1, processes + 1):
+            shift = rng.normal(0, spread)
+            for r in range(1, rounds + 1):
+                for batch, t in curve.items():
+                    tps = t * np.exp(shift + rng.normal(0, spread / 2))
+                    rows.append({"framework": fw, "model": "mlp", "mode": "compiled", "batch_size": batch,
+                                 "process": p, "round": r, "steps": 10, "time_s": 10 * tps, "time_per_step_s": tps,
+                                 "samples_per_s": batch / tps, "contention": 0.9 if contended > 0 else 0.0})
+                    contended -= 1
+    return rows
+
+
+def test_each_point_is_the_median_with_an_interval_that_holds_it() -> None:
+    rows = _rows({"a": {1: 1e-3, 64: 2e-3}})
+    points = summarise(rows, {"contention_threshold": 0.1, "matmul_gflops": [10.0], "flop_per_sample": {"mlp": 1e6}})
+    assert [p["batch_size"] for p in points] == [1, 64]
+    for p, t in zip(points, (1e-3, 2e-3)):
+        assert p["samples_per_s_lo"] < p["samples_per_s"] < p["samples_per_s_hi"]
+        assert abs(p["time_per_step_s"] / t - 1) < 0.1
+        assert (p["processes"], p["rounds"]) == (3, 12)
+        assert p["floor_samples_per_s"] == pytest.approx(1e4)  # 10 GFLOP/s over 1 MFLOP per sample
+
+
+def test_contended_samples_are_left_out_and_counted() -> None:
+    rows = _rows({"a": {1: 1e-3}}, contended=2)
+    (point,) = summarise(rows, {"contention_threshold": 0.1})
+    assert point["left_out"] == 2 and point["rounds"] == 10 and not point["all_contended"]
+
+
+def test_a_point_whose_every_sample_was_contended_is_kept_and_flagged() -> None:
+    rows = _rows({"a": {1: 1e-3}}, processes=1, rounds=3, contended=3)
+    (point,) = summarise(rows, {"contention_threshold": 0.1})
+    assert point["all_contended"] and point["left_out"] == 0 and point["rounds"] == 3
+
+
+def test_curves_that_cross_are_said_to_cross_in_the_right_order() -> None:
+    # a: cheap calls, slow arithmetic; b: expensive calls, fast arithmetic. They cross between 64 and 512.
+    a = {b: 1e-4 + 2e-6 * b for b in (1, 8, 64, 512, 4096)}
+    b = {b: 4e-4 + 1e-6 * b for b in (1, 8, 64, 512, 4096)}
+    (sentence,) = crossings(_rows({"a": a, "b": b}), "mlp", ["a", "b"])
+    assert "cross" in sentence and "a at small batches, b at large" in sentence
+    assert "a leads at batch sizes 1–64" in sentence and "b leads at batch sizes 512–4096" in sentence
+
+
+def test_one_framework_ahead_everywhere_is_not_a_crossing() -> None:
+    a = {b: 1e-4 * b for b in (1, 8, 64)}
+    (sentence,) = crossings(_rows({"a": a, "b": {k: 2 * v for k, v in a.items()}}), "mlp", ["a", "b"])
+    assert sentence == "mlp: a is faster than b at batch sizes 1–64."
+
+
+def test_noise_alone_is_called_a_tie() -> None:
+    a = {b: 1e-4 * b for b in (1, 8, 64)}
+    (sentence,) = crossings(_rows({"a": a, "b": dict(a)}, spread=0.05, seed=3), "mlp", ["a", "b"])
+    assert "cannot be told apart" in sentence
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    for bad in ("batch_sizes=0,8", "models=nope", "frameworks=caffe", "processes=0", "data=nope"):
+        done = run_cli(f"results_dir={tmp_path}", bad, module="bench.scaling", timeout=120)
+        assert done.returncode == 2, (bad, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert not (tmp_path / "scaling" / "scaling.csv").exists()
+
+
+@pytest.mark.slow
+def test_a_tiny_pass_times_every_batch_size_in_each_process_and_the_report_draws_it(tmp_path: Path) -> None:
+    fw = NAMES[-1]
+    done = run_cli(str(tmp_path), "models=mlp", f"frameworks={fw}", "batch_sizes=8,full", "limit_train=256",
+                   "processes=2", "rounds=2", "budget_s=2", "min_sample_s=0.02",
+                   module="bench.scaling", timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    rows = list(csv.DictReader(open(tmp_path / "scaling" / "scaling.csv")))
+    assert tuple(rows[0]) == COLUMNS
+    assert {(r["process"], r["round"], r["batch_size"]) for r in rows} == {
+        (p, r, b) for p in ("1", "2") for r in ("1", "2") for b in ("8", "256")}
+    meta = json.loads((tmp_path / "scaling" / "scaling.json").read_text())
+    assert meta["batch_sizes"] == [8, 256] and meta["mode_probe"][0]["chosen"] in {r["mode"] for r in rows}
+    assert all(float(r["samples_per_s"]) > 0 for r in rows)
+    from bench.scaling.section import report_section
+
+    section = report_section(tmp_path)
+    assert section is not None and section.figures[0].is_file() and len(section.table) == 2
