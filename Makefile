@@ -48,7 +48,7 @@ LRS_minibatch := 0.003,0.01,0.03,0.1
 LRS_momentum  := 0.03,0.1,0.3,1.0
 LRS_rmsprop   := 0.0003,0.001,0.003,0.01
 LRS_adam      := 0.0003,0.001,0.003,0.01
-TIMING_BUDGET ?= 100
+TIMING_BUDGET ?= 200
 # Seeds of the quick sweep: the claims' accuracy verdicts need an interval, and one seed gives none.
 # The methods beyond the tutorial make no claim: one seed each shows their curves and times them.
 BENCH_SEEDS ?= 3

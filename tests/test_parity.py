@@ -8,6 +8,7 @@ rounding is checked on a case built on purpose, not on an accident of this CPU.
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -213,3 +214,17 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str, results
     proc = run_cli(*args, f"results_dir={results}", module="bench.parity")
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and message in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_sweep_of_checks_prints_one_line_each_and_writes_every_table(results: Path) -> None:
+    proc = run_cli("-m", "optimizer=sgd,adam", "impl=reference", "steps=5", f"results_dir={results}",
+                   module="bench.parity")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("parity ")]
+    assert [line.split()[1] for line in lines] == ["sgd/reference", "adam/reference"], proc.stdout
+    for line in lines:  # every pair of the registry's frameworks, each with a worded verdict and its figure
+        assert line.count(" vs ") == len(NAMES) * (len(NAMES) - 1) // 2
+        assert all(re.search(r"(agree|differ|DIFFER)[^;]* \(\d\.\de[-+]\d\d\)", part) for part in line.split("; "))
+    assert "per-step results" not in proc.stdout  # no table: they are in the CSVs
+    assert len(list((results / "parity").glob("*.csv"))) == 2 * len(NAMES) * (len(NAMES) - 1) // 2

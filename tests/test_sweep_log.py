@@ -91,3 +91,16 @@ def test_progress_lines_set_explicitly_print_every_epoch_in_a_sweep(results: Pat
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "epoch 1/2" in proc.stdout and "epoch 2/2" in proc.stdout
     assert proc.stdout.count(" completed test_acc ") == 1
+
+
+@pytest.mark.slow
+def test_a_data_fallback_is_said_once_per_lane_and_kept_in_every_run(results: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "no-mnist"
+    empty.mkdir()
+    proc = run_cli("-m", HARNESS_FRAMEWORK, "optimizer=sgd", "seed=0,1,2", "epochs=1", "jobs=1", "data=mnist",
+                   f"data.root={empty}", "data.download=false", "data.limit_train=256", "data.limit_test=128",
+                   f"results_dir={results}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("FALLING BACK") == 1, proc.stderr  # one lane: one line for three runs
+    logs = sorted((results / "runs").glob("*/stderr.log"))
+    assert len(logs) == 3 and all("FALLING BACK" in log.read_text() for log in logs)

@@ -29,8 +29,18 @@ from typing import Any
 
 from bench.cli import entry, error
 from bench.exits import BadInput
-from bench.parity.compare import COLUMNS, compare, print_table, result_rows
-from bench.parity.run import ParityError, job_data, job_pairs, make_job, result_name, run_jobs
+from bench.parity.compare import COLUMNS, compare, print_table, result_rows, short_verdict
+from bench.parity.run import (
+    ParityError,
+    job_data,
+    job_model,
+    job_pairs,
+    label,
+    lead_spec,
+    make_job,
+    result_name,
+    run_jobs,
+)
 from bench.results import write_csv, write_json
 
 
@@ -56,12 +66,17 @@ def check(items: Sequence[tuple[dict[str, Any], Mapping[str, Any]]]) -> int:
                        else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="parity-"))))
             results = run_jobs([job for job, _ in group], workdir)
         for job, cfg in group:
-            _compare_and_write(job, results[job["key"]], Path(str(cfg["results_dir"])) / "parity")
+            _compare_and_write(job, results[job["key"]], Path(str(cfg["results_dir"])) / "parity",
+                               brief=len(items) > 1)
     return 0
 
 
-def _compare_and_write(job: Mapping[str, Any], result: Mapping[str, Any], out_dir: Path) -> None:
+def _compare_and_write(job: Mapping[str, Any], result: Mapping[str, Any], out_dir: Path, brief: bool = False) -> None:
+    """Compare every pair of the check and write its CSV and JSON. One check prints each pair's
+    table; a sweep of checks prints one line per check (the tables are in the CSVs, and the report
+    shows them), so ``make bench``'s log stays readable."""
     exact: dict[str, Any] = {}  # each framework's float64 run, shared by its pairs
+    said = []
     for pair in job_pairs(job):
         name = result_name(job, pair)
         diffs = compare(job, result, job_data(job), pair, exact)
@@ -69,8 +84,15 @@ def _compare_and_write(job: Mapping[str, Any], result: Mapping[str, Any], out_di
         write_json(out_dir / f"{name}.json", {
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "job": job,
             "frameworks": {fw: result["describe"][fw] for fw in pair}})
+        if brief:
+            said.append(f"{' vs '.join(label(job, m) for m in pair)} {short_verdict(job, diffs, pair)}")
+            continue
         print_table(job, diffs, pair)
         print(f"per-step results: {out_dir / (name + '.csv')}")
+    if brief:
+        opt = lead_spec(job)["optimizer"]
+        print(f"parity {opt['name']}/{opt['impl']} {job_model(job).name}, {job['steps']} steps: " + "; ".join(said),
+              flush=True)
 
 
 def main() -> int:

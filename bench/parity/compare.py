@@ -238,6 +238,13 @@ def verdict(job: Mapping[str, Any], diffs: Sequence[Mapping[str, float]], pair: 
             f"same formula on both sides; {exact}")
 
 
+def short_verdict(job: Mapping[str, Any], diffs: Sequence[Mapping[str, float]], pair: Sequence[str] = PAIR) -> str:
+    """:func:`verdict`'s words and its first figure: ``agree (2.1e-07)``, ``differ by formula (3.4e-03)``."""
+    words, _, rest = verdict(job, diffs, pair).partition(":")
+    words = words.split(" (")[0]
+    return f"{words} ({diffs[-1]['param_max_rel_diff']:.1e})"
+
+
 def print_table(job: Mapping[str, Any], diffs: Sequence[Mapping[str, float]], pair: Sequence[str] = PAIR) -> None:
     """The comparison at steps 0, 1, 10 and N, and the verdict, on stdout."""
     fa, fb = pair

@@ -61,6 +61,22 @@ class RunOutcome(NamedTuple):
     skipped: bool = False  # already finished (or running elsewhere): no child was started
 
 
+_LOUD_SAID: set[str] = set()  # the loud notes (``!!! ...``) this process has shown already
+_LOUD_LOCK = threading.Lock()
+
+
+def _said_before(line: str) -> bool:
+    """True for a loud note (a data fallback, ``!!! ...``) this process has already shown: a sweep's
+    runs all fall back alike, and one line per lane says it. Each run's stderr.log and run.json
+    keep the note."""
+    if not line.startswith("!!! "):
+        return False
+    with _LOUD_LOCK:
+        seen = line in _LOUD_SAID
+        _LOUD_SAID.add(line)
+    return seen
+
+
 def _tee(stream, sink, tail: collections.deque, log_path: Path) -> None:
     log = open(log_path, "a", encoding="utf-8", errors="replace")
     try:
@@ -74,7 +90,7 @@ def _tee(stream, sink, tail: collections.deque, log_path: Path) -> None:
                     with contextlib.suppress(OSError):
                         log.close()
                     log = None
-            if not any(noise in line for noise in NOISE):
+            if not any(noise in line for noise in NOISE) and not _said_before(line):
                 sink.write(line)
                 sink.flush()
     finally:
