@@ -54,8 +54,10 @@ TIMING_BUDGET ?= 200
 BENCH_SEEDS ?= 3
 BEYOND_SEEDS ?= 1
 FRAMEWORKS := $(subst $(space),$(comma),$(sort $(basename $(notdir $(wildcard conf/framework/*.yaml)))))
+# hydra/hydra_logging=disabled: no list of every job before a sweep (a line per run); the sweep's
+# own progress lines say what runs and what is left.
 SWEEP = $(PYTHON) -m bench -m framework=$(FRAMEWORKS) profile=$(PROFILE) device=$(DEVICE) data=$(DATA) \
-	model=$(MODEL) results_dir=$(RESULTS) $(ARGS)
+	model=$(MODEL) results_dir=$(RESULTS) hydra/hydra_logging=disabled $(ARGS)
 
 # Quick sweep: 6 methods x 3 frameworks, each run in its own process (PROFILE=full: each method
 # over its LRS_ grid), then the tutorial's toy paths, the step-by-step parity check, the timing

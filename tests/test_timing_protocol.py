@@ -236,3 +236,15 @@ def test_settings_come_from_the_options() -> None:
                                "results_dir": "x", "budget_s": 10.0})
     assert (s.processes, s.rounds, s.pin, s.aslr, s.budget_s) == (4, 3, False, "off", 10.0)
     assert math.isfinite(s.min_sample_s) and s.warmup_rounds == 1
+
+
+def test_configurations_share_a_worker_process_only_with_the_same_framework_and_environment() -> None:
+    from bench.spec import build_spec, compose
+    from bench.timing.protocol import host_key
+
+    def spec(fw: str, optimizer: str = "adam", **kw) -> dict:
+        return build_spec(compose(fw, optimizer, "mnist_embedded", **kw))
+
+    assert host_key(spec("jax", "adam")) == host_key(spec("jax", "sgd", batch_size=1))  # methods and batches share
+    assert host_key(spec("jax")) != host_key(spec("torch"))
+    assert host_key(spec("jax")) != host_key(spec("jax", threads=2))  # other thread pools: another process

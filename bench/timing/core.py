@@ -14,6 +14,13 @@ median and ratio gets a two-level bootstrap interval: processes, then rounds wit
 ``passes=N`` repeats the whole pass N times with fresh processes and checks whether each
 pass's intervals contain the other passes' medians (:mod:`bench.timing.honesty`).
 
+The framework's release is part of a configuration: runs of jax 0.9.2 and jax 0.10.2 are two
+configurations, each worker started in its run's interpreter (that release's venv,
+:func:`bench.envs.interpreter`) and timed in the same interleaved rounds as the other. So besides
+every framework's ratio to the baseline (each at its default release: like with like), each
+release other than a framework's newest gets its time per step over the newest's, paired by pass,
+process slot and round.
+
 Imports neither framework: each worker imports its own.
 """
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import socket
 import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +36,24 @@ import numpy as np
 import pandas as pd
 
 from bench.clock import CONTENTION_THRESHOLD
+from bench.envs import public, python_for
 from bench.exits import BadInput
 from bench.frameworks import BASE
 from bench.machine import cpu_name
 from bench.options import Option, Options, boolean, choice, integer, number
+from bench.report.groups import pinned_version
 from bench.report.speed import (
     TIMING_KEYS,
+    baseline_twin,
     config_key,
     contended,
+    default_versions,
     key_framework,
     round_times,
     samples,
     time_interval,
     time_ratio,
-    with_framework,
+    version_ratios,
 )
 from bench.results import FINISHED, read_json, write_csv, write_json
 from bench.timing.honesty import honesty, print_honesty
@@ -63,10 +75,12 @@ COLUMNS = (
     "threads", "round", "steps", "time_s", "time_per_step_s", "cpu_time_s", "contention",
     "model",  # appended later: a timing.csv without it timed the tutorial's "mlp"
     "process", "pass",  # appended later: a timing.csv without them is one pass of one worker process
+    "framework_version",  # appended later: a timing.csv without it timed each framework's pinned release
 )
 # What makes two runs the same configuration for speed; lr, seed and epochs do not change a step's cost,
-# the model does. The framework comes first (print_table swaps it for the baseline's).
-KEY = ("framework", "optimizer", "impl", "mode", "batch_size", "dataset", "n_train", "device", "threads", "model")
+# the model and the framework's release do. The framework comes first (print_table swaps it for the baseline's).
+KEY = ("framework", "optimizer", "impl", "mode", "batch_size", "dataset", "n_train", "device", "threads", "model",
+       "framework_version")
 BASELINE = BASE  # every other framework's time is given as a ratio to this one (the registry's)
 
 
@@ -74,12 +88,14 @@ BASELINE = BASE  # every other framework's time is given as a ratio to this one 
 OPTIONS = Options(
     "python -m bench.timing",
     f"""Time the sweep found in results_dir: every distinct configuration of its finished runs
-    (framework x optimizer x impl x mode x batch size x data x model x device x threads) in several
+    (framework x release x optimizer x impl x mode x batch size x data x model x device x threads), each
+    in its runs' interpreter (a framework release's own venv), in several
     worker processes, started slot by slot across the pass, each warmed up and timed in interleaved
     rounds (A B C ... A B C ...) while this pass holds the machine's CPU lock exclusively. Writes
     results_dir/timing/timing.csv (one row per configuration, pass, process and round) and
-    timing.json, and prints each configuration's median time per step and every framework's ratio
-    to {BASELINE}, each with its 95 % two-level bootstrap interval (processes, then rounds) and the
+    timing.json, and prints each configuration's median time per step, every framework's ratio
+    to {BASELINE} (each at its default release) and every other release's ratio to its framework's
+    newest, each with its 95 % two-level bootstrap interval (processes, then rounds) and the
     processes and rounds behind it.""",
     {
         "results_dir": Option("results", "the sweep's folder (its runs/ are timed)"),
@@ -93,6 +109,9 @@ OPTIONS = Options(
                            "the first slot); spent on processes, then rounds, then longer samples", number()),
         "min_sample_s": Option(0.2, "the shortest sample the budget is planned with: long enough that a "
                                "scheduler tick does not matter", number()),
+        "host": Option(True, "one worker process per framework (and environment) and slot builds and times all "
+                       "of that framework's configurations, so a slot imports each framework once; false: "
+                       "a process per configuration", boolean),
         "pin": Option(True, "pin each worker to its own core(s) (as many as the configuration's threads), "
                       "a different one for each process; false: the scheduler places them", boolean),
         "aslr": Option("on", "off: run each worker under setarch -R (address-space layout not randomised) "
@@ -133,6 +152,9 @@ def sweep_configs(results_dir: Path) -> list[dict[str, Any]]:
             "dataset": info.get("dataset", spec["data"]["name"]), "n_train": info.get("n_train"),
             "device": spec["device"], "threads": spec["threads"],
             "model": (spec.get("model") or {}).get("name") or DEFAULT_MODEL,
+            # the release the run's child imported; else the one it asked for; else the pinned one
+            "framework_version": public(str(info.get("framework_version") or spec["framework"].get("version")
+                                            or pinned_version(spec["framework"]["name"]))),
         }
         key = tuple(row[k] for k in KEY)
         if key not in found or (found[key]["status"] != "completed" and info["status"] == "completed"):
@@ -141,15 +163,41 @@ def sweep_configs(results_dir: Path) -> list[dict[str, Any]]:
     return sorted(found.values(), key=lambda c: tuple(str(c["row"][k]) for k in KEY))
 
 
-def label(row: dict[str, Any]) -> str:
+def label(row: Mapping[str, Any], release: bool = False) -> str:
+    """``jax adam/native/eager bs32``; ``release``: ``jax 0.9.2 adam/...`` (a pass with several releases of it)."""
     model = row.get("model") or DEFAULT_MODEL
-    return (f"{row['framework']} {row['optimizer']}/{row['impl']}/{row['mode']} bs{row['batch_size']}"
+    framework = f"{row['framework']} {row['framework_version']}" if release else row["framework"]
+    return (f"{framework} {row['optimizer']}/{row['impl']}/{row['mode']} bs{row['batch_size']}"
             + ("" if model == DEFAULT_MODEL else f" {model}"))
 
 
-def key_label(key: tuple) -> str:
-    """:func:`label` of a configuration key of :mod:`bench.report.speed` (``TIMING_KEYS``)."""
-    return label(dict(zip(TIMING_KEYS, key, strict=True)))
+def several_releases(rows: Iterable[Mapping[str, Any]]) -> set[str]:
+    """The frameworks that ``rows`` (configurations' or samples' rows) hold at more than one release."""
+    found: dict[str, set[str]] = {}
+    for row in rows:
+        found.setdefault(str(row["framework"]), set()).add(str(row.get("framework_version") or ""))
+    return {fw for fw, versions in found.items() if len(versions) > 1}
+
+
+def labeller(rows: Iterable[Mapping[str, Any]]) -> Callable[[Mapping[str, Any]], str]:
+    """:func:`label` that names the release of every framework ``rows`` hold at several."""
+    several = several_releases(rows)
+    return lambda row: label(row, row["framework"] in several)
+
+
+def key_labeller(keys: Iterable[tuple]) -> Callable[[tuple], str]:
+    """:func:`labeller` for configuration keys of :mod:`bench.report.speed` (``TIMING_KEYS``)."""
+    rows = [dict(zip(TIMING_KEYS, key, strict=True)) for key in keys]
+    name = labeller(rows)
+    return lambda key: name(dict(zip(TIMING_KEYS, key, strict=True)))
+
+
+def prepare(configs: Iterable[Mapping[str, Any]]) -> None:
+    """Build the venv of every release the configurations train at, before anything is timed (a build
+    prints its one line; a venv that is there costs nothing): no worker's start-up, from which the pass's
+    budget is planned, includes a build."""
+    for config in configs:
+        python_for(config["spec"])
 
 
 # ------------------------------------------------------------------ the pass
@@ -160,6 +208,8 @@ def timing_pass(opts: dict[str, Any], command: str) -> int:
         raise BadInput(f"no finished runs under {results_dir / 'runs'}: run a sweep first")
     out = results_dir / "timing"
     settings = Settings.from_options(opts)
+    prepare(configs)
+    name = labeller(c["row"] for c in configs)
     t0, started = time.perf_counter(), time.strftime("%Y-%m-%dT%H:%M:%S%z")
     print(f"[timing] {len(configs)} configuration(s) x {settings.processes} processes x {settings.rounds} rounds"
           + (f", {opts['passes']} passes" if opts["passes"] > 1 else "") + f", budget {settings.budget_s:g} s a pass"
@@ -168,7 +218,7 @@ def timing_pass(opts: dict[str, Any], command: str) -> int:
     passes, errors = [], {}
     for p in range(1, opts["passes"] + 1):
         logs = out / "logs" / (f"pass-{p}" if opts["passes"] > 1 else "")
-        got = time_configs(configs, settings, logs, label)
+        got = time_configs(configs, settings, logs, name)
         rows += [{**r, "pass": p} for r in got.rows]
         errors.update(got.errors)
         passes.append({"pass": p, "plan": dataclasses.asdict(got.plan) if got.plan else None,
@@ -191,7 +241,8 @@ def timing_pass(opts: dict[str, Any], command: str) -> int:
     write_json(out / "timing.json", meta)
     print_table(rows, opts["contention_threshold"])
     if opts["passes"] > 1 and rows:
-        check = honesty(samples(pd.DataFrame(rows)), opts["contention_threshold"], key_label, BASELINE)
+        timed = samples(pd.DataFrame(rows))
+        check = honesty(timed, opts["contention_threshold"], key_labeller(round_times(timed)), BASELINE)
         write_json(out / "honesty.json", {"command": command, "started": started, **check})
         print_honesty(check)
     print(f"[timing] {time.perf_counter() - t0:.0f} s; wrote {out / 'timing.csv'}", flush=True)
@@ -201,30 +252,42 @@ def timing_pass(opts: dict[str, Any], command: str) -> int:
 # ------------------------------------------------------------------ the numbers and the table
 def summary(rows: list[dict[str, Any]], threshold: float) -> list[dict[str, Any]]:
     """Per configuration: the median time per step, its interval, and what stands behind it (clean
-    samples, processes, rounds per process, samples left out for contention); and, for every
-    framework but the baseline, its time ratio to the baseline's twin configuration."""
+    samples, processes, rounds per process, samples left out for contention); for every framework
+    but the baseline at its default release, its time ratio to the baseline's twin configuration
+    (at the baseline's default release); and for every release but a framework's newest, its time
+    ratio to the newest's twin configuration."""
     if not rows:
         return []
     df = samples(pd.DataFrame(rows))
     clean = round_times(df, threshold)
     busy = contended(df["contention"], threshold)
+    keys = [config_key(grp.iloc[0]) for _, grp in df.groupby(list(TIMING_KEYS), sort=False)]
+    defaults, releases, name = default_versions(keys), version_ratios(clean), key_labeller(keys)
+    several = several_releases(dict(zip(TIMING_KEYS, k, strict=True)) for k in keys)
     out = []
     for _, grp in df.assign(_bad=busy).groupby(list(TIMING_KEYS), sort=False):
         key = config_key(grp.iloc[0])
         times = clean.get(key, pd.Series(dtype=float))
         iv = time_interval(times)
-        entry = {"configuration": key_label(key), "key": dict(zip(TIMING_KEYS, key, strict=True)),
+        fw = key_framework(key)
+        entry = {"configuration": name(key), "key": dict(zip(TIMING_KEYS, key, strict=True)),
+                 "framework_label": f"{fw} {key[-1]}" if fw in several else fw,
                  "steps": int(grp["steps"].iloc[0]), "median_s": iv.est,
                  "lo_s": iv.lo, "hi_s": iv.hi, "n": iv.n, "processes": iv.groups if iv.n else 0,
                  "samples": len(grp), "contended": int(grp["_bad"].sum()),
                  "rounds_per_process": int(grp.groupby(["pass", "process"])["round"].nunique().max()),
                  "contention_median": float(np.nanmedian(grp["contention"])) if grp["contention"].notna().any()
                  else None}
-        twin = with_framework(key, BASELINE)
-        if key_framework(key) != BASELINE and twin in clean:
+        twin = baseline_twin(key, defaults, BASELINE)
+        if key_framework(key) != BASELINE and twin is not None and twin in clean:
             ratio = time_ratio(clean, key, twin)
             entry.update({"ratio_to": BASELINE, "ratio": ratio.est, "ratio_lo": ratio.lo, "ratio_hi": ratio.hi,
                           "ratio_n": ratio.n, "ratio_processes": ratio.groups})
+        if key in releases:  # another release of the framework, timed in the same rounds as its newest
+            newest, ratio = releases[key]
+            entry.update({"version_ratio_to": name(newest), "version_ratio": ratio.est, "version_ratio_lo": ratio.lo,
+                          "version_ratio_hi": ratio.hi, "version_ratio_n": ratio.n,
+                          "version_ratio_processes": ratio.groups})
         out.append(entry)
     return out
 
@@ -262,6 +325,15 @@ def print_table(rows: list[dict[str, Any]], threshold: float) -> None:
             model = "" if k["model"] == DEFAULT_MODEL else f" {k['model']}"
             iv = f"{e['ratio']:.3g} [{e['ratio_lo']:.3g}, {e['ratio_hi']:.3g}]" if np.isfinite(e["ratio_lo"]) \
                 else f"{e['ratio']:.3g} (no interval)"
-            print(f"  {k['optimizer']}/{k['impl']}/{k['mode']} bs{k['batch_size']}{model}: {k['framework']}/{BASELINE}"
-                  f" = {iv} (n={e['ratio_n']}, {e['ratio_processes']} processes)")
+            print(f"  {k['optimizer']}/{k['impl']}/{k['mode']} bs{k['batch_size']}{model}: "
+                  f"{e['framework_label']}/{BASELINE} = {iv} (n={e['ratio_n']}, {e['ratio_processes']} processes)")
+    releases = [e for e in entries if "version_ratio" in e]
+    if releases:
+        print("\ntime per step of each release over its framework's newest, same configuration, paired by process "
+              "slot and round (median, 95% CI, two-level):")
+        for e in releases:
+            iv = (f"{e['version_ratio']:.3g} [{e['version_ratio_lo']:.3g}, {e['version_ratio_hi']:.3g}]"
+                  if np.isfinite(e["version_ratio_lo"]) else f"{e['version_ratio']:.3g} (no interval)")
+            print(f"  {e['configuration']} / {e['version_ratio_to']} = {iv} (n={e['version_ratio_n']}, "
+                  f"{e['version_ratio_processes']} processes)")
     print(flush=True)

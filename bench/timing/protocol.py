@@ -30,6 +30,7 @@ from pathlib import Path
 from subprocess import PIPE, Popen, SubprocessError, TimeoutExpired
 from typing import IO, Any
 
+from bench.envs import interpreter
 from bench.run.cpulock import CpuLock
 from bench.run.proc import child_env, last_line, run, spec_env, start
 from bench.timing.schedule import Plan, Step, cpus_for, plan, slot
@@ -57,6 +58,7 @@ class Settings:
     min_sample_s: float = 0.2
     pin: bool = True
     aslr: str = "on"
+    host: bool = True  # one worker process per framework (and environment) per slot hosts its configurations
 
     @classmethod
     def from_options(cls, opts: Mapping[str, Any]) -> Settings:
@@ -94,13 +96,19 @@ class Worker:
     cpus: list[int] | None = None  # pinned to these CPUs (None: not pinned)
     wrapper: Sequence[str] = ()  # the command it runs under (setarch -R)
     ready_info: dict[str, Any] = field(default_factory=dict)
+    host: Host | None = None  # the process it shares with other configurations (None: its own)
+    index: int = 0  # its place in the host's list
 
     def begin(self) -> None:
+        if self.host is not None:
+            self.host.begin()
+            return
         spec = self.config["spec"]
         options = {"cpus": self.cpus} if self.cpus else {}
         try:
+            # the run's own interpreter: framework.python, else its release's venv, else this one
             self.proc = start("bench.timing", ["--worker", json.dumps(spec), json.dumps(options)],
-                              env=spec_env(spec), python=spec["framework"].get("python") or sys.executable,
+                              env=spec_env(spec), python=interpreter(spec),
                               stdin=PIPE, stdout=PIPE, stderr=self.log, wrapper=self.wrapper)
         except OSError as exc:
             self.error = f"cannot start: {exc.strerror or exc}"
@@ -131,6 +139,11 @@ class Worker:
         return json.loads(line)
 
     def ready(self) -> bool:
+        if self.host is not None:
+            info = self.host.ready()
+            self.ready_info = {**info, **(info.get("configs") or [{}])[self.index]} if "configs" in info else info
+            self.error = self.error or self.ready_info.get("error")
+            return self.error is None
         if self.error is None:
             try:
                 self.ready_info = self._answer(START_TIMEOUT_S)
@@ -140,19 +153,26 @@ class Worker:
         return self.error is None
 
     def sample(self, steps: int) -> dict[str, Any]:
+        if self.host is not None:
+            return self.host.sample(self.index, steps, self.reply_timeout_s)
         self.proc.stdin.write(json.dumps({"steps": steps}) + "\n")
         self.proc.stdin.flush()
         return self._answer()
 
     def finish(self) -> None:
         """Tell the worker to end (its stdin closes) without waiting for it."""
-        if self.proc is not None and self.proc.stdin is not None:
+        if self.host is not None:
+            self.host.finish()
+        elif self.proc is not None and self.proc.stdin is not None:
             try:
                 self.proc.stdin.close()
             except OSError:
                 pass
 
     def close(self) -> None:
+        if self.host is not None:
+            self.host.close()
+            return
         if self.proc is not None:
             try:
                 self.finish()
@@ -161,6 +181,68 @@ class Worker:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+
+
+class Host(Worker):
+    """One worker process hosting several configurations (``--worker`` given a list of specs):
+    their :class:`Worker` objects hold it and ask it by index. Started, readied and closed once,
+    whichever of its configurations asks first; if the process fails, all of them fail."""
+
+    def __init__(self, configs: Sequence[Mapping[str, Any]], log: IO[str], **kw: Any) -> None:
+        super().__init__({"spec": [c["spec"] for c in configs], "row": {}}, log, **kw)
+        self.begun = self.readied = self.closed = False
+
+    def begin(self) -> None:
+        if self.begun:
+            return
+        self.begun = True
+        specs = self.config["spec"]
+        options = {"cpus": self.cpus} if self.cpus else {}
+        try:
+            self.proc = start("bench.timing", ["--worker", json.dumps(specs), json.dumps(options)],
+                              env=spec_env(specs[0]), python=interpreter(specs[0]),
+                              stdin=PIPE, stdout=PIPE, stderr=self.log, wrapper=self.wrapper)
+        except OSError as exc:
+            self.error = f"cannot start: {exc.strerror or exc}"
+            return
+        self.listen()
+
+    def ready(self) -> dict[str, Any]:  # type: ignore[override]
+        if not self.readied:
+            self.readied = True
+            if self.error is None:
+                try:
+                    self.ready_info = self._answer(START_TIMEOUT_S)
+                    self.error = self.ready_info.get("error")
+                except RuntimeError as exc:
+                    self.error = str(exc)
+        return {"error": self.error} if self.error else self.ready_info
+
+    def sample(self, index: int, steps: int, timeout_s: float) -> dict[str, Any]:  # type: ignore[override]
+        if self.error is not None:
+            raise RuntimeError(self.error)
+        self.proc.stdin.write(json.dumps({"config": index, "steps": steps}) + "\n")
+        self.proc.stdin.flush()
+        got = self._answer(timeout_s)
+        if "error" in got:
+            raise RuntimeError(got["error"])
+        return got
+
+    def finish(self) -> None:
+        if self.proc is not None and self.proc.stdin is not None and not self.proc.stdin.closed:
+            super().finish()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            super().close()
+
+
+def host_key(spec: Mapping[str, Any]) -> str:
+    """Configurations with the same key can share a worker process: one framework, interpreter,
+    environment (threads, device, determinism) and pinning width."""
+    return json.dumps([spec["framework"]["name"], interpreter(spec), spec_env(spec), spec.get("threads", 1)],
+                      sort_keys=True)
 
 
 def steps_for(worker: Worker, sample_s: float) -> int:
@@ -265,8 +347,24 @@ def _start_slot(configs: Sequence[Mapping[str, Any]], process: int, settings: Se
     """Start process ``process`` of every configuration not in ``skip``, all at once, and wait until each is ready."""
     allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     workers: dict[int, Worker] = {}
+    if settings.host and worker is Worker:  # one process per framework and environment hosts its configurations
+        groups: dict[str, list[int]] = {}
+        for idx, config in enumerate(configs):
+            if idx not in skip:
+                groups.setdefault(host_key(config["spec"]), []).append(idx)
+        for g, members in enumerate(groups.values()):
+            threads = int(configs[members[0]]["spec"].get("threads", 1))
+            cpus = cpus_for(g, process, threads, allowed) if settings.pin and allowed else None
+            host = Host([configs[i] for i in members], open(log_dir / f"host-{g}-p{process}.log", "w"),
+                        cpus=cpus, wrapper=wrapper)
+            for j, idx in enumerate(members):
+                w = worker(dict(configs[idx]), host.log, cpus=cpus, wrapper=wrapper, host=host, index=j)
+                w.config["began"] = time.perf_counter()
+                workers[idx] = w
+        for w in workers.values():
+            w.begin()
     for idx, config in enumerate(configs):
-        if idx in skip:
+        if idx in skip or idx in workers:
             continue
         threads = int(config["spec"].get("threads", 1))
         cpus = cpus_for(idx, process, threads, allowed) if settings.pin and allowed else None

@@ -1,4 +1,4 @@
-"""Child side of the timing pass: one configuration, built once, timed on command.
+"""Child side of the timing pass: one configuration (or several hosted together), built once, timed on command.
 
 ``python -m bench.timing --worker <spec json> [<options json>]`` first pins itself to the CPUs
 the options name (``{"cpus": [1]}``), every thread of the process, before it loads the data or
@@ -10,6 +10,11 @@ randomisation), and answers each ``{"steps": k}`` line on stdin with the wall ti
 time and contention of running ``k`` steps. Between commands it blocks on stdin, so an idle
 worker uses no CPU while another one is timed. Replies are stdout lines starting with
 :data:`TAG`; the framework is imported here only, through ``bench.run.child.make_runner``.
+
+Given a JSON list of specs (one framework, interpreter and environment) the worker hosts them
+all: it builds and warms up every runner, says ready once with each configuration's figures
+(``configs``), and each request names its configuration (``{"config": i, "steps": k}``). The
+framework is imported once per process instead of once per configuration.
 """
 from __future__ import annotations
 
@@ -96,22 +101,49 @@ class Stepper:
         return {"steps": steps, "time_s": used.wall_s, "cpu_time_s": used.cpu_s, "contention": used.contention}
 
 
+def _build(spec: dict[str, Any], datasets: dict[str, Any]) -> tuple[Stepper, dict[str, Any]]:
+    """One configuration's runner, warmed up, and what the parent is told about it."""
+    key = json.dumps(spec["data"], sort_keys=True)
+    if key not in datasets:  # the configurations of a host share their data
+        datasets[key] = load_dataset(spec["data"])
+    data = datasets[key]
+    batch = resolve_batch_size(spec, data.n_train)
+    runner = make_runner(spec, data)
+    warm_up = getattr(runner, "warm_up", None)
+    warmup_s = warm_up(epoch_order(spec["seed"], 1, data.n_train), batch) if warm_up else 0.0
+    return Stepper(runner, spec["seed"], data.n_train, batch), {"warmup_s": warmup_s, "batch_size": batch,
+                                                                "n_train": data.n_train}
+
+
 def serve(spec_json: str, options_json: str = "{}") -> int:
-    spec, options = json.loads(spec_json), json.loads(options_json)
+    """One configuration (a spec) or several hosted in this process (a list of specs of one
+    framework, interpreter and environment): then each request names its ``config`` (an index),
+    and a configuration that cannot be built fails alone."""
+    given, options = json.loads(spec_json), json.loads(options_json)
+    hosted = isinstance(given, list)
+    specs = given if hosted else [given]
+    steppers: list[Stepper | None] = []
+    infos: list[dict[str, Any]] = []
     try:
         cpus = pin([int(c) for c in options.get("cpus") or []])  # before the framework starts any thread
-        data = load_dataset(spec["data"])
-        batch = resolve_batch_size(spec, data.n_train)
-        frameworks.get(spec["framework"]["name"]).prepare_process()  # before make_runner imports it
-        runner = make_runner(spec, data)
-        warm_up = getattr(runner, "warm_up", None)
-        warmup_s = warm_up(epoch_order(spec["seed"], 1, data.n_train), batch) if warm_up else 0.0
-    except Exception as exc:  # reported by the parent as this configuration's failure
+        frameworks.get(specs[0]["framework"]["name"]).prepare_process()  # before make_runner imports it
+        datasets: dict[str, Any] = {}
+        for spec in specs:
+            try:
+                stepper, info = _build(spec, datasets)
+            except Exception as exc:  # this configuration's failure; the host's others go on
+                if not hosted:
+                    raise
+                stepper, info = None, {"error": f"{type(exc).__name__}: {exc}"}
+            steppers.append(stepper)
+            infos.append(info)
+    except Exception as exc:  # reported by the parent as this worker's failure
         reply({"error": f"{type(exc).__name__}: {exc}"})
         return 1
-    reply({"ready": True, "warmup_s": warmup_s, "batch_size": batch, "n_train": data.n_train, "cpus": cpus,
-           "aslr_off": aslr_off(), "pid": os.getpid()})
-    stepper = Stepper(runner, spec["seed"], data.n_train, batch)
+    common = {"ready": True, "cpus": cpus, "aslr_off": aslr_off(), "pid": os.getpid()}
+    reply({**common, "configs": infos} if hosted else {**common, **infos[0]})
     for line in sys.stdin:
-        reply(stepper.run(int(json.loads(line)["steps"])))
+        ask = json.loads(line)
+        stepper = steppers[int(ask.get("config", 0))]
+        reply(stepper.run(int(ask["steps"])) if stepper is not None else {"error": "not built"})
     return 0
