@@ -8,10 +8,13 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from functools import partial
 from pathlib import Path
 
 import pytest
+
+from bench import envs, frameworks
 
 ROOT = Path(__file__).resolve().parent.parent
 # The tests' runs take a CPU lock of their own, so a `make bench` timing pass on the same
@@ -78,3 +81,25 @@ def http_server(tmp_path: Path):
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield root, f"http://127.0.0.1:{httpd.server_address[1]}/"
     httpd.shutdown()
+
+
+# ------------------------------------------------------------------ one real venv of another JAX release
+# Shared by tests/test_versions.py and tests/test_versions_report.py: built and swept once per session.
+OTHER_JAX = "0.9.2"  # the release before the pinned 0.10.2 that installs on Python 3.11 with its jaxlib
+PINNED_JAX = envs.project_version(frameworks.get("jax"))
+SWEEP_JAX_RELEASES = ("-m", "framework=jax", f"framework.version={OTHER_JAX},{PINNED_JAX}", "optimizer=adam,sgd",
+                      *SMALL, "epochs=2", "progress=none")
+
+
+@pytest.fixture(scope="session")
+def other_jax(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The real sweep over two JAX releases, run once: it builds the venv of the other one (under the
+    pytest basetemp), then trains 4 runs. Its cache, results and finished process."""
+    base = tmp_path_factory.mktemp("versions")
+    cache, results = base / "envs", base / "results"
+    env = {envs.ENVS_VAR: str(cache)}
+    started = time.monotonic()
+    done = run_cli(*SWEEP_JAX_RELEASES, f"results_dir={results}", env=env, timeout=900)
+    return {"cache": cache, "results": results, "env": env, "proc": done, "seconds": time.monotonic() - started}
+
+

@@ -107,3 +107,17 @@ def test_a_tiny_pass_times_every_batch_size_in_each_process_and_the_report_draws
 
     section = report_section(tmp_path)
     assert section is not None and section.figures[0].is_file() and len(section.table) == 2
+
+
+def test_two_passes_agree_point_by_point_within_the_tolerance_and_their_intervals() -> None:
+    from bench.scaling.analysis import compare_points
+
+    curve = {1: 1e-3, 64: 2e-3}
+    a = summarise(_rows({"a": curve}, seed=1), {"contention_threshold": 0.1})
+    same = summarise(_rows({"a": curve}, seed=2), {"contention_threshold": 0.1})
+    slower = summarise(_rows({"a": {k: 1.3 * v for k, v in curve.items()}}, seed=2), {"contention_threshold": 0.1})
+    assert all(r["agree"] for r in compare_points(a, same, 0.10))
+    rows = compare_points(a, slower, 0.10)
+    assert not any(r["agree"] for r in rows) and all(r["difference"] > 0.2 for r in rows)
+    missing = compare_points(a, same[:1], 0.10)  # a point only one pass has does not agree
+    assert [r["agree"] for r in missing] == [True, False]

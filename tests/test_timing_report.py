@@ -14,7 +14,7 @@ from bench.report import speed
 from bench.report.load import load_timing
 from bench.timing.core import COLUMNS
 
-OLD_COLUMNS = [c for c in COLUMNS if c not in ("model", "process", "pass")]
+OLD_COLUMNS = [c for c in COLUMNS if c not in ("model", "process", "pass", "framework_version")]
 
 
 def timing_rows(tf_over_torch: float, processes: int, rounds: int, seed: int, passes: int = 1,
@@ -40,7 +40,8 @@ def timing_rows(tf_over_torch: float, processes: int, rounds: int, seed: int, pa
 
 def write(folder: Path, rows: list[dict], columns: list[str], verdict: str = "supported") -> Path:
     (folder / "timing").mkdir(parents=True)
-    pd.DataFrame(rows)[columns].to_csv(folder / "timing" / "timing.csv", index=False)
+    # rows name no release: an empty framework_version cell is the pinned one
+    pd.DataFrame(rows).reindex(columns=columns).to_csv(folder / "timing" / "timing.csv", index=False)
     (folder / "report").mkdir()
     pd.DataFrame([{"dataset": "mnist_embedded", "method": "adam", "claim": "computationally more complex",
                    "framework": "tensorflow", "verdict": verdict}]).to_csv(folder / "report" / "claims.csv",

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SMALL, compose_config, run_cli
+from conftest import OTHER_JAX, PINNED_JAX, ROOT, SMALL, SWEEP_JAX_RELEASES, compose_config, run_cli
 from helpers import assert_one_line_error
 from omegaconf import OmegaConf
 
@@ -30,8 +30,6 @@ from bench.run import proc
 from bench.run.sweep import sweep_envs
 from bench.spec import build_spec
 
-OTHER_JAX = "0.9.2"  # the release before the pinned 0.10.2 that installs on Python 3.11 with its jaxlib
-PINNED_JAX = envs.project_version(frameworks.get("jax"))
 # sha256 of the quick profile's 63 run_ids (make bench: 3 frameworks x the tutorial's six methods x 3
 # seeds + the three beyond it x 1 seed), sorted, one a line, as they were before framework.version.
 QUICK_IDS = "6a84f3c6610b8527adc8f8c9b18721f764b8f3e27870f7514899ae8c03f6cc80"
@@ -278,22 +276,6 @@ def test_parity_with_a_version_compares_it_with_the_pinned_one(monkeypatch, tmp_
 
 
 # ------------------------------------------------------------------ one real venv of another JAX release
-SWEEP = ("-m", "framework=jax", f"framework.version={OTHER_JAX},{PINNED_JAX}", "optimizer=adam,sgd", *SMALL,
-         "epochs=2", "progress=none")
-
-
-@pytest.fixture(scope="session")
-def other_jax(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """The real sweep over two JAX releases, run once: it builds the venv of the other one (under the
-    pytest basetemp), then trains 4 runs. Its cache, results and finished process."""
-    base = tmp_path_factory.mktemp("versions")
-    cache, results = base / "envs", base / "results"
-    env = {envs.ENVS_VAR: str(cache)}
-    started = time.monotonic()
-    done = run_cli(*SWEEP, f"results_dir={results}", env=env, timeout=900)
-    return {"cache": cache, "results": results, "env": env, "proc": done, "seconds": time.monotonic() - started}
-
-
 def _runs(results: Path) -> dict[str, dict]:
     return {p.name: json.loads((p / "run.json").read_text()) for p in sorted((results / "runs").iterdir())}
 
@@ -325,7 +307,7 @@ def test_a_sweep_over_two_releases_trains_four_runs_with_four_ids(other_jax: dic
 @pytest.mark.xdist_group("jax-version")
 def test_a_rerun_skips_all_four_and_builds_nothing(other_jax: dict) -> None:
     assert other_jax["proc"].returncode == 0
-    again = run_cli(*SWEEP, f"results_dir={other_jax['results']}", env=other_jax["env"], timeout=600)
+    again = run_cli(*SWEEP_JAX_RELEASES, f"results_dir={other_jax['results']}", env=other_jax["env"], timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "0 ran, 4 skipped" in again.stdout and "[env]" not in again.stdout
 

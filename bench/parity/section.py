@@ -30,7 +30,7 @@ def _summary(csv_path: Path) -> dict[str, Any] | None:
     import pandas as pd
 
     try:
-        df = pd.read_csv(csv_path)
+        df = pd.read_csv(csv_path, dtype={"version_a": str, "version_b": str})  # releases are text, never 2.2
     except (OSError, ValueError):
         return None
     if set(COLUMNS) - set(LATER_COLUMNS) - set(df.columns) or df.empty:
@@ -51,6 +51,8 @@ def _summary(csv_path: Path) -> dict[str, Any] | None:
         out[key] = at.at[n, key]
     out.update(pair=pair_label(first), a_vs_f64=_side(at, n, "a", first["framework_a"]),
                b_vs_f64=_side(at, n, "b", first["framework_b"]))
+    out.update({k: first.get(k) if isinstance(first.get(k), str) else None
+                for k in ("framework_a", "framework_b", "version_a", "version_b")})
     return out
 
 
@@ -247,6 +249,20 @@ def epoch_agreement(results_dir: Path) -> Any:
     if not parts:
         return pd.DataFrame(columns=columns)
     return pd.concat(parts, ignore_index=True).rename(columns={"rel": "max rel diff"})[columns]
+
+
+def version_checks(results_dir: Path) -> Any:
+    """The parity checks under ``results_dir/parity`` that compare two releases of one framework (a
+    DataFrame, one row per check: framework, both releases, method, impl, model, seed, the steps N and the
+    parameter and loss differences after N; empty when there is none). The report's section Versions
+    reads them: neutral, no framework is imported."""
+    import pandas as pd
+
+    columns = ["framework", "version_a", "version_b", "optimizer", "impl", "model", "seed", "n", "param@N", "loss@N"]
+    rows = [r for r in map(_summary, sorted((Path(results_dir) / "parity").glob("*.csv")))
+            if r is not None and r["framework_a"] == r["framework_b"] and r["version_a"] and r["version_b"]
+            and envs.public(r["version_a"]) != envs.public(r["version_b"])]
+    return pd.DataFrame([{**r, "framework": r["framework_a"]} for r in rows], columns=columns)
 
 
 def report_section(results_dir: Path) -> ReportSection | None:

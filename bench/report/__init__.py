@@ -9,6 +9,9 @@ Layers, so that every number can be tested without drawing anything:
   per step and ratios with 95 % intervals, the tutorial's claims judged;
 * ``glance`` — pure too: "At a glance", the page's first section (fastest framework, memory,
   first step, largest accuracy difference, claim counts per model and method group);
+* ``versions`` — pure too: where a folder holds several releases of a framework, each release's
+  label (``"jax 0.9.2"``) and the section "Versions" (each release against its framework's newest:
+  time per step from the timing pass, parameters from parity);
 * ``tables``, ``figures`` — strings for people, PNG and SVG figures;
 * ``render`` (Jinja2 templates under ``templates/``) and ``page`` (the sections in order,
   ``build_report``) — ``index.html``, ``report.md``, ``summary.csv``;

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from bench.optimizers import METHODS
-from bench.report.groups import method_rank
+from bench.report.groups import method_rank, units, version_key
 from bench.report.load import REQUIRED_STEPS, RUN_FIGURES
 from bench.report.speed import (
     BASELINE,
@@ -17,6 +17,9 @@ from bench.report.speed import (
     baseline_ratios,
     config_key,
     contended,
+    default_versions,
+    key_framework,
+    key_version,
     round_times,
     time_ratio,
     timing_table,
@@ -32,9 +35,26 @@ DEFAULT_TARGET = 0.90
 LAST_PART = 0.25  # stability: spread of the step loss over this last share of the logged steps
 
 # A group is one configuration; its runs differ only by seed. Two configurations that differ only
-# by model are two groups: nothing is ever averaged or compared across models.
-GROUP_KEYS = ("dataset", "model", "device", "framework", "optimizer", "batch_size", "impl", "mode", "lr", "n_train")
+# by model are two groups: nothing is ever averaged or compared across models. Nor across releases of
+# a framework: the seeds of jax 0.9.2 never fold into jax 0.10.2's (the release comes last, so the
+# other keys keep their places; summary.csv still ends with it).
+GROUP_KEYS = ("dataset", "model", "device", "framework", "optimizer", "batch_size", "impl", "mode", "lr", "n_train",
+              "framework_version")
 SHOWN_ALWAYS = ("framework", "optimizer", "batch_size")
+# What tells two frameworks' rows of one configuration apart; every other key of GROUP_KEYS is the configuration.
+FRAMEWORK_KEYS = ("framework", "framework_version")
+CONFIG_KEYS = tuple(k for k in GROUP_KEYS if k not in FRAMEWORK_KEYS)
+
+
+def same_config(frame: pd.DataFrame, row: pd.Series, keys: Sequence[str] = GROUP_KEYS) -> pd.Series:
+    """Rows of ``frame`` whose ``keys`` equal ``row``'s (a missing value equals a missing value); a key
+    that ``frame`` or ``row`` lacks (a frame from before the key) is not compared."""
+    mask = pd.Series(True, index=frame.index)
+    for k in keys:
+        if k not in frame.columns or k not in row.index:
+            continue
+        mask &= (frame[k] == row[k]) | (frame[k].isna() & bool(pd.isna(row[k])))
+    return mask
 
 
 def target_for(dataset: str, override: float | None = None) -> float:
@@ -87,7 +107,7 @@ def run_stats(metrics: pd.DataFrame, steps: pd.DataFrame, target: float | None =
         steps_per_epoch = math.ceil(first["n_train"] / first["batch_size"])
         losses = step_groups.get(run_id, pd.DataFrame(columns=REQUIRED_STEPS)).sort_values("step")["loss"]
         val = finite["val_acc"].dropna() if "val_acc" in finite.columns else pd.Series(dtype=float)
-        row = {k: first[k] for k in GROUP_KEYS}
+        row = {k: first.get(k) for k in GROUP_KEYS}
         row.update({
             "run_id": run_id, "seed": int(first["seed"]), "status": run["status"].iloc[-1],
             "target_acc": goal, "epochs": int(trained["epoch"].max()) if len(trained) else 0,
@@ -105,7 +125,6 @@ def run_stats(metrics: pd.DataFrame, steps: pd.DataFrame, target: float | None =
             "timed_contended": bool(len(finite)) and bool(busy.all()),
             **step_stability(losses.to_numpy(float)),
             **{k: float(first[k]) if k in run.columns else math.nan for k in RUN_FIGURES},
-            "framework_version": first.get("framework_version"),
         })
         rows.append(row)
     return pd.DataFrame(rows)
@@ -167,15 +186,19 @@ def summarize(stats: pd.DataFrame, timing: pd.DataFrame | None = None, baseline:
         return out
     rounds = round_times(timing) if timing is not None else {}
     table = timing_table(timing) if timing is not None else timing_table(pd.DataFrame())
-    out = out.merge(table, on=list(TIMING_KEYS), how="left")
+    # Matched on the release as the timing pass names it (no release recorded: the pinned one).
+    out["_version"] = [config_key(row)[-1] for _, row in out.iterrows()]
+    table = table.rename(columns={"framework_version": "_version"})
+    out = out.merge(table, on=[k if k != "framework_version" else "_version" for k in TIMING_KEYS], how="left")
     out["timing_n"] = out["timing_n"].fillna(0).astype(int)
     out = pd.concat([out, baseline_ratios(out, rounds, baseline)], axis=1)
     out["tf_over_torch_time"] = tf_torch_ratio(out, rounds)
     out["_m"] = out["optimizer"].map(method_rank)
     out["_f"] = (out["framework"] != baseline).astype(int)
     out["_d"] = (out["model"] != DEFAULT_MODEL).astype(int)
-    out = out.sort_values(["dataset", "_d", "model", "_m", "batch_size", "impl", "mode", "lr", "_f", "framework"]
-                          ).drop(columns=["_m", "_f", "_d"]).reset_index(drop=True)
+    out["_v"] = out["_version"].map({v: i for i, v in enumerate(sorted(set(out["_version"]), key=version_key))})
+    out = out.sort_values(["dataset", "_d", "model", "_m", "batch_size", "impl", "mode", "lr", "_f", "framework", "_v"]
+                          ).drop(columns=["_m", "_f", "_d", "_v", "_version"]).reset_index(drop=True)
     # summary.csv keeps the column order it had before models: ``model`` comes after the older
     # columns, and what was added since (memory, start-up) after it, so no column moves.
     older = [c for c in out.columns if c not in ("model", "framework_version") and c not in RUN_FIGURES]
@@ -188,14 +211,21 @@ def tf_torch_ratio(summary: pd.DataFrame, rounds: dict | None = None) -> pd.Seri
 
     From the timing pass when it timed both; otherwise from the sweep's epoch times.
     """
-    others = [k for k in GROUP_KEYS if k != "framework"]
+    others = list(CONFIG_KEYS)
+    keys = [config_key(row) for _, row in summary.iterrows()]
+    defaults = default_versions(keys)
+    at_default = [key_version(k) == defaults[key_framework(k)] for k in keys]
     times = {}
-    for _, row in summary.iterrows():
-        times[(row["framework"],) + tuple(row[k] for k in others)] = row["epoch_time_s_mean"]
+    for (_, row), default in zip(summary.iterrows(), at_default, strict=True):
+        if default:  # each framework at its default release: like with like
+            times[(row["framework"],) + tuple(row[k] for k in others)] = row["epoch_time_s_mean"]
     ratio = []
-    for _, row in summary.iterrows():
-        key = config_key(row)
-        timed = time_ratio(rounds or {}, with_framework(key, "tensorflow"), with_framework(key, "torch"))
+    for (_, row), key, default in zip(summary.iterrows(), keys, at_default, strict=True):
+        if not default:
+            ratio.append(math.nan)
+            continue
+        timed = time_ratio(rounds or {}, with_framework(key, "tensorflow", defaults.get("tensorflow")),
+                           with_framework(key, "torch", defaults.get("torch")))
         if math.isfinite(timed.est):
             ratio.append(timed.est)
             continue
@@ -222,9 +252,11 @@ def aggregate_curves(metrics: pd.DataFrame, columns: Sequence[str] = ("train_los
 
 
 def varying_keys(summary: pd.DataFrame) -> list[str]:
-    """Configuration keys worth a column: the always-shown ones plus any that vary."""
-    extra = [k for k in GROUP_KEYS if k not in SHOWN_ALWAYS and summary[k].nunique(dropna=False) > 1]
-    return [k for k in GROUP_KEYS if k in SHOWN_ALWAYS or k in extra]
+    """Configuration keys worth a column: the always-shown ones plus any that vary. The release is never
+    a column of its own: where several ran, the framework's label names it (``jax 0.9.2``)."""
+    keys = [k for k in GROUP_KEYS if k != "framework_version" and k in summary.columns]
+    extra = [k for k in keys if k not in SHOWN_ALWAYS and summary[k].nunique(dropna=False) > 1]
+    return [k for k in keys if k in SHOWN_ALWAYS or k in extra]
 
 
 def max_concurrent(info: Iterable[dict[str, Any]]) -> int:
@@ -271,7 +303,8 @@ def reference_rows(summary: pd.DataFrame, default_lr: dict[str, float] | None = 
     out: dict[str, dict[str, pd.Series]] = {}
     if "model" in summary.columns and summary["model"].nunique() > 1:
         raise ValueError("reference_rows: pick one model's rows first; models are never compared as one")
-    for (fw, method), grp in summary.groupby(["framework", "optimizer"], sort=False):
+    # framework (or label: each release of one is a framework of its own where the page tells them apart)
+    for (fw, method), grp in summary.groupby([units(summary), summary["optimizer"]], sort=False):
         known = method in METHODS
         own = METHODS[method].batch_size if known else None
         rank = pd.DataFrame({  # a method METHODS does not know has no own batch size to prefer

@@ -15,7 +15,8 @@ claim of several comparisons is supported when all are, not supported when any i
 inconclusive otherwise.
 
 The claims are the tutorial's, about its six methods (``TUTORIAL_METHODS``): methods beyond the
-tutorial never enter them. With several models in the results, every claim is judged for each
+tutorial never enter them. A framework that ran at several releases is judged at its default one
+(the pinned release where it ran). With several models in the results, every claim is judged for each
 model separately, from that model's runs only (the tutorial made its claims on its MLP; whether
 they hold on another model is a separate question, answered separately).
 """
@@ -28,8 +29,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from bench.optimizers import TUTORIAL_METHODS
-from bench.report.aggregate import GROUP_KEYS, reference_rows
-from bench.report.groups import framework_order, model_order
+from bench.report.aggregate import reference_rows, same_config
+from bench.report.groups import at_default, framework_order, model_order
 from bench.report.speed import BASELINE, config_key, interval_text, time_ratio
 from bench.stats import NAN_INTERVAL, Interval, mean_ci
 from models.layers import DEFAULT_MODEL
@@ -142,10 +143,8 @@ def combine(verdicts: list[str]) -> str:
 
 def seed_values(stats: pd.DataFrame, row: pd.Series, column: str) -> pd.Series:
     """A configuration's per-seed values of ``column`` (diverged seeds hold NaN and drop out)."""
-    mask = pd.Series(True, index=stats.index)
-    for k in GROUP_KEYS:  # the model too: seeds of another model are never paired with these
-        mask &= stats[k] == row[k]
-    return stats[mask].set_index("seed")[column].dropna()
+    # every key, the model and the release too: seeds of another model or release are never paired with these
+    return stats[same_config(stats, row)].set_index("seed")[column].dropna()
 
 
 def paired_difference(a: pd.Series, b: pd.Series) -> Interval:
@@ -207,7 +206,11 @@ def check_claims(summary: pd.DataFrame, stats: pd.DataFrame, rounds: Mapping[tup
     configured lr (to say "default lr (no grid)"). Only the tutorial's six methods are read; with
     several models, each model's claims are judged from its own runs (``Claim.model``).
     """
-    summary = summary[summary["optimizer"].isin(TUTORIAL_METHODS)]
+    # Each framework at its default release (the pinned one where it ran): its other releases are compared
+    # with it in the report's section Versions, not judged again.
+    default = summary["fw_default"].astype(bool) if "fw_default" in summary.columns else at_default(summary)
+    summary = summary[summary["optimizer"].isin(TUTORIAL_METHODS) & default]
+    summary = summary.drop(columns="fw_label", errors="ignore")  # one release each: named by the framework
     if "model" not in summary.columns:
         summary = summary.assign(model=DEFAULT_MODEL)
     models = model_order(summary["model"]) if len(summary) else [DEFAULT_MODEL]

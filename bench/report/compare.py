@@ -5,14 +5,18 @@ on speed within the noise their intervals admit, and no claim should flip. This 
 their timing passes and their checked claims:
 
 * every framework's time-per-step ratio against the baseline framework, per configuration
-  (dataset, model, device, method, impl, mode, batch size: a ratio on one model is never matched
-  with one on another), paired by process slot and round inside each run, with its two-level
-  interval (worker processes, then rounds; :mod:`bench.report.speed`): the two medians must agree
-  within ``--tolerance`` (default 10 %) and the two 95 % intervals must overlap;
+  (dataset, model, device, method, impl, mode, batch size and the framework's release: a ratio on
+  one model or release is never matched with one on another), paired by process slot and round
+  inside each run, with its two-level interval (worker processes, then rounds;
+  :mod:`bench.report.speed`): the two medians must agree within ``--tolerance`` (default 10 %) and
+  the two 95 % intervals must overlap. A framework timed at several releases has its default
+  release compared with the baseline, and every other release with its newest, the same way;
 * every claim of ``report/claims.csv``, per dataset, model, method and framework: a verdict may
   move between "inconclusive" and a decision, but never from "supported" to "not supported" or back.
 
-Folders written before models were selectable have no model column: their rows are the tutorial's MLP.
+Folders written before models were selectable have no model column: their rows are the tutorial's MLP;
+folders timed before releases were recorded have no framework_version column: their rows are the
+pinned releases.
 Folders written before the timing pass used several worker processes have no ``process`` or
 ``pass`` column: their rows are one pass of one process, and each ratio's interval resamples its
 rounds only. A folder timed with ``passes=N`` pools the passes: every pass's processes count.
@@ -33,7 +37,16 @@ from bench.cli import entry
 from bench.exits import BadInput
 from bench.options import Option, Options, number
 from bench.report.load import load_timing
-from bench.report.speed import BASELINE, key_framework, round_times, time_ratio, with_framework
+from bench.report.speed import (
+    BASELINE,
+    baseline_twin,
+    default_versions,
+    key_framework,
+    key_version,
+    round_times,
+    time_ratio,
+    version_ratios,
+)
 from bench.stats import Interval
 from models.layers import DEFAULT_MODEL
 
@@ -41,18 +54,23 @@ DECIDED = {"supported", "not supported"}
 
 
 def ratios(results_dir: Path, baseline: str = BASELINE) -> dict[tuple, Interval]:
-    """Configuration (without the framework) and framework -> its time ratio against ``baseline``."""
+    """Configuration (its framework and release included) and what it is divided by -> the time ratio:
+    ``key + (baseline,)`` for a framework at its default release against ``baseline`` at its own,
+    ``key + ("jax 0.10.2",)`` for another release against its framework's newest."""
     timing, _ = load_timing(results_dir)
     if timing is None or timing.rows is None or timing.rows.empty:
         raise BadInput(f"{results_dir}: no timing pass (timing/timing.csv); run python -m bench.timing {results_dir}")
     rounds = round_times(timing.rows)
+    defaults = default_versions(rounds)
     out: dict[tuple, Interval] = {}
     for key in rounds:
         if key_framework(key) == baseline:
             continue
-        twin = with_framework(key, baseline)  # the same dataset, model, method, ...: only the framework differs
-        if twin in rounds:
-            out[key] = time_ratio(rounds, key, twin)
+        twin = baseline_twin(key, defaults, baseline)  # the same dataset, model, method, ...: only the framework
+        if twin is not None and twin in rounds:
+            out[key + (baseline,)] = time_ratio(rounds, key, twin)
+    for key, (newest, iv) in version_ratios(rounds).items():
+        out[key + (f"{key_framework(newest)} {key_version(newest)}",)] = iv
     return out
 
 
@@ -61,7 +79,8 @@ def compare_ratios(a: dict[tuple, Interval], b: dict[tuple, Interval], tolerance
     for key in sorted(set(a) & set(b), key=str):
         ra, rb = a[key], b[key]
         rel = abs(rb.est - ra.est) / ra.est if ra.est else float("nan")
-        rows.append({"configuration": " ".join(str(k) for k in key), "ratio A": ra.text(), "ratio B": rb.text(),
+        rows.append({"configuration": " ".join(str(k) for k in key[:-1]) + f" / {key[-1]}",
+                     "ratio A": ra.text(), "ratio B": rb.text(),
                      "difference": rel, "intervals overlap": ra.overlaps(rb),
                      "agree": bool(rel <= tolerance and ra.overlaps(rb))})
     return pd.DataFrame(rows)
@@ -104,10 +123,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         opts = OPTIONS.parse(sys.argv[1:] if argv is None else argv)
         args = SimpleNamespace(a=Path(opts["a"]), b=Path(opts["b"]), tolerance=opts["tolerance"],
                                baseline=opts["baseline"])
-        speed = compare_ratios(ratios(args.a, args.baseline), ratios(args.b, args.baseline), args.tolerance)
+        ra, rb = ratios(args.a, args.baseline), ratios(args.b, args.baseline)
+        speed = compare_ratios(ra, rb, args.tolerance)
         claims = compare_claims(args.a, args.b)
-        with pd.option_context("display.width", 200, "display.max_rows", 500, "display.max_colwidth", 60):
-            print(f"time ratios against {args.baseline}, A = {args.a}, B = {args.b}:")
+        releases = any(key[-1] != args.baseline for key in (*ra, *rb))
+        with pd.option_context("display.width", 200, "display.max_rows", 500, "display.max_colwidth", 80):
+            print(f"time ratios against {args.baseline}"
+                  + (" (a framework's other releases: against its newest)" if releases else "")
+                  + f", A = {args.a}, B = {args.b}:")
             print(speed.to_string(index=False, float_format=lambda x: f"{x:.1%}"))
             changed = claims[claims["verdict A"] != claims["verdict B"]]
             print(f"\nclaims: {len(claims)} compared, {len(changed)} changed verdict, "

@@ -1,7 +1,9 @@
 """PNG and SVG figures drawn from the aggregated tables.
 
 Each figure shows one dataset and one model (the page splits them); framework colours come from
-the registry (``bench.frameworks``), method order from ``bench.optimizers.METHODS``.
+the registry (``bench.frameworks``), method order from ``bench.optimizers.METHODS``. Where the
+results hold several releases of a framework (a ``fw_label`` column, ``"jax 0.9.2"``), each release
+is drawn in its framework's colour with a line style (bars: a hatch) of its own, the newest solid.
 """
 from __future__ import annotations
 
@@ -15,15 +17,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from bench.frameworks import FRAMEWORKS, NAMES
+from bench.frameworks import NAMES
 from bench.optimizers import METHODS
-from bench.report.aggregate import GROUP_KEYS, reference_rows
-from bench.report.groups import OTHER_COLOUR, framework_order, method_order
+from bench.report.aggregate import GROUP_KEYS, reference_rows, same_config
+from bench.report.groups import colour, framework_of, framework_order, method_order, release_ranks, units
 from bench.report.speed import BASELINE
 from bench.report.tables import fmt as _f
-
-# Fixed per framework (the registry's), so figures compare at a glance.
-COLOURS = {name: fw.colour for name, fw in FRAMEWORKS.items()}
 
 
 def _line_styles(baseline: str = BASELINE) -> dict[str, tuple[float, float]]:
@@ -41,6 +40,12 @@ def _line_styles(baseline: str = BASELINE) -> dict[str, tuple[float, float]]:
 LINE = _line_styles()
 OTHER_LINE = (1.8, 0.9)
 LINESTYLES = ("-", "--", ":", "-.")
+HATCHES = (None, "//", "..", "xx")  # bars of a framework's releases, newest first
+
+
+def _line(label: str) -> tuple[float, float]:
+    """(line width, alpha) of a framework or of one of its releases' labels."""
+    return LINE.get(framework_of(label), OTHER_LINE)
 
 matplotlib.rcParams.update({"svg.hashsalt": "optbench", "font.size": 9})  # reproducible SVG ids
 
@@ -92,10 +97,12 @@ def plot_curves(curves: pd.DataFrame, summary: pd.DataFrame, metric: str, x: str
     methods = _methods_in(curves)
     fig, axes = _grid(len(methods))
     frameworks: dict[str, str] = {}
+    curves = curves.assign(_unit=units(curves))
+    ranks = release_ranks(curves["_unit"])  # 0 for every framework that ran at one release
     for ax, method in zip(axes, methods):
         sub = curves[curves["optimizer"] == method]
         # Widest first (LINE), thinnest on top: identical curves stay all visible.
-        configs = sub[list(GROUP_KEYS)].drop_duplicates().sort_values(
+        configs = sub[[k for k in (*GROUP_KEYS, "_unit") if k in sub.columns]].drop_duplicates().sort_values(
             "framework", key=lambda f: -f.map(lambda x: LINE.get(x, OTHER_LINE)[0]))
         shown = ["batch_size", "lr", "impl", "mode"]
         vary = [k for k in shown if configs[k].nunique(dropna=False) > 1]
@@ -103,26 +110,28 @@ def plot_curves(curves: pd.DataFrame, summary: pd.DataFrame, metric: str, x: str
         same = [k for k in shown if k not in vary and (k, configs[k].iloc[0]) not in usual]
         styles: dict[tuple, str] = {}
         for _, cfg in configs.iterrows():
-            mask = np.all([(sub[k] == cfg[k]).to_numpy() for k in GROUP_KEYS], axis=0)
-            line = sub[mask].sort_values("epoch")
+            line = sub[same_config(sub, cfg)].sort_values("epoch")
             line = line[line["n"] > 0]
             if line.empty:
                 continue
-            style = styles.setdefault(tuple(cfg[k] for k in vary), LINESTYLES[len(styles) % len(LINESTYLES)])
-            colour = COLOURS.get(cfg["framework"], OTHER_COLOUR)
-            frameworks.setdefault(cfg["framework"], colour)
+            unit, rank = cfg["_unit"], ranks[cfg["_unit"]]
+            # A release's own style where nothing else varies; with other keys, a style per combination.
+            style = (styles.setdefault(tuple(cfg[k] for k in vary) + (rank,), LINESTYLES[len(styles) % len(LINESTYLES)])
+                     if vary else LINESTYLES[rank % len(LINESTYLES)])
+            frameworks.setdefault(unit, colour(unit))
             xs = line["epoch"] if x == "epoch" else line["wall_time_s_mean"]
-            label = f"{cfg['framework']} {_variant_label(cfg, vary)}" if vary else None
-            width, alpha = LINE.get(cfg["framework"], OTHER_LINE)
-            ax.plot(xs, line[f"{metric}_mean"], style, color=colour, lw=width, alpha=alpha,
+            label = f"{unit} {_variant_label(cfg, vary)}" if vary else None
+            width, alpha = _line(unit)
+            ax.plot(xs, line[f"{metric}_mean"], style, color=colour(unit), lw=width, alpha=alpha,
                     marker="." if width < 2 else None, ms=4, label=label)
             if line["n"].max() > 1:
-                ax.fill_between(xs, line[f"{metric}_min"], line[f"{metric}_max"], color=colour, alpha=0.18, lw=0)
+                ax.fill_between(xs, line[f"{metric}_min"], line[f"{metric}_max"], color=colour(unit), alpha=0.18,
+                                lw=0)
         if vary:
             ax.legend(fontsize=7, frameon=False)
         diverged = summary[(summary["optimizer"] == method) & (summary["diverged"] > 0)]
         if len(diverged):
-            note = ", ".join(f"{r['framework']} ×{r['diverged']}" for _, r in diverged.iterrows())
+            note = ", ".join(f"{u} ×{r['diverged']}" for u, (_, r) in zip(units(diverged), diverged.iterrows()))
             ax.text(0.98, 0.95, f"diverged: {note}", transform=ax.transAxes, ha="right", va="top",
                     color="#c00", fontsize=8)
         title = f"{method} ({_variant_label(configs.iloc[0], same)})" if same else method
@@ -134,7 +143,8 @@ def plot_curves(curves: pd.DataFrame, summary: pd.DataFrame, metric: str, x: str
     band = f"; line = mean of up to {seeds} seeds, band = min–max" if seeds > 1 else ""
     fig.suptitle(f"{heading}{labels[metric]} vs {labels[x]}{band}", fontsize=10)
     names = framework_order(frameworks)
-    handles = [Line2D([], [], color=frameworks[f], lw=LINE.get(f, OTHER_LINE)[0], alpha=LINE.get(f, OTHER_LINE)[1])
+    handles = [Line2D([], [], color=frameworks[f], lw=_line(f)[0], alpha=_line(f)[1],
+                      **({"linestyle": LINESTYLES[ranks[f] % len(LINESTYLES)]} if " " in f else {}))
                for f in names]
     fig.legend(handles, names, loc="outside lower center", ncol=len(handles), frameon=False)
     return _save(fig, out_dir, name)
@@ -153,12 +163,12 @@ def plot_steps(metrics: pd.DataFrame, steps: pd.DataFrame, out_dir: Path, name: 
     runs["_own"] = [METHODS[m].batch_size or n for m, n in zip(runs["optimizer"], runs["n_train"])]
     runs = runs.sort_values(["seed"]).assign(
         _rank=lambda d: (d["batch_size"] != d["_own"]).astype(int) * 4 + (d["impl"] != "native") * 2
-        + (d["mode"] != "eager")).sort_values(["_rank", "seed"])
-    frameworks = framework_order(runs["framework"])
+        + (d["mode"] != "eager"), _unit=units(runs)).sort_values(["_rank", "seed"])
+    frameworks = framework_order(runs["_unit"])  # each release of a framework a panel of its own
     fig, axes = _grid(len(frameworks), width=11, height=3.6)
     for ax, fw in zip(axes, frameworks):
         for method in methods:
-            pick = runs[(runs["framework"] == fw) & (runs["optimizer"] == method)]
+            pick = runs[(runs["_unit"] == fw) & (runs["optimizer"] == method)]
             if pick.empty:
                 continue
             run = pick.iloc[0]
@@ -192,7 +202,8 @@ def plot_speed(summary: pd.DataFrame, out_dir: Path, name: str, timed: bool,
         return None
     fig = Figure(figsize=(8, 3.4), layout="constrained")
     ax = fig.subplots()
-    frameworks = framework_order(rows)
+    frameworks = framework_order(rows)  # frameworks, or their releases' labels
+    ranks = release_ranks(frameworks)
     width = 0.8 / len(frameworks)
     for i, fw in enumerate(frameworks):
         xs = [j + (i - (len(frameworks) - 1) / 2) * width for j in range(len(methods))]
@@ -204,8 +215,9 @@ def plot_speed(summary: pd.DataFrame, out_dir: Path, name: str, timed: bool,
             lo = np.array([np.nan if r is None else r["time_per_step_lo"] for r in pick], dtype=float) * 1e3
             hi = np.array([np.nan if r is None else r["time_per_step_hi"] for r in pick], dtype=float) * 1e3
             err = np.nan_to_num(np.vstack([vals - lo, hi - vals]), nan=0.0).clip(min=0)
-        bars = ax.bar(xs, vals, width, color=COLOURS.get(fw, OTHER_COLOUR), label=fw, yerr=err,
-                      error_kw={"elinewidth": 1, "capsize": 2, "ecolor": "#222"})
+        hatch = {"hatch": HATCHES[ranks[fw] % len(HATCHES)], "edgecolor": "white"} if ranks[fw] else {}
+        bars = ax.bar(xs, vals, width, color=colour(fw), label=fw, yerr=err,
+                      error_kw={"elinewidth": 1, "capsize": 2, "ecolor": "#222"}, **hatch)
         ax.bar_label(bars, labels=[_f(v, 2) for v in vals], fontsize=7, padding=1)
     ax.set_xticks(range(len(methods)), methods)
     ax.set_yscale("log")
@@ -240,6 +252,7 @@ def startup_parts(stats: pd.DataFrame) -> pd.DataFrame:
     runs[names[0]] = runs["startup_import_s"]
     runs[names[1]] = runs["startup_ready_s"] - runs["startup_import_s"]
     runs[names[2]] = runs["startup_first_step_s"] - runs["startup_ready_s"]
+    runs["framework"] = units(runs)  # each release of a framework a bar of its own where several ran
     out = runs.groupby(["framework", "mode"], sort=False)[names].median()
     out["runs"] = runs.groupby(["framework", "mode"], sort=False).size()
     out = out.reset_index()
@@ -258,9 +271,9 @@ def plot_startup(stats: pd.DataFrame, out_dir: Path, name: str, heading: str = "
     ax = fig.subplots()
     labels = [f"{r['framework']} {r['mode']}" for _, r in parts.iterrows()]
     left = np.zeros(len(parts))
-    for part, colour in STARTUP_PARTS:
+    for part, shade in STARTUP_PARTS:
         vals = parts[part].to_numpy(float).clip(min=0)
-        ax.barh(labels, vals, left=left, color=colour, label=part)
+        ax.barh(labels, vals, left=left, color=shade, label=part)
         left += vals
     for y, total in enumerate(left):
         ax.text(total, y, f" {_f(total, 2)} s", va="center", fontsize=7)

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from bench.report.aggregate import GROUP_KEYS
+from bench.report.aggregate import CONFIG_KEYS
 from bench.report.claims import VERDICTS, paired_difference, seed_values
-from bench.report.groups import framework_order, method_order
+from bench.report.groups import framework_order, method_order, units
 from bench.report.speed import BASELINE, TIMING_KEYS, config_key, interval_text, time_ratio, with_framework
 from bench.report.tables import fmt
 from bench.stats import NAN_INTERVAL, Interval
@@ -71,8 +71,8 @@ class Speed:
 
 
 def _rest(key: tuple) -> tuple:
-    """A timing key without its framework: the configuration the frameworks share."""
-    return with_framework(key, "")
+    """A timing key without its framework and release: the configuration the frameworks share."""
+    return with_framework(key, "", "")
 
 
 def _labels(rests: Sequence[tuple]) -> dict[tuple, str]:
@@ -104,14 +104,14 @@ def fastest_framework(summary: pd.DataFrame, rounds: Mapping[tuple, pd.Series], 
     rounds in which every one of them was timed clean: the machine's drift cancels round by round.
     The fastest is the framework with the lowest median of its per-round geometric-mean time.
     """
-    frameworks = framework_order(summary["framework"], baseline) if len(summary) else []
+    frameworks = framework_order(units(summary), baseline) if len(summary) else []
     if not timing_pass:
         return Speed(None, untimed=tuple(frameworks), why="no timing pass")
     timed: dict[str, dict[tuple, tuple]] = {}
-    for _, row in summary.iterrows():
+    for unit, (_, row) in zip(units(summary), summary.iterrows()):  # each release a framework of its own
         key = config_key(row)
         if key in rounds and len(rounds[key]):
-            timed.setdefault(row["framework"], {})[_rest(key)] = key
+            timed.setdefault(unit, {})[_rest(key)] = key
     untimed = tuple(fw for fw in frameworks if fw not in timed)
     compared = [fw for fw in frameworks if fw in timed]
     if len(compared) < 2:
@@ -171,9 +171,9 @@ def run_figures(stats: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame:
     """Per framework (registry order): its runs, and the median over them of every memory figure and of
     the time to the first step; ``first_step`` maps each mode to its median when the runs had several."""
     rows = []
-    frameworks = framework_order(stats["framework"], baseline) if len(stats) else []
+    frameworks = framework_order(units(stats), baseline) if len(stats) else []
     for fw in frameworks:
-        runs = stats[stats["framework"] == fw]
+        runs = stats[units(stats) == fw]
         row: dict[str, object] = {"framework": fw, "runs": len(runs)}
         for col, _ in (*MEMORY, FIRST_STEP):
             row[col] = _median(runs[col]) if col in runs.columns else math.nan
@@ -221,16 +221,17 @@ def largest_accuracy_gap(summary: pd.DataFrame, stats: pd.DataFrame, baseline: s
     the summary's order (methods in their registry order)."""
     if summary.empty:
         return None
-    order = {fw: i for i, fw in enumerate(framework_order(summary["framework"], baseline))}
-    others = [k for k in GROUP_KEYS if k != "framework"]
+    summary = summary.assign(_unit=units(summary))  # each release of a framework a framework of its own
+    order = {fw: i for i, fw in enumerate(framework_order(summary["_unit"], baseline))}
+    others = [k for k in CONFIG_KEYS if k in summary.columns]
     best: tuple[float, pd.Series, pd.Series] | None = None
     for _, grp in summary.groupby(others, sort=False, dropna=False):
         ok = grp[np.isfinite(grp["final_acc_mean"].to_numpy(float))]
-        if ok["framework"].nunique() < 2:
+        if ok["_unit"].nunique() < 2:
             continue
         # highest first, ties in framework order: two frameworks even when every accuracy is the same
-        ok = ok.assign(_f=ok["framework"].map(order)).sort_values(["final_acc_mean", "_f"],
-                                                                    ascending=[False, True], kind="stable")
+        ok = ok.assign(_f=ok["_unit"].map(order)).sort_values(["final_acc_mean", "_f"],
+                                                               ascending=[False, True], kind="stable")
         hi, lo = ok.iloc[0], ok.iloc[-1]
         gap = float(hi["final_acc_mean"] - lo["final_acc_mean"])
         if best is None or gap > best[0]:
@@ -240,7 +241,7 @@ def largest_accuracy_gap(summary: pd.DataFrame, stats: pd.DataFrame, baseline: s
     _, hi, lo = best
     diff = paired_difference(seed_values(stats, hi, "final_acc"), seed_values(stats, lo, "final_acc")) \
         if len(stats) else NAN_INTERVAL
-    return Gap(_config_name(summary, hi), str(hi["framework"]), float(hi["final_acc_mean"]), str(lo["framework"]),
+    return Gap(_config_name(summary, hi), str(hi["_unit"]), float(hi["final_acc_mean"]), str(lo["_unit"]),
                float(lo["final_acc_mean"]), diff)
 
 
@@ -336,7 +337,7 @@ def group_glance(title: str, summary: pd.DataFrame, stats: pd.DataFrame, rounds:
     makes no claims about), ``scaling`` the batch-size scaling pass's sentences on this model."""
     speed = fastest_framework(summary, rounds, timing_pass, baseline)
     figures = run_figures(stats, baseline)
-    frameworks = list(figures["framework"]) if len(figures) else framework_order(summary["framework"], baseline)
+    frameworks = list(figures["framework"]) if len(figures) else framework_order(units(summary), baseline)
     # Speed at the methods' own batch sizes, then how it changes with the batch (the scaling pass).
     before = [speed_sentence(speed)] + ([scaling_sentence(scaling)] if scaling else [])
     after = [accuracy_sentence(largest_accuracy_gap(summary, stats, baseline), frameworks),

@@ -9,6 +9,12 @@
 * Models: a run's ``model`` is its spec's ``model.name``; runs written before models were
   selectable have none and are the tutorial's MLP (:data:`DEFAULT_MODEL`). Two configurations that
   differ only by model are never merged: ``model`` is part of every grouping key.
+* Versions: a run's ``framework_version`` is the release its child imported. When a results folder
+  holds more than one release of a framework, each release is a framework of its own to the report,
+  labelled ``"jax 0.9.2"`` (:func:`framework_label`), in release order; otherwise the label is the
+  framework's name, as it always was. A framework's *default* release (:func:`default_version`) is the
+  one pyproject.toml pins where it ran, else the newest that ran: the claims and every ratio against
+  the baseline framework use it, so frameworks are compared like with like.
 """
 from __future__ import annotations
 
@@ -17,7 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+from packaging.version import InvalidVersion, Version
 
+from bench import envs
 from bench.exits import BadInput
 from bench.frameworks import BASE, FRAMEWORKS, NAMES
 from bench.optimizers import METHODS, TUTORIAL_METHODS
@@ -30,14 +38,111 @@ BEYOND = "Beyond the tutorial"
 
 # ------------------------------------------------------------------ frameworks
 def framework_order(frameworks: Iterable[str], baseline: str = BASE) -> list[str]:
-    """The baseline framework first, then the registry's order, unknown names last by name."""
+    """The baseline framework first, then the registry's order, unknown names last by name; the
+    releases of one framework (labels ``"jax 0.9.2"``) in release order."""
     order = {name: i for i, name in enumerate(NAMES)}
-    return sorted(set(frameworks), key=lambda f: (f != baseline, order.get(f, len(order)), f))
+
+    def key(label: str) -> tuple:
+        fw, _, version = label.partition(" ")
+        return (fw != baseline, order.get(fw, len(order)), fw, version_key(version) if version else (0,), label)
+
+    return sorted(set(frameworks), key=key)
+
+
+def framework_of(label: str) -> str:
+    """The framework of a label: ``"jax 0.9.2"`` -> ``"jax"`` (a registry name has no space)."""
+    return str(label).partition(" ")[0]
 
 
 def colour(framework: str) -> str:
-    fw = FRAMEWORKS.get(framework)
+    """The registry's colour of a framework, or of a label's framework: every release of one has its colour."""
+    fw = FRAMEWORKS.get(framework_of(framework))
     return fw.colour if fw is not None else OTHER_COLOUR
+
+
+# ------------------------------------------------------------------ versions
+def pinned_version(framework: str) -> str:
+    """The release pyproject.toml pins for a registry framework; "" for a framework the registry does not know."""
+    fw = FRAMEWORKS.get(framework)
+    return (envs.project_version(fw) or "") if fw is not None else ""
+
+
+def known(version: Any) -> bool:
+    """A recorded release (not None, NaN or empty)."""
+    return isinstance(version, str) and version.strip() != ""
+
+
+def version_key(version: str) -> tuple:
+    """Sort key of releases: release order (0.9.2 before 0.10.2); a name packaging cannot read comes after."""
+    try:
+        return (0, Version(envs.public(str(version))), "")
+    except InvalidVersion:
+        return (1, Version("0"), str(version))
+
+
+def newest(versions: Iterable[str]) -> str:
+    """The newest of some releases ("" for none)."""
+    found = sorted({str(v) for v in versions if known(v)}, key=version_key)
+    return found[-1] if found else ""
+
+
+def default_version(framework: str, versions: Iterable[str]) -> str:
+    """The release a framework is compared at: the pinned one where it ran, else the newest that ran, else
+    the pinned one (nothing recorded)."""
+    found = {str(v) for v in versions if known(v)}
+    pinned = pinned_version(framework)
+    match = [v for v in found if envs.public(v) == pinned]
+    return match[0] if match else newest(found) or pinned
+
+
+def framework_label(framework: str, version: Any, several: bool) -> str:
+    """``"jax 0.9.2"`` when the results hold several releases of the framework, else ``"jax"``."""
+    if not several:
+        return str(framework)
+    return f"{framework} {envs.public(str(version)) if known(version) else pinned_version(str(framework))}"
+
+
+def several_versions(frame: pd.DataFrame) -> set[str]:
+    """The frameworks of ``frame`` (rows with ``framework`` and ``framework_version``) that ran at more than
+    one release; releases that differ only by a local label (``+cpu``) are one."""
+    if frame is None or frame.empty or "framework_version" not in frame.columns:
+        return set()
+    out = set()
+    for fw, versions in frame.groupby("framework")["framework_version"]:
+        if len({envs.public(str(v)) for v in versions if known(v)}) > 1:
+            out.add(str(fw))
+    return out
+
+
+def at_default(frame: pd.DataFrame) -> pd.Series:
+    """True for the rows at their framework's default release in ``frame`` (every row where a framework
+    ran at one release only, or recorded none)."""
+    if frame.empty or "framework_version" not in frame.columns:
+        return pd.Series(True, index=frame.index)
+    versions = frame["framework_version"].astype(object)
+    defaults = {fw: default_version(str(fw), grp) for fw, grp in versions.groupby(frame["framework"])}
+    return pd.Series([not known(v) or envs.public(str(v)) == envs.public(defaults[fw])
+                      for fw, v in zip(frame["framework"], versions)], index=frame.index)
+
+
+def release_ranks(labels: Iterable[str]) -> dict[str, int]:
+    """Label -> 0 for a framework's newest release among ``labels`` (and for a label without a release),
+    1 for the one before, and so on: what tells the releases of one framework apart in a figure, whose
+    colour is the framework's."""
+    by_fw: dict[str, list[str]] = {}
+    for label in set(labels):
+        by_fw.setdefault(framework_of(label), []).append(label)
+    out = {}
+    for group in by_fw.values():
+        ordered = sorted(group, key=lambda lab: version_key(lab.partition(" ")[2]), reverse=True)
+        out.update({lab: (i if " " in lab else 0) for i, lab in enumerate(ordered)})
+    return out
+
+
+def units(frame: pd.DataFrame) -> pd.Series:
+    """What the report compares, row by row: the ``fw_label`` column where the page added one (releases
+    told apart), else the framework."""
+    return frame["fw_label"] if "fw_label" in frame.columns else frame["framework"]
 
 
 # ------------------------------------------------------------------ methods

@@ -16,7 +16,7 @@ import pandas as pd
 
 from bench.exits import BadInput
 from bench.optimizers import METHODS
-from bench.report.groups import ModelInfo, model_infos, model_name
+from bench.report.groups import ModelInfo, default_version, known, model_infos, model_name, pinned_version
 from bench.results import STATUSES, read_json
 from bench.spec import conf_group
 from models.layers import DEFAULT_MODEL
@@ -53,7 +53,7 @@ class Runs:
 
 def read_table(path: Path, required: Sequence[str]) -> tuple[pd.DataFrame | None, str]:
     try:
-        df = pd.read_csv(path)
+        df = pd.read_csv(path, dtype={"framework_version": str})  # a release is text, never the number 2.2
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return None, f"unreadable ({type(exc).__name__}: {first})"
@@ -176,13 +176,38 @@ def load_runs(results_dir: Path) -> Runs:
                 sdf["run_id"] = run_id
                 steps.append(sdf[list(REQUIRED_STEPS)])
     metrics_df = (pd.concat(metrics, ignore_index=True) if metrics
-                  else pd.DataFrame(columns=[*REQUIRED_METRICS, "model"]))
+                  else pd.DataFrame(columns=[*REQUIRED_METRICS, "model", "framework_version"]))
+    metrics_df["framework_version"] = settled_versions(metrics_df)
     steps_df = pd.concat(steps, ignore_index=True) if steps else pd.DataFrame(columns=REQUIRED_STEPS)
     firsts = metrics_df.drop_duplicates("run_id")
     models, model_warnings = model_infos({r: i.get("config") for r, i in info.items()},
                                          dict(zip(firsts["run_id"], firsts["model"])))
     return Runs(metrics_df, steps_df, info, problems, warnings + model_warnings, models)
 
+
+
+def settled_versions(metrics: pd.DataFrame) -> pd.Series:
+    """Every run's release: the one it recorded; a run that recorded none (an older or foreign writer) is at
+    its framework's default release in this folder (the pinned one where it ran, else the newest that
+    ran, :func:`bench.report.groups.default_version`), so it joins those runs instead of standing alone."""
+    versions = metrics["framework_version"].astype(object)
+    defaults = {fw: default_version(str(fw), grp) for fw, grp in versions.groupby(metrics["framework"])}
+    return pd.Series([v if known(v) else defaults.get(fw, "") for fw, v in zip(metrics["framework"], versions)],
+                     index=metrics.index, dtype=object)
+
+
+def settle_timing(timing: Timing | None, metrics: pd.DataFrame) -> Timing | None:
+    """A timing row without a release (a timing pass from before the column) is at the release its
+    framework's runs in this folder were compared at (their default), else at the pinned one."""
+    if timing is None:
+        return None
+    defaults = {}
+    if len(metrics) and "framework_version" in metrics.columns:
+        defaults = {fw: default_version(str(fw), grp) for fw, grp in metrics.groupby("framework")["framework_version"]}
+    versions = timing.rows["framework_version"].astype(object)
+    timing.rows["framework_version"] = [v if known(v) else defaults.get(fw) or pinned_version(fw)
+                                        for fw, v in zip(timing.rows["framework"], versions)]
+    return timing
 
 
 @dataclass
@@ -210,6 +235,9 @@ def load_timing(results_dir: Path) -> tuple[Timing | None, list[str]]:
     if "model" not in df.columns:  # a timing pass from before models were selectable
         df["model"] = DEFAULT_MODEL
     df["model"] = df["model"].astype(object).fillna(DEFAULT_MODEL)
+    if "framework_version" not in df.columns:  # from before releases were timed: settle_timing or the pinned one
+        df["framework_version"] = None
+    df["framework_version"] = [str(v) if known(v) else None for v in df["framework_version"].astype(object)]
     bad = df[["batch_size", "round", "time_per_step_s"]].isna().any(axis=1)
     warnings = [f"{path}: {int(bad.sum())} rows without batch size, round or time left out"] if bad.any() else []
     df = df[~bad].copy()

@@ -13,12 +13,13 @@ from bench.report.aggregate import LAST_PART, aggregate_curves, max_concurrent, 
 from bench.report.claims import check_claims
 from bench.report.figures import plot_curves, plot_speed, plot_startup, plot_steps
 from bench.report.glance import INTRO, group_glance, group_title
-from bench.report.groups import BEYOND, framework_order, method_order, model_order, split_methods
-from bench.report.load import Runs, Timing, default_lrs, load_runs, load_timing, read_table
+from bench.report.groups import BEYOND, framework_order, method_order, model_order, several_versions, split_methods
+from bench.report.load import Runs, Timing, default_lrs, load_runs, load_timing, read_table, settle_timing
 from bench.report.render import Part, render_html, render_md
 from bench.report.sections import EXTRA_MODULES, collect_section
 from bench.report.speed import BASELINE, protocol_text, round_times
 from bench.report.tables import comparison_table, contention_note, environment
+from bench.report.versions import defaults_of, label, releases_of, sentences, timed_releases, versions_part
 from bench.results import atomic_write_text
 from bench.scaling.section import scaling_sentences
 
@@ -58,6 +59,9 @@ class Inputs:
     claims: list[pd.DataFrame] = field(default_factory=list)  # every dataset's verdicts, for claims.csv
     verdicts: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)  # (dataset, model) -> its claims
     scaling: dict[str, list[str]] = field(default_factory=dict)  # model -> where the scaling pass's curves cross
+    several: set[str] = field(default_factory=set)  # frameworks that ran at more than one release
+    defaults: dict[str, str] = field(default_factory=dict)  # framework -> the release it is compared at
+    results_dir: Path = Path("results")
 
 
 def _timing_text(timing: Timing | None, baseline: str) -> str:
@@ -200,7 +204,10 @@ def _tutorial_parts(scope: Scope, inp: Inputs, s: pd.DataFrame, st: pd.DataFrame
     claims.text("The claims are about the tutorial's six methods only; methods beyond the tutorial never enter them."
                 + (f" They are judged for each model separately, here from the runs of {scope.model} only: the "
                    "tutorial made them on its MLP, and a verdict on one model says nothing about another."
-                   if scope.several_models else ""))
+                   if scope.several_models else "")
+                + (" A framework that ran at several releases is judged at its default one ("
+                   + ", ".join(f"{fw} {inp.defaults[fw]}" for fw in framework_order(inp.several)) + "); the others "
+                   "are compared with it in the section Versions." if inp.several else ""))
     verdicts = inp.verdicts.get((ds, scope.model), pd.DataFrame())
     claims.table(verdicts)
     inp.claims.append(verdicts.assign(dataset=ds, model=scope.model))
@@ -262,6 +269,13 @@ def _glance_part(scopes: Sequence[Scope], inp: Inputs) -> Part:
             part.table(group.table)
             for line in group.after:
                 part.text(line)
+    if inp.several:  # releases of one framework: the section Versions in a line each
+        timed = timed_releases(inp.rounds, inp.several) if inp.timing is not None else pd.DataFrame()
+        from bench.parity.section import version_checks  # neutral: reads the parity CSVs
+
+        for line in sentences(releases_of(inp.runs.metrics, inp.several), timed, version_checks(inp.results_dir),
+                              inp.timing.rows if inp.timing is not None else None):
+            part.text(line.removesuffix(".") + "; section *Versions* below.")
     left_out, warned = len(inp.runs.problems), len(inp.runs.warnings)
     runs = f"{left_out} failed or unfinished run{'s' if left_out != 1 else ''}"
     said = ([f"{runs} left out of every number in the report"] if left_out else []) + (
@@ -340,6 +354,7 @@ def build_report(results_dir: Path, out_dir: Path, target: float | None = None,
     """Load, aggregate, draw and write everything; returns the path of index.html."""
     runs = load_runs(results_dir)
     timing, timing_warnings = load_timing(results_dir)
+    timing = settle_timing(timing, runs.metrics)  # a timing pass from before releases: the runs' default ones
     runs.warnings.extend(timing_warnings)
     for warning in runs.warnings:
         log(f"warning: {warning}")
@@ -349,9 +364,15 @@ def build_report(results_dir: Path, out_dir: Path, target: float | None = None,
     rows = timing.rows if timing is not None else None
     stats = run_stats(runs.metrics, runs.steps, target) if len(runs.metrics) else pd.DataFrame()
     summary = summarize(stats, rows, baseline) if len(stats) else pd.DataFrame()
-    inp = Inputs(runs, stats, summary, aggregate_curves(runs.metrics) if len(runs.metrics) else pd.DataFrame(),
-                 timing, round_times(rows) if rows is not None else {}, default_lrs(), target,
-                 max_concurrent(runs.info.values()), baseline)
+    atomic_write_text(out_dir / "summary.csv", summary.to_csv(index=False))
+    # Each release of a framework a framework of its own on the page, where several ran ("jax 0.9.2").
+    several, defaults = several_versions(runs.metrics), defaults_of(runs.metrics)
+    runs.metrics = label(runs.metrics, several, defaults)
+    stats, summary = label(stats, several, defaults), label(summary, several, defaults)
+    curves = label(aggregate_curves(runs.metrics), several, defaults) if len(runs.metrics) else pd.DataFrame()
+    inp = Inputs(runs, stats, summary, curves, timing, round_times(rows) if rows is not None else {}, default_lrs(),
+                 target, max_concurrent(runs.info.values()), baseline, several=several, defaults=defaults,
+                 results_dir=Path(results_dir))
     inp.scaling = scaling_sentences(results_dir)
     datasets = list(dict.fromkeys(summary["dataset"])) if len(summary) else []
     models = model_order(summary["model"]) if len(summary) else []
@@ -366,6 +387,8 @@ def build_report(results_dir: Path, out_dir: Path, target: float | None = None,
         body += _dataset_parts(scope, inp, out_dir)
     # After every model's tables, claims and figures: the sections other modules contribute (the
     # batch-size scaling pass first).
+    versions = versions_part(runs.metrics, inp.rounds, rows, Path(results_dir), several, defaults, baseline)
+    body += [versions] if versions else []
     body += _extra_parts(results_dir, extra_modules, out_dir, runs.warnings, log)
     toy = _toy_part(results_dir, out_dir)
     body += [toy] if toy else []
@@ -383,7 +406,6 @@ def build_report(results_dir: Path, out_dir: Path, target: float | None = None,
              + (f", {' vs '.join(frameworks)}" if frameworks else ""))
     subtitle = (f"Built {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} from {results_dir}; "
                 f"datasets: {', '.join(datasets) or 'none'}; " + _models_text(models, runs) + ".")
-    atomic_write_text(out_dir / "summary.csv", summary.to_csv(index=False))
     if inp.claims:  # the verdicts as data: two reports can be compared claim by claim
         atomic_write_text(out_dir / "claims.csv", pd.concat(inp.claims).to_csv(index=False))
     atomic_write_text(out_dir / "report.md", render_md(title, subtitle, parts, out_dir))

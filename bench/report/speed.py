@@ -12,26 +12,38 @@ verdicts: a sweep's runs share the cores.
 
 A sample (or a sweep epoch) during which other processes used more than
 ``CONTENTION_THRESHOLD`` of the machine's CPU is left out of every interval and counted.
+
+The framework's release is part of a configuration (``framework_version``, the last key): two
+releases of one framework timed in one pass are two configurations, timed in the same rounds. A
+timing row without a release (a file from before the column) is the pinned release, unless the
+report has already given it the release its runs were at. Ratios against the baseline framework
+compare each framework's default release with the baseline's (:func:`baseline_ratios`); the
+other releases of a framework are compared with its newest (:func:`version_twins`).
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from bench.clock import CONTENTION_THRESHOLD
+from bench.envs import public
 from bench.frameworks import BASE
+from bench.report.groups import default_version, known, newest, pinned_version
 from bench.stats import NAN_INTERVAL, Interval, median_ci, ratio_ci
 from models.layers import DEFAULT_MODEL
 
 BASELINE = BASE  # the framework every other one is compared with, unless told otherwise
-# lr does not change the time of a step, so it is not part of a timing configuration; the model does.
-TIMING_KEYS = ("dataset", "model", "device", "framework", "optimizer", "impl", "mode", "batch_size")
+# lr does not change the time of a step, so it is not part of a timing configuration; the model and
+# the framework's release do.
+TIMING_KEYS = ("dataset", "model", "device", "framework", "optimizer", "impl", "mode", "batch_size",
+               "framework_version")
 TIMING_COLUMNS = (*TIMING_KEYS, "round", "time_per_step_s")
 SAMPLE_KEYS = ("pass", "process", "round")  # one sample of a configuration
 _FW = TIMING_KEYS.index("framework")
+_VERSION = TIMING_KEYS.index("framework_version")
 
 
 def contended(contention: pd.Series | Sequence[float], threshold: float = CONTENTION_THRESHOLD) -> np.ndarray:
@@ -41,33 +53,71 @@ def contended(contention: pd.Series | Sequence[float], threshold: float = CONTEN
 
 
 def config_key(row: Mapping) -> tuple:
-    """The timing configuration a summary row or timing row belongs to (no model: the tutorial's MLP)."""
+    """The timing configuration a summary row or timing row belongs to (no model: the tutorial's MLP;
+    no release: the pinned one; a release's local label, ``+cpu``, is left out as a run_id leaves it)."""
     def value(k: str) -> object:
         if k == "batch_size":
             return int(row[k])
-        if k == "model":
-            got = row.get("model") if hasattr(row, "get") else row[k]
+        if k in ("model", "framework_version"):
+            got = row.get(k) if hasattr(row, "get") else row[k]
+            if k == "framework_version":
+                return public(got) if known(got) else pinned_version(str(row["framework"]))
             return DEFAULT_MODEL if got is None or got != got or got == "" else str(got)
         return str(row[k])
     return tuple(value(k) for k in TIMING_KEYS)
 
 
-def with_framework(key: tuple, framework: str) -> tuple:
-    """The same configuration key in another framework."""
-    return key[:_FW] + (framework,) + key[_FW + 1:]
+def with_framework(key: tuple, framework: str, version: str | None = None) -> tuple:
+    """The same configuration key in another framework, at ``version`` (None: its pinned release)."""
+    out = key[:_FW] + (framework,) + key[_FW + 1:]
+    return with_version(out, pinned_version(framework) if version is None else version)
 
 
 def key_framework(key: tuple) -> str:
     return key[_FW]
 
 
+def key_version(key: tuple) -> str:
+    return key[_VERSION]
+
+
+def with_version(key: tuple, version: str) -> tuple:
+    """The same configuration key at another release of its framework."""
+    return key[:_VERSION] + (public(version) if version else version,) + key[_VERSION + 1:]
+
+
+def default_versions(keys: Iterable[tuple]) -> dict[str, str]:
+    """Framework -> the release its configurations are compared with other frameworks at: the pinned one
+    where it is among ``keys``, else the newest (:func:`bench.report.groups.default_version`)."""
+    found: dict[str, set[str]] = {}
+    for key in keys:
+        found.setdefault(key_framework(key), set()).add(key_version(key))
+    return {fw: public(default_version(fw, versions)) for fw, versions in found.items()}
+
+
+def version_twins(keys: Iterable[tuple]) -> dict[tuple, tuple]:
+    """Each configuration of a framework at a release other than the newest of that framework and
+    configuration among ``keys`` -> the same configuration at the newest release."""
+    keys = list(keys)
+    newest_of: dict[tuple, str] = {}
+    for key in keys:
+        rest = with_version(key, "")
+        newest_of[rest] = newest([newest_of.get(rest, ""), key_version(key)])
+    return {key: with_version(key, newest_of[with_version(key, "")]) for key in keys
+            if key_version(key) != newest_of[with_version(key, "")]}
+
+
 def samples(timing: pd.DataFrame) -> pd.DataFrame:
     """``timing`` with every :data:`SAMPLE_KEYS` column as integers: a missing ``pass`` or
-    ``process`` column (a file from before there were several) or an empty cell is 1."""
+    ``process`` column (a file from before there were several) or an empty cell is 1; and a
+    release in every row: a missing ``framework_version`` column or an empty cell is the pinned one."""
     out = timing.copy()
     for col in SAMPLE_KEYS:
         values = pd.to_numeric(out[col], errors="coerce") if col in out.columns else pd.Series(1, index=out.index)
         out[col] = values.fillna(1).astype(int)
+    versions = out["framework_version"] if "framework_version" in out.columns else pd.Series(None, index=out.index)
+    out["framework_version"] = [public(v) if known(v) else pinned_version(str(fw))
+                                for fw, v in zip(out["framework"], versions.astype(object), strict=True)]
     return out
 
 
@@ -152,6 +202,8 @@ def protocol_text(rows: pd.DataFrame, meta: Mapping, baseline: str = BASELINE,
         return f"{lo}" if lo == hi else f"{lo}–{hi}"
 
     busy = int(contended(rows["contention"], threshold).sum())
+    versions = rows.groupby("framework")["framework_version"].nunique()
+    several = [str(fw) for fw, n in versions.items() if n > 1]
     how = (f"{span(procs)} worker process(es) per configuration"
            + (f" in each of {passes} passes" if passes > 1 else "")
            + f", started slot by slot across the pass, each timed in {span(rnds)} round(s) after "
@@ -165,7 +217,19 @@ def protocol_text(rows: pd.DataFrame, meta: Mapping, baseline: str = BASELINE,
             f"rounds within each); time vs {baseline}: median of the per-sample ratios against the {baseline} "
             f"configuration timed in the same process slot and round, with its 95 % interval, resampled the same "
             f"way; rounds: clean / all samples. {busy} of {len(rows)} timed rows ran under contention (other "
-            f"processes used over {threshold:.0%} of the CPU) and are left out.")
+            f"processes used over {threshold:.0%} of the CPU) and are left out."
+            + (f" Several releases of {', '.join(several)} were timed, each a configuration of its own in the same "
+               "rounds; the ratios against the baseline compare each framework's default release, the others are "
+               "compared with their framework's newest in the section Versions." if several else ""))
+
+
+def baseline_twin(key: tuple, defaults: Mapping[str, str], baseline: str = BASELINE) -> tuple | None:
+    """The configuration ``key`` is compared with: the baseline framework at its default release, when
+    ``key`` is at its own framework's default release (``defaults``: :func:`default_versions`); None for
+    any other release, which is compared with its framework's newest instead (like with like)."""
+    if key_version(key) != defaults.get(key_framework(key), key_version(key)):
+        return None
+    return with_framework(key, baseline, defaults.get(baseline))
 
 
 def baseline_ratios(summary: pd.DataFrame, rounds: Mapping[tuple, pd.Series], baseline: str = BASELINE
@@ -173,15 +237,26 @@ def baseline_ratios(summary: pd.DataFrame, rounds: Mapping[tuple, pd.Series], ba
     """Per summary row: its time per step over the baseline framework's, same configuration otherwise.
 
     Columns ``time_ratio_vs_<baseline>``, ``_lo``, ``_hi``, ``_n``; the baseline's own rows get 1.
+    Only rows at their framework's default release get one, against the baseline at its default
+    release (:func:`baseline_twin`); a row at another release gets NaN.
     """
     name = f"time_ratio_vs_{baseline}"
+    keys = [config_key(row) for _, row in summary.iterrows()]
+    defaults = default_versions(keys)
     out = []
-    for _, row in summary.iterrows():
-        key = config_key(row)
-        base = with_framework(key, baseline)
-        ci = time_ratio(rounds, key, base)
+    for key in keys:
+        base = baseline_twin(key, defaults, baseline)
+        ci = time_ratio(rounds, key, base) if base is not None else NAN_INTERVAL
         out.append({name: ci.est, f"{name}_lo": ci.lo, f"{name}_hi": ci.hi, f"{name}_n": ci.n})
     return pd.DataFrame(out, index=summary.index, columns=[name, f"{name}_lo", f"{name}_hi", f"{name}_n"])
+
+
+def version_ratios(rounds: Mapping[tuple, pd.Series]) -> dict[tuple, tuple[tuple, Interval]]:
+    """Each timed configuration at a release other than its framework's newest -> (the newest's
+    configuration, time per step over the newest's): paired by pass, process slot and round, since
+    the releases were timed in the same interleaved rounds; a two-level interval."""
+    return {key: (twin, time_ratio(rounds, key, twin)) for key, twin in version_twins(rounds).items()
+            if twin in rounds}
 
 
 def interval_text(ci: Interval, unit_scale: float = 1.0, digits: int = 3) -> str:

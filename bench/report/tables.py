@@ -45,6 +45,7 @@ def comparison_table(summary: pd.DataFrame, timed: bool, baseline: str = BASELIN
     out = []
     for _, r in summary.iterrows():
         row = {k: (int(r[k]) if k in ("batch_size", "n_train") else (f"{r[k]:g}" if k == "lr" else r[k])) for k in keys}
+        row["framework"] = r.get("fw_label", r["framework"])  # "jax 0.9.2" where several releases ran
         all_diverged = r["diverged"] == r["runs"]
         row["seeds"] = str(r["runs"])
         row["budget"] = f"{r['epochs']} epochs, {r['steps']:,} steps"
@@ -58,7 +59,9 @@ def comparison_table(summary: pd.DataFrame, timed: bool, baseline: str = BASELIN
                                     if r["reached"] else "—")
         if timed:
             row["ms/step (timing pass)"] = _timed(r, "time_per_step_s", "time_per_step_lo", "time_per_step_hi", 1e3)
-            row[f"time vs {baseline}"] = ("baseline" if r["framework"] == baseline
+            # A release other than its framework's default is compared with its newest release (Versions).
+            row[f"time vs {baseline}"] = ("see Versions" if not r.get("fw_default", True)
+                                          else "baseline" if r["framework"] == baseline
                                           else _timed(r, ratio, f"{ratio}_lo", f"{ratio}_hi"))
             row["rounds"] = f"{r['timing_n']}/{int(r['timing_rounds'])}" if r["timing_rounds"] == r["timing_rounds"] \
                 else "0"

@@ -132,3 +132,28 @@ def print_table(points: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) ->
               + (f" ({p['left_out']} contended left out)" if p["left_out"] else "")
               + (" (every sample contended: kept, not trustworthy)" if p["all_contended"] else ""))
     print(flush=True)
+
+
+def compare_points(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]], tolerance: float) -> list[dict]:
+    """Two scaling passes point by point (framework, model, mode, batch size): samples per second
+    within ``tolerance`` of each other (relative to the first) with overlapping 95 % intervals.
+    A point only one pass has does not agree."""
+    def keyed(points: Sequence[Mapping[str, Any]]) -> dict[tuple, Mapping[str, Any]]:
+        return {(p["model"], p["framework"], p["mode"], int(p["batch_size"])): p for p in points}
+
+    ka, kb = keyed(a), keyed(b)
+    out = []
+    for key in sorted(set(ka) | set(kb), key=lambda k: (k[0], k[1], k[2], k[3])):
+        pa, pb = ka.get(key), kb.get(key)
+        row: dict[str, Any] = dict(zip(("model", "framework", "mode", "batch_size"), key))
+        if pa is None or pb is None:
+            out.append({**row, "samples/s A": math.nan, "samples/s B": math.nan, "difference": math.nan,
+                        "overlap": False, "agree": False})
+            continue
+        ia = Interval(pa["samples_per_s"], pa["samples_per_s_lo"], pa["samples_per_s_hi"], pa["rounds"])
+        ib = Interval(pb["samples_per_s"], pb["samples_per_s_lo"], pb["samples_per_s_hi"], pb["rounds"])
+        diff = abs(ib.est / ia.est - 1) if ia.est > 0 else math.nan
+        overlap = ia.overlaps(ib)
+        out.append({**row, "samples/s A": ia.est, "samples/s B": ib.est, "difference": diff, "overlap": overlap,
+                    "agree": bool(diff <= tolerance and overlap)})
+    return out

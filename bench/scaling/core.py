@@ -38,6 +38,7 @@ import numpy as np
 from bench import frameworks
 from bench.clock import CONTENTION_THRESHOLD
 from bench.data import DataError, load_dataset
+from bench.envs import interpreter
 from bench.exits import BadInput
 from bench.machine import cpu_name
 from bench.options import Option, Options, boolean, choice, integer, names, nullable, number
@@ -158,8 +159,7 @@ class CurveWorker(Worker):
         options = {"cpus": self.cpus} if self.cpus else {}
         try:
             self.proc = start("bench.scaling.worker", [json.dumps(spec), json.dumps(options)], env=spec_env(spec),
-                              python=spec["framework"].get("python") or sys.executable,
-                              stdin=-1, stdout=-1, stderr=self.log)
+                              python=interpreter(spec), stdin=-1, stdout=-1, stderr=self.log)
         except OSError as exc:
             self.error = f"cannot start: {exc.strerror or exc}"
             return
