@@ -121,3 +121,26 @@ def test_two_passes_agree_point_by_point_within_the_tolerance_and_their_interval
     assert not any(r["agree"] for r in rows) and all(r["difference"] > 0.2 for r in rows)
     missing = compare_points(a, same[:1], 0.10)  # a point only one pass has does not agree
     assert [r["agree"] for r in missing] == [True, False]
+
+
+def _folder(path: Path, rows: list[dict]) -> Path:
+    from bench.results import write_csv, write_json
+
+    full = [{**r, "optimizer": "adam", "impl": "native", "n_train": 4000, "cpu_time_s": r["time_s"],
+             "dataset": "mnist_embedded", "threads": 1, "device": "cpu"} for r in rows]
+    write_csv(path / "scaling" / "scaling.csv", full, COLUMNS)
+    write_json(path / "scaling" / "scaling.json", {"contention_threshold": 0.1, "curves": []})
+    return path
+
+
+def test_compare_checks_two_scaling_passes_point_by_point(tmp_path: Path) -> None:
+    curve = {1: 1e-3, 64: 2e-3}
+    a = _folder(tmp_path / "a", _rows({"a": curve, "b": curve}, seed=1))
+    same = _folder(tmp_path / "same", _rows({"a": curve, "b": curve}, seed=2))
+    slower = _folder(tmp_path / "slower", _rows({"a": curve, "b": {k: 1.3 * v for k, v in curve.items()}}, seed=2))
+    done = run_cli(str(a), str(same), module="bench.report.compare", timeout=120)
+    assert done.returncode == 0 and "AGREE" in done.stdout and "over 4 points" in done.stdout, done.stdout
+    done = run_cli(str(a), str(slower), module="bench.report.compare", timeout=120)
+    assert done.returncode == 1 and "DISAGREE" in done.stdout and "2 outside" in done.stdout, done.stdout
+    done = run_cli(str(a), str(tmp_path / "nothing"), module="bench.report.compare", timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr  # no timing pass, no scaling pass: bad input

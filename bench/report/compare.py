@@ -12,7 +12,10 @@ their timing passes and their checked claims:
   the two 95 % intervals must overlap. A framework timed at several releases has its default
   release compared with the baseline, and every other release with its newest, the same way;
 * every claim of ``report/claims.csv``, per dataset, model, method and framework: a verdict may
-  move between "inconclusive" and a decision, but never from "supported" to "not supported" or back.
+  move between "inconclusive" and a decision, but never from "supported" to "not supported" or back;
+* when both folders hold a batch-size scaling pass (``scaling/scaling.csv``), every point of it
+  (framework, model, mode, batch size): samples per second within ``--tolerance`` with
+  overlapping intervals. Two folders that hold only scaling passes are compared on those alone.
 
 Folders written before models were selectable have no model column: their rows are the tutorial's MLP;
 folders timed before releases were recorded have no framework_version column: their rows are the
@@ -118,33 +121,76 @@ OPTIONS = Options(
 )
 
 
+def _has(results_dir: Path, part: str) -> bool:
+    return (results_dir / part).is_file()
+
+
+def compare_scaling(a: Path, b: Path, tolerance: float) -> pd.DataFrame:
+    """The two folders' batch-size scaling passes, point by point (bench.scaling.analysis.compare_points)."""
+    from bench.scaling.analysis import compare_points, summarise
+    from bench.scaling.section import load
+
+    points = []
+    for folder in (a, b):
+        found = load(folder)
+        if found is None:
+            raise BadInput(f"{folder}: scaling/scaling.csv cannot be read")
+        points.append(summarise(*found))
+    return pd.DataFrame(compare_points(points[0], points[1], tolerance))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     def run() -> int:
         opts = OPTIONS.parse(sys.argv[1:] if argv is None else argv)
         args = SimpleNamespace(a=Path(opts["a"]), b=Path(opts["b"]), tolerance=opts["tolerance"],
                                baseline=opts["baseline"])
-        ra, rb = ratios(args.a, args.baseline), ratios(args.b, args.baseline)
-        speed = compare_ratios(ra, rb, args.tolerance)
-        claims = compare_claims(args.a, args.b)
-        releases = any(key[-1] != args.baseline for key in (*ra, *rb))
-        with pd.option_context("display.width", 200, "display.max_rows", 500, "display.max_colwidth", 80):
-            print(f"time ratios against {args.baseline}"
-                  + (" (a framework's other releases: against its newest)" if releases else "")
-                  + f", A = {args.a}, B = {args.b}:")
-            print(speed.to_string(index=False, float_format=lambda x: f"{x:.1%}"))
-            changed = claims[claims["verdict A"] != claims["verdict B"]]
-            print(f"\nclaims: {len(claims)} compared, {len(changed)} changed verdict, "
-                  f"{int(claims['flip'].sum())} flipped between supported and not supported")
-            if len(changed):
-                print(changed.to_string(index=False))
-        worst = speed["difference"].max() if len(speed) else float("nan")
-        ok = bool(len(speed)) and bool(speed["agree"].all()) and not claims["flip"].any()
-        print(f"\n{'AGREE' if ok else 'DISAGREE'}: largest ratio difference {worst:.1%} "
-              f"(tolerance {args.tolerance:.0%}), {int((~speed['agree']).sum()) if len(speed) else 0} ratio(s) "
-              f"outside it or without overlapping intervals, {int(claims['flip'].sum())} claim flip(s)")
+        scaling_csv = "scaling/scaling.csv"
+        both_scaling = _has(args.a, scaling_csv) and _has(args.b, scaling_csv)
+        timed = not both_scaling or (_has(args.a, "timing/timing.csv") and _has(args.b, "timing/timing.csv"))
+        verdicts: list[bool] = []
+        said: list[str] = []
+        if timed:  # the timing passes and the claims (a folder with neither and no scaling pass: bad input)
+            verdicts.append(_compare_timing(args, said))
+        if both_scaling:
+            verdicts.append(_compare_scaling(args, said))
+        ok = all(verdicts)
+        print(f"\n{'AGREE' if ok else 'DISAGREE'}: " + "; ".join(said))
         return 0 if ok else 1
 
     return entry(run)
+
+
+def _compare_timing(args: SimpleNamespace, said: list[str]) -> bool:
+    ra, rb = ratios(args.a, args.baseline), ratios(args.b, args.baseline)
+    speed = compare_ratios(ra, rb, args.tolerance)
+    claims = compare_claims(args.a, args.b)
+    releases = any(key[-1] != args.baseline for key in (*ra, *rb))
+    with pd.option_context("display.width", 200, "display.max_rows", 500, "display.max_colwidth", 80):
+        print(f"time ratios against {args.baseline}"
+              + (" (a framework's other releases: against its newest)" if releases else "")
+              + f", A = {args.a}, B = {args.b}:")
+        print(speed.to_string(index=False, float_format=lambda x: f"{x:.1%}"))
+        changed = claims[claims["verdict A"] != claims["verdict B"]]
+        print(f"\nclaims: {len(claims)} compared, {len(changed)} changed verdict, "
+              f"{int(claims['flip'].sum())} flipped between supported and not supported")
+        if len(changed):
+            print(changed.to_string(index=False))
+    worst = speed["difference"].max() if len(speed) else float("nan")
+    said.append(f"largest ratio difference {worst:.1%} (tolerance {args.tolerance:.0%}), "
+                f"{int((~speed['agree']).sum()) if len(speed) else 0} ratio(s) outside it or without overlapping "
+                f"intervals, {int(claims['flip'].sum())} claim flip(s)")
+    return bool(len(speed)) and bool(speed["agree"].all()) and not claims["flip"].any()
+
+
+def _compare_scaling(args: SimpleNamespace, said: list[str]) -> bool:
+    points = compare_scaling(args.a, args.b, args.tolerance)
+    with pd.option_context("display.width", 200, "display.max_rows", 500):
+        print(f"\nbatch-size scaling, samples per second, A = {args.a}, B = {args.b}:")
+        print(points.to_string(index=False, float_format=lambda x: f"{x:,.4g}"))
+    worst = points["difference"].max() if len(points) else float("nan")
+    said.append(f"scaling: largest difference {worst:.1%} over {len(points)} points, "
+                f"{int((~points['agree']).sum())} outside the tolerance or without overlapping intervals")
+    return bool(len(points)) and bool(points["agree"].all())
 
 
 if __name__ == "__main__":
