@@ -114,7 +114,7 @@ parity: $(STAMP) ## step-by-step agreement of the frameworks, every method, refe
 
 # Batch-size scaling: Adam (native) at batch sizes 1 to the full set, every framework, the mlp and
 # lenet5 models, each framework's faster mode, under the timing pass's protocol (several worker
-# processes per configuration, interleaved rounds, the CPU lock held exclusively). About 6 minutes
+# processes per configuration, interleaved rounds, the CPU lock held exclusively). About 10 minutes
 # on 2 cores, so not part of make bench; make report draws it when results/scaling/ holds one.
 SCALING_BUDGET ?= 150
 scaling: $(STAMP) ## samples/s against batch size per framework and model, with the FLOP floor (ARGS)
