@@ -47,7 +47,7 @@ from bench.run.cpulock import CpuLock
 from bench.run.proc import spec_env, start
 from bench.scaling.analysis import COLUMNS, crossings, print_table, summarise
 from bench.spec import MODES, build_spec, compose, conf_group
-from bench.timing.core import START_TIMEOUT_S, Worker
+from bench.timing.core import Worker
 from bench.timing.schedule import cpus_for
 from models.layers import parse_model
 
@@ -166,14 +166,9 @@ class CurveWorker(Worker):
         self.listen()
 
     def ready(self) -> bool:
-        if self.error is None:
-            try:
-                answer = self._answer(START_TIMEOUT_S)
-                self.error = answer.get("error")
-                self.config["n_train"] = answer.get("n_train")
-            except RuntimeError as exc:
-                self.error = str(exc)
-        return self.error is None
+        ok = super().ready()
+        self.config["n_train"] = self.ready_info.get("n_train")
+        return ok
 
     def sample_at(self, steps: int, batch: int) -> dict[str, Any]:
         self.proc.stdin.write(json.dumps({"steps": steps, "batch_size": batch}) + "\n")

@@ -103,12 +103,16 @@ class Worker:
         if self.host is not None:
             self.host.begin()
             return
-        spec = self.config["spec"]
+        self._start(self.config["spec"])
+
+    def _start(self, payload: Any) -> None:
+        """Start ``--worker`` with ``payload`` (one spec, or a host's list of specs of one environment)."""
+        lead = payload[0] if isinstance(payload, list) else payload
         options = {"cpus": self.cpus} if self.cpus else {}
         try:
             # the run's own interpreter: framework.python, else its release's venv, else this one
-            self.proc = start("bench.timing", ["--worker", json.dumps(spec), json.dumps(options)],
-                              env=spec_env(spec), python=interpreter(spec),
+            self.proc = start("bench.timing", ["--worker", json.dumps(payload), json.dumps(options)],
+                              env=spec_env(lead), python=interpreter(lead),
                               stdin=PIPE, stdout=PIPE, stderr=self.log, wrapper=self.wrapper)
         except OSError as exc:
             self.error = f"cannot start: {exc.strerror or exc}"
@@ -144,13 +148,17 @@ class Worker:
             self.ready_info = {**info, **(info.get("configs") or [{}])[self.index]} if "configs" in info else info
             self.error = self.error or self.ready_info.get("error")
             return self.error is None
+        self._await_ready()
+        return self.error is None
+
+    def _await_ready(self) -> None:
+        """Wait for the worker's ready line (start-up's time limit); an error in it, or none, is this worker's."""
         if self.error is None:
             try:
                 self.ready_info = self._answer(START_TIMEOUT_S)
                 self.error = self.ready_info.get("error")
             except RuntimeError as exc:
                 self.error = str(exc)
-        return self.error is None
 
     def sample(self, steps: int) -> dict[str, Any]:
         if self.host is not None:
@@ -196,26 +204,12 @@ class Host(Worker):
         if self.begun:
             return
         self.begun = True
-        specs = self.config["spec"]
-        options = {"cpus": self.cpus} if self.cpus else {}
-        try:
-            self.proc = start("bench.timing", ["--worker", json.dumps(specs), json.dumps(options)],
-                              env=spec_env(specs[0]), python=interpreter(specs[0]),
-                              stdin=PIPE, stdout=PIPE, stderr=self.log, wrapper=self.wrapper)
-        except OSError as exc:
-            self.error = f"cannot start: {exc.strerror or exc}"
-            return
-        self.listen()
+        self._start(self.config["spec"])
 
     def ready(self) -> dict[str, Any]:  # type: ignore[override]
         if not self.readied:
             self.readied = True
-            if self.error is None:
-                try:
-                    self.ready_info = self._answer(START_TIMEOUT_S)
-                    self.error = self.ready_info.get("error")
-                except RuntimeError as exc:
-                    self.error = str(exc)
+            self._await_ready()
         return {"error": self.error} if self.error else self.ready_info
 
     def sample(self, index: int, steps: int, timeout_s: float) -> dict[str, Any]:  # type: ignore[override]
