@@ -261,21 +261,30 @@ PROBE = """<script>window.addEventListener('load', () => {
 });</script>"""
 
 
+def _flags(tmp_path: Path) -> list[str]:
+    """Headless Chromium with its own profile under ``tmp_path``."""
+    return ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-extensions", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"]
+
+
+def _dump_dom(page: str, probe: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """The page with ``probe`` (a script) appended, loaded in headless Chromium: its DOM after the script ran."""
+    path = tmp_path / "probe.html"
+    path.write_text(page.replace("</body>", probe + "</body>"))
+    return subprocess.run([CHROMIUM, *_flags(tmp_path), "--virtual-time-budget=5000", "--dump-dom", path.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed here (.ci/run installs it)")
 def test_page_renders_in_headless_chromium_with_every_figure(built: Path, tmp_path: Path) -> None:
     page = (built / "index.html").read_text()
-    probe = tmp_path / "probe.html"
-    probe.write_text(page.replace("</body>", PROBE + "</body>"))
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-extensions", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run([CHROMIUM, *flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
-                         capture_output=True, text=True, timeout=120)
+    dom = _dump_dom(page, PROBE, tmp_path)
     n = page.count("<img")
     assert n >= 6
     assert f"<title>figures {n}/{n}</title>" in dom.stdout, dom.stderr[-2000:]
     shot = tmp_path / "shot.png"
-    subprocess.run([CHROMIUM, *flags, "--window-size=1200,3000", f"--screenshot={shot}",
+    subprocess.run([CHROMIUM, *_flags(tmp_path), "--window-size=1200,3000", f"--screenshot={shot}",
                     (built / "index.html").as_uri()], capture_output=True, text=True, timeout=120)
     assert shot.stat().st_size > 10_000
 
@@ -343,12 +352,7 @@ def _first_number(text: str) -> float:
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed here (.ci/run installs it)")
 def test_at_a_glance_is_first_and_columns_sort_on_click_in_chromium(glance_built: Path, tmp_path: Path) -> None:
     page = (glance_built / "index.html").read_text()
-    probe = tmp_path / "probe.html"
-    probe.write_text(page.replace("</body>", SORT_PROBE + "</body>"))
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-extensions", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run([CHROMIUM, *flags, "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
-                         capture_output=True, text=True, timeout=120)
+    dom = _dump_dom(page, SORT_PROBE, tmp_path)
     found = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, re.S)
     assert found, dom.stderr[-2000:]
     out = json.loads(html.unescape(found.group(1)))
@@ -368,6 +372,6 @@ def test_at_a_glance_is_first_and_columns_sort_on_click_in_chromium(glance_built
         assert f">{header}</th>" in glance
     assert "The tutorial's claims" in html.unescape(glance)
     shot = tmp_path / "shot.png"
-    subprocess.run([CHROMIUM, *flags, "--window-size=1400,2200", f"--screenshot={shot}",
+    subprocess.run([CHROMIUM, *_flags(tmp_path), "--window-size=1400,2200", f"--screenshot={shot}",
                     (glance_built / "index.html").as_uri()], capture_output=True, text=True, timeout=120)
     assert shot.stat().st_size > 10_000
