@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from bench.stats import mean_ci, median_ci, ratio_ci
+from bench.stats import SEED, mean_ci, median_ci, ratio_ci, two_level
 
 
 def test_median_ci_covers_the_true_median_about_95_percent_of_the_time() -> None:
@@ -81,6 +81,23 @@ def test_two_level_interval_covers_the_true_median_at_about_the_nominal_rate() -
     assert 0.85 <= covered_two / 200 <= 0.99
     assert covered_one / 200 < 0.85  # one level, blind to the processes, covers far less often
     assert covered_one < covered_two
+
+
+def test_few_processes_still_cover_at_about_the_nominal_rate() -> None:
+    """Three processes whose spread dominates: resampling alone cannot reach beyond the three (it
+    covers at most 1 - 2 * 0.5**3 = 75 % of the time); the random-effects t interval it is widened
+    to does."""
+    rng = np.random.default_rng(29)
+    covered = covered_resampling = 0
+    for _ in range(200):
+        times, procs = processes(rng, 3, 5, between=0.03, within=0.01)
+        iv = median_ci(times, groups=procs)
+        assert iv.groups == 3 and iv.lo <= iv.est <= iv.hi
+        covered += iv.lo <= 1.0 <= iv.hi
+        lo, hi = np.quantile(two_level(times, procs, 999, np.random.default_rng(SEED)), [0.025, 0.975])
+        covered_resampling += lo <= 1.0 <= hi
+    assert covered / 200 >= 0.90
+    assert covered_resampling / 200 <= 0.85 and covered_resampling < covered
 
 
 def test_two_level_ratio_covers_the_true_ratio_at_about_the_nominal_rate() -> None:

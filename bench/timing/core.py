@@ -99,10 +99,10 @@ OPTIONS = Options(
     processes and rounds behind it.""",
     {
         "results_dir": Option("results", "the sweep's folder (its runs/ are timed)"),
-        "processes": Option(3, "worker processes per configuration, each started, warmed up and timed in "
+        "processes": Option(5, "worker processes per configuration, each started, warmed up and timed in "
                             "its own slot of the pass; 1 is the one-process protocol, whose intervals say "
                             "nothing about the next process (kept to measure what processes buy)", integer(1)),
-        "rounds": Option(5, f"timed interleaved rounds per process (at least {MIN_PROCESS_ROUNDS}); cut down "
+        "rounds": Option(3, f"timed interleaved rounds per process (at least {MIN_PROCESS_ROUNDS}); cut down "
                          "to fit budget_s, never below that", integer(MIN_PROCESS_ROUNDS)),
         "warmup_rounds": Option(1, "untimed rounds at the start of each process", integer(1)),
         "budget_s": Option(300.0, "seconds one pass aims to fit, every worker's start-up included (measured on "
