@@ -338,3 +338,17 @@ def test_one_model_looks_as_before_and_names_its_model(tmp_path: Path, nesterov_
     assert "nesterov: " + METHODS["nesterov"].formula in page
     pngs = {p.stem for p in (tmp_path / "report").glob("*.png")}
     assert {"test_acc_vs_epoch_mnist-embedded", "test_acc_vs_epoch_mnist-embedded-beyond"} <= pngs
+
+
+def test_the_title_counts_the_methods_the_folder_holds() -> None:
+    from bench.report.page import methods_title
+
+    def title(*methods: str) -> str:
+        return methods_title(pd.DataFrame({"optimizer": list(methods)}))
+
+    assert title(*TUTORIAL_METHODS) == "six gradient-descent methods"
+    assert title(*TUTORIAL_METHODS, "adamw", "adamw") == "six gradient-descent methods and 1 more"
+    assert title("adam", "sgd", "adam") == "two of the tutorial's six gradient-descent methods"
+    assert title("adam", "nesterov") == "one of the tutorial's six gradient-descent methods and 1 more"
+    assert title("adamw") == "one gradient-descent method beyond the tutorial's six"
+    assert methods_title(pd.DataFrame()) == "no runs"

@@ -113,3 +113,22 @@ def test_compare_disagrees_when_a_new_folder_s_ratio_moved(tmp_path: Path) -> No
     b = write(tmp_path / "b", timing_rows(1.6, processes=3, rounds=5, seed=6), list(COLUMNS))
     proc = run_cli(str(a), str(b), module="bench.report.compare", timeout=120)
     assert proc.returncode == 1 and "DISAGREE" in proc.stdout
+
+
+@pytest.mark.parametrize("recorded, kept", [(None, 9), (0.5, 15)])
+def test_samples_are_left_out_at_the_pass_s_own_contention_threshold(tmp_path: Path, recorded: float | None,
+                                                                     kept: int) -> None:
+    """A pass run with contention_threshold=0.5 kept samples at 30 % contention; the report and the
+    comparison must keep them too (and leave them out under the default 10 % when the pass says none)."""
+    rows = timing_rows(1.2, processes=3, rounds=5, seed=8)
+    for row in rows:
+        if row["round"] in (1, 2) and row["framework"] == "tensorflow":
+            row["contention"] = 0.3
+    write(tmp_path, rows, list(COLUMNS))
+    if recorded is not None:
+        (tmp_path / "timing" / "timing.json").write_text(f'{{"contention_threshold": {recorded}}}')
+    timing, _ = load_timing(tmp_path)
+    rounds = speed.round_times(timing.rows, timing.threshold)
+    key = next(k for k in rounds if speed.key_framework(k) == "tensorflow")
+    assert len(rounds[key]) == kept
+    assert speed.time_ratio(rounds, key, speed.with_framework(key, "torch")).n == kept

@@ -63,7 +63,7 @@ def ratios(results_dir: Path, baseline: str = BASELINE) -> dict[tuple, Interval]
     timing, _ = load_timing(results_dir)
     if timing is None or timing.rows is None or timing.rows.empty:
         raise BadInput(f"{results_dir}: no timing pass (timing/timing.csv); run python -m bench.timing {results_dir}")
-    rounds = round_times(timing.rows)
+    rounds = round_times(timing.rows, timing.threshold)
     defaults = default_versions(rounds)
     out: dict[tuple, Interval] = {}
     for key in rounds:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.clock import CONTENTION_THRESHOLD
 from bench.exits import BadInput
 from bench.optimizers import METHODS
 from bench.report.groups import ModelInfo, default_version, known, model_infos, model_name, pinned_version
@@ -216,6 +217,16 @@ class Timing:
 
     rows: pd.DataFrame
     meta: dict[str, Any]
+
+    @property
+    def threshold(self) -> float:
+        """The contention threshold the pass was run with (timing.json), the default where it says none:
+        the report and the comparison leave out exactly the samples the pass itself left out."""
+        try:
+            value = float(self.meta.get("contention_threshold", CONTENTION_THRESHOLD))
+        except (TypeError, ValueError):
+            return CONTENTION_THRESHOLD
+        return value if np.isfinite(value) else CONTENTION_THRESHOLD
 
 
 def load_timing(results_dir: Path) -> tuple[Timing | None, list[str]]:

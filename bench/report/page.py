@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.optimizers import METHODS
+from bench.optimizers import METHODS, TUTORIAL_METHODS
 from bench.report.aggregate import LAST_PART, aggregate_curves, max_concurrent, run_stats, summarize, target_for
 from bench.report.claims import check_claims
 from bench.report.figures import plot_curves, plot_speed, plot_startup, plot_steps
@@ -17,7 +17,7 @@ from bench.report.groups import BEYOND, framework_order, method_order, model_ord
 from bench.report.load import Runs, Timing, default_lrs, load_runs, load_timing, read_table, settle_timing
 from bench.report.render import Part, render_html, render_md
 from bench.report.sections import EXTRA_MODULES, collect_section
-from bench.report.speed import BASELINE, protocol_text, round_times
+from bench.report.speed import BASELINE, CONTENTION_THRESHOLD, protocol_text, round_times
 from bench.report.tables import comparison_table, contention_note, environment
 from bench.report.versions import defaults_of, label, releases_of, sentences, timed_releases, versions_part
 from bench.results import atomic_write_text
@@ -68,7 +68,8 @@ def _timing_text(timing: Timing | None, baseline: str) -> str:
     if timing is None:
         return ("**No timing pass** (`python -m bench.timing`): the speed numbers below are sweep wall time "
                 "(runs shared the cores), and every claim about time is inconclusive.")
-    return protocol_text(timing.rows, timing.meta, baseline)  # processes, rounds, passes, what was left out
+    # processes, rounds, passes, what was left out (at the pass's own contention threshold)
+    return protocol_text(timing.rows, timing.meta, baseline, timing.threshold)
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,24 @@ STARTUP_TEXT = ("the child's start, reading the data and importing the framework
                 "leave all of it out: the timing pass times steady-state steps only, after its warm-up rounds.")
 
 
+def methods_title(summary: pd.DataFrame) -> str:
+    """What the folder holds, counted: "six gradient-descent methods and 3 more", "two of the tutorial's six
+    gradient-descent methods", "one gradient-descent method beyond the tutorial's six"."""
+    if not len(summary):
+        return "no runs"
+    tutorial, beyond = (method_order(part["optimizer"]) for part in split_methods(summary))
+    more = f" and {len(beyond)} more" if beyond else ""
+    if len(tutorial) == len(TUTORIAL_METHODS):
+        return "six gradient-descent methods" + more
+    if tutorial:
+        return f"{_count(len(tutorial))} of the tutorial's six gradient-descent methods" + more
+    return f"{_count(len(beyond))} gradient-descent method{'s' if len(beyond) != 1 else ''} beyond the tutorial's six"
+
+
+def _count(n: int) -> str:
+    return ("one", "two", "three", "four", "five")[n - 1] if 1 <= n <= 5 else str(n)
+
+
 def _speed_caption(s: pd.DataFrame, timed: bool) -> str:
     busy = int(s["contended_epochs"].sum())
     return ("timing pass, median with 95 % interval" if timed else
@@ -157,11 +176,14 @@ def _dataset_parts(scope: Scope, inp: Inputs, out_dir: Path) -> list[Part]:
 
 
 def _comparison(part: Part, scope: Scope, inp: Inputs, s: pd.DataFrame, timed: bool) -> None:
-    """The comparison table of ``s``, with the text before it and a loud note when the machine was busy."""
+    """The comparison table of ``s``, with the text before it and a note when sweep epochs were timed on a
+    busy machine: loud when the speed columns are those sweep times, plain when they come from the timing pass."""
     for text in _table_text(scope, inp, s, timed):
         part.text(text)
     note = contention_note(s)
-    if note:
+    if note and timed:  # the speed numbers come from the timing pass: the sweep's busy epochs qualify nothing
+        part.text(note)
+    elif note:
         part.loud(note)
     part.table(comparison_table(s, timed, inp.baseline))
 
@@ -362,16 +384,18 @@ def build_report(results_dir: Path, out_dir: Path, target: float | None = None,
     for old in list(out_dir.glob("*.png")) + list(out_dir.glob("*.svg")):
         old.unlink()  # figures of configurations no longer present must not linger
     rows = timing.rows if timing is not None else None
+    threshold = timing.threshold if timing is not None else CONTENTION_THRESHOLD
     stats = run_stats(runs.metrics, runs.steps, target) if len(runs.metrics) else pd.DataFrame()
-    summary = summarize(stats, rows, baseline) if len(stats) else pd.DataFrame()
+    summary = summarize(stats, rows, baseline, threshold) if len(stats) else pd.DataFrame()
     atomic_write_text(out_dir / "summary.csv", summary.to_csv(index=False))
     # Each release of a framework a framework of its own on the page, where several ran ("jax 0.9.2").
     several, defaults = several_versions(runs.metrics), defaults_of(runs.metrics)
     runs.metrics = label(runs.metrics, several, defaults)
     stats, summary = label(stats, several, defaults), label(summary, several, defaults)
     curves = label(aggregate_curves(runs.metrics), several, defaults) if len(runs.metrics) else pd.DataFrame()
-    inp = Inputs(runs, stats, summary, curves, timing, round_times(rows) if rows is not None else {}, default_lrs(),
-                 target, max_concurrent(runs.info.values()), baseline, several=several, defaults=defaults,
+    rounds = round_times(rows, threshold) if rows is not None else {}
+    inp = Inputs(runs, stats, summary, curves, timing, rounds, default_lrs(), target,
+                 max_concurrent(runs.info.values()), baseline, several=several, defaults=defaults,
                  results_dir=Path(results_dir))
     inp.scaling = scaling_sentences(results_dir)
     datasets = list(dict.fromkeys(summary["dataset"])) if len(summary) else []
@@ -401,9 +425,7 @@ def build_report(results_dir: Path, out_dir: Path, target: float | None = None,
     parts = [_glance_part(scopes, inp), _status_part(stats, runs, notes)] + body + [envp]
 
     frameworks = framework_order(summary["framework"], baseline) if len(summary) else []
-    beyond = method_order(split_methods(summary)[1]["optimizer"]) if len(summary) else []
-    title = ("optbench report: six gradient-descent methods" + (f" and {len(beyond)} more" if beyond else "")
-             + (f", {' vs '.join(frameworks)}" if frameworks else ""))
+    title = "optbench report: " + methods_title(summary) + (f", {' vs '.join(frameworks)}" if frameworks else "")
     subtitle = (f"Built {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} from {results_dir}; "
                 f"datasets: {', '.join(datasets) or 'none'}; " + _models_text(models, runs) + ".")
     if inp.claims:  # the verdicts as data: two reports can be compared claim by claim
