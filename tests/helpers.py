@@ -7,6 +7,7 @@ each other.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -14,9 +15,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from conftest import ROOT
 
 from bench import frameworks
+from bench.results import METRIC_COLUMNS, STEP_COLUMNS, write_csv, write_json
 
 
 def no_framework_env(tmp_path: Path) -> dict[str, str]:
@@ -95,3 +98,23 @@ def start_bench(args: list[str], tmp_path: Path, name: str, fault: str | None = 
     proc = subprocess.Popen([sys.executable, "-m", "bench", *args], stdout=open(log, "w"),
                             stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=new_session)
     return proc, log
+
+
+def write_fake_run(results: Path, run_id: str, base: dict, final: float, n_train: int, spec: dict,
+                   **info: object) -> str:
+    """A finished run as the harness writes it, without training: metrics.csv (epochs 0-2 reaching
+    ``final`` + 0.01 * seed), steps.csv (20 falling losses), run.json (``spec`` as its config, ``info``
+    added). ``base`` holds the columns every row carries (run_id, framework, optimizer, seed, ...)."""
+    seed, per_epoch = int(base["seed"]), math.ceil(n_train / int(base["batch_size"]))
+    accs = [0.1, final - 0.1 + 0.01 * seed, final + 0.01 * seed]
+    rows = [{**base, "epoch": e, "steps": e * per_epoch, "train_loss": 2.3 * (1 - a), "test_loss": 2.0,
+             "test_acc": a, "epoch_time_s": 0.0 if e == 0 else 0.3, "status": "completed"} for e, a in enumerate(accs)]
+    folder = results / "runs" / run_id
+    write_csv(folder / "metrics.csv", rows, METRIC_COLUMNS)
+    losses = np.linspace(2.3, 0.5, 20) + 0.05 * np.sin(np.arange(20) * (seed + 1))
+    write_csv(folder / "steps.csv",
+              [{**base, "epoch": 1, "step": k + 1, "loss": float(v)} for k, v in enumerate(losses)], STEP_COLUMNS)
+    write_json(folder / "run.json", {"run_id": run_id, "status": "completed", "dataset": base["dataset"],
+                                     "n_train": n_train, "config": spec, "start_time": 100.0, "end_time": 110.0,
+                                     **info})
+    return run_id

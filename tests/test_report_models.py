@@ -16,13 +16,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import run_cli
+from helpers import write_fake_run
 
 from bench.optimizers import METHODS, TUTORIAL_METHODS, Method
 from bench.report import aggregate, claims, compare, load, speed
 from bench.report.groups import BEYOND, model_infos, split_methods
 from bench.report.load import RUN_FIGURES
 from bench.report.page import build_report
-from bench.results import METRIC_COLUMNS, STEP_COLUMNS, write_csv, write_json
+from bench.results import write_csv, write_json
 from bench.spec import conf_group
 from bench.timing.core import COLUMNS as TIMING_COLUMNS
 from bench.timing.core import KEY, sweep_configs
@@ -53,23 +54,12 @@ def make_run(results: Path, framework: str, method: str, seed: int, model: str, 
                 batch_size=batch, seed=seed, dataset="mnist_embedded", n_train=N_TRAIN, n_test=100, device="cpu")
     if not old_style:
         base["model"] = model
-    per_epoch = math.ceil(N_TRAIN / batch)
-    accs = [0.1, final - 0.1 + 0.01 * seed, final + 0.01 * seed]
-    rows = [{**base, "epoch": e, "steps": e * per_epoch, "train_loss": 2.3 * (1 - a), "test_loss": 2.0,
-             "test_acc": a, "epoch_time_s": 0.0 if e == 0 else 0.3, "status": "completed"} for e, a in enumerate(accs)]
-    folder = results / "runs" / run_id
-    write_csv(folder / "metrics.csv", rows, METRIC_COLUMNS)
-    losses = np.linspace(2.3, 0.5, 20) + 0.05 * np.sin(np.arange(20) * (seed + 1))
-    write_csv(folder / "steps.csv",
-              [{**base, "epoch": 1, "step": k + 1, "loss": float(v)} for k, v in enumerate(losses)], STEP_COLUMNS)
     spec = {"framework": {"name": framework}, "optimizer": {"name": method, "impl": "native", "lr": 0.01},
             "mode": "eager", "batch_size": batch, "seed": seed, "data": {"name": "mnist_embedded"},
             "device": "cpu", "threads": 1}
     if not old_style:
         spec["model"] = model_config(model)
-    write_json(folder / "run.json", {"run_id": run_id, "status": "completed", "dataset": "mnist_embedded",
-                                     "n_train": N_TRAIN, "config": spec, "start_time": 100.0, "end_time": 110.0})
-    return run_id
+    return write_fake_run(results, run_id, base, final, N_TRAIN, spec)
 
 
 def two_models(results: Path, methods: tuple[str, ...] = ("minibatch", "sgd", "adam", *BEYOND_METHODS),

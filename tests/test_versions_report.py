@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import OTHER_JAX, PINNED_JAX, run_cli
+from helpers import write_fake_run
 
 from bench import envs, frameworks
 from bench.parity.compare import COLUMNS as PARITY_COLUMNS
@@ -29,7 +30,7 @@ from bench.parity.section import pair_label, version_checks
 from bench.report import aggregate, claims, compare, load, speed, versions
 from bench.report.groups import framework_order, release_ranks, several_versions
 from bench.report.page import build_report
-from bench.results import METRIC_COLUMNS, STEP_COLUMNS, write_csv, write_json
+from bench.results import write_csv, write_json
 from bench.timing import core, protocol
 from bench.timing.protocol import Worker
 
@@ -54,22 +55,11 @@ def make_run(results: Path, framework: str, version: str | None, method: str, se
     base = dict(run_id=run_id, framework=framework, optimizer=method, impl="native", mode="eager", lr=0.01,
                 batch_size=batch, seed=seed, dataset="mnist_embedded", n_train=N_TRAIN, n_test=100, device="cpu",
                 model="mlp", framework_version=version or "")
-    per_epoch = math.ceil(N_TRAIN / batch)
-    accs = [0.1, final - 0.1 + 0.01 * seed, final + 0.01 * seed]
-    rows = [{**base, "epoch": e, "steps": e * per_epoch, "train_loss": 2.3 * (1 - a), "test_loss": 2.0,
-             "test_acc": a, "epoch_time_s": 0.0 if e == 0 else 0.3, "status": "completed"} for e, a in enumerate(accs)]
-    folder = results / "runs" / run_id
-    write_csv(folder / "metrics.csv", rows, METRIC_COLUMNS)
-    losses = np.linspace(2.3, 0.5, 20) + 0.05 * np.sin(np.arange(20) * (seed + 1))
-    write_csv(folder / "steps.csv", [{**base, "epoch": 1, "step": k + 1, "loss": float(v)}
-                                     for k, v in enumerate(losses)], STEP_COLUMNS)
     spec = {"framework": {"name": framework, "version": version if other else None},
             "optimizer": {"name": method, "impl": "native", "lr": 0.01}, "mode": "eager", "batch_size": batch,
             "seed": seed, "data": {"name": "mnist_embedded"}, "device": "cpu", "threads": 1, "model": {"name": "mlp"}}
-    write_json(folder / "run.json", {"run_id": run_id, "status": "completed", "dataset": "mnist_embedded",
-                                     "n_train": N_TRAIN, "config": spec, "start_time": 100.0, "end_time": 110.0,
-                                     **({"framework_version": version} if version else {})})
-    return run_id
+    return write_fake_run(results, run_id, base, final, N_TRAIN, spec,
+                          **({"framework_version": version} if version else {}))
 
 
 def sweep(results: Path, releases=RELEASES, methods=tuple(BATCH), recorded: bool = True) -> None:
