@@ -186,7 +186,11 @@ def _compare_scaling(args: SimpleNamespace, said: list[str]) -> bool:
     points = compare_scaling(args.a, args.b, args.tolerance)
     with pd.option_context("display.width", 200, "display.max_rows", 500):
         print(f"\nbatch-size scaling, samples per second, A = {args.a}, B = {args.b}:")
-        print(points.to_string(index=False, float_format=lambda x: f"{x:,.4g}"))
+        shown = points.drop(columns=["samples/s A", "samples/s B"], errors="ignore")
+        shown = shown.rename(columns={"interval A": "samples/s A (95% CI)", "interval B": "samples/s B (95% CI)"})
+        order = ["model", "framework", "mode", "batch_size", "samples/s A (95% CI)", "samples/s B (95% CI)",
+                 "difference", "overlap", "agree"]
+        print(shown.reindex(columns=order).to_string(index=False, float_format=lambda x: f"{x:.1%}"))
     worst = points["difference"].max() if len(points) else float("nan")
     said.append(f"scaling: largest difference {worst:.1%} over {len(points)} points, "
                 f"{int((~points['agree']).sum())} outside the tolerance or without overlapping intervals")

@@ -134,6 +134,15 @@ def print_table(points: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) ->
     print(flush=True)
 
 
+def _iv(point: Mapping[str, Any]) -> Interval:
+    return Interval(point["samples_per_s"], point["samples_per_s_lo"], point["samples_per_s_hi"], point["rounds"])
+
+
+def _bracket(iv: Interval) -> str:
+    """``1,619 [1,606, 1,638]``: samples per second with its interval, as the comparison prints it."""
+    return f"{iv.est:,.0f} [{iv.lo:,.0f}, {iv.hi:,.0f}]" if iv.known else f"{iv.est:,.0f} (no interval)"
+
+
 def compare_points(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]], tolerance: float) -> list[dict]:
     """Two scaling passes point by point (framework, model, mode, batch size): samples per second
     within ``tolerance`` of each other (relative to the first) with overlapping 95 % intervals.
@@ -148,12 +157,14 @@ def compare_points(a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]
         row: dict[str, Any] = dict(zip(("model", "framework", "mode", "batch_size"), key))
         if pa is None or pb is None:
             out.append({**row, "samples/s A": math.nan, "samples/s B": math.nan, "difference": math.nan,
-                        "overlap": False, "agree": False})
+                        "overlap": False, "agree": False,
+                        "interval A": "not timed" if pa is None else _bracket(_iv(pa)),
+                        "interval B": "not timed" if pb is None else _bracket(_iv(pb))})
             continue
-        ia = Interval(pa["samples_per_s"], pa["samples_per_s_lo"], pa["samples_per_s_hi"], pa["rounds"])
-        ib = Interval(pb["samples_per_s"], pb["samples_per_s_lo"], pb["samples_per_s_hi"], pb["rounds"])
+        ia, ib = _iv(pa), _iv(pb)
         diff = abs(ib.est / ia.est - 1) if ia.est > 0 else math.nan
         overlap = ia.overlaps(ib)
         out.append({**row, "samples/s A": ia.est, "samples/s B": ib.est, "difference": diff, "overlap": overlap,
-                    "agree": bool(diff <= tolerance and overlap)})
+                    "agree": bool(diff <= tolerance and overlap),
+                    "interval A": _bracket(ia), "interval B": _bracket(ib)})
     return out
