@@ -24,12 +24,17 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
-from scipy import stats as _scipy_stats
 
 LEVEL = 0.95
 N_RESAMPLES = 4999
 SEED = 12345  # fixed: an interval is a property of the samples, not of the call
 _CHUNK = 2_000_000  # values the two-level bootstrap draws at once (about 50 MB with their indices)
+
+
+def _scipy_stats():  # noqa: ANN202 - scipy.stats, imported on first use: half a second a CLI needs only for intervals
+    from scipy import stats
+
+    return stats
 
 
 class Interval(NamedTuple):
@@ -105,7 +110,7 @@ def interval(samples: Sequence[float], statistic: Callable[[np.ndarray], float] 
     res = None
     for method in ("BCa", "percentile"):
         try:
-            res = _scipy_stats.bootstrap(
+            res = _scipy_stats().bootstrap(
                 (x,), _along(statistic), vectorized=True,
                 confidence_level=level, n_resamples=N_RESAMPLES, method=method,
                 random_state=np.random.default_rng(SEED))
@@ -157,7 +162,7 @@ def between_groups(values: np.ndarray, codes: np.ndarray, est: float, level: flo
     n_groups = len(sizes)
     order = np.argsort(codes, kind="stable")
     medians = np.array([np.median(part) for part in np.split(values[order], np.cumsum(sizes)[:-1])])
-    half = _scipy_stats.t.ppf((1 + level) / 2, n_groups - 1) * medians.std(ddof=1) / math.sqrt(n_groups)
+    half = _scipy_stats().t.ppf((1 + level) / 2, n_groups - 1) * medians.std(ddof=1) / math.sqrt(n_groups)
     return est - float(half), est + float(half)
 
 
@@ -220,7 +225,7 @@ def ratio_ci(num: Sequence[float], den: Sequence[float], level: float = LEVEL, p
     est = float(np.median(a) / np.median(b))
     if len(a) < 2 or len(b) < 2:
         return Interval(est, math.nan, math.nan, min(len(a), len(b)))
-    res = _scipy_stats.bootstrap(
+    res = _scipy_stats().bootstrap(
         (a, b), lambda x, y, axis=-1: np.median(x, axis=axis) / np.median(y, axis=axis), vectorized=True,
         confidence_level=level, n_resamples=N_RESAMPLES, method="percentile",
         random_state=np.random.default_rng(SEED))

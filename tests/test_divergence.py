@@ -23,6 +23,7 @@ def _only_run(results: Path) -> tuple[dict, list[dict]]:
         return info, list(csv.DictReader(fh))
 
 
+@pytest.mark.slow  # trains until the loss blows up
 def test_a_finite_blow_up_is_diverged_and_stops_the_run(results: Path) -> None:
     proc = run_cli(*BLOW_UP, f"results_dir={results}")
     assert proc.returncode == 0, proc.stderr[-2000:]  # diverging is a result, not a failure
@@ -35,6 +36,7 @@ def test_a_finite_blow_up_is_diverged_and_stops_the_run(results: Path) -> None:
     assert "diverged" in proc.stderr
 
 
+@pytest.mark.slow  # trains two epochs
 def test_diverge_factor_zero_turns_the_ratio_test_off(results: Path) -> None:
     proc = run_cli(*BLOW_UP, "diverge_factor=0", f"results_dir={results}")
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -109,7 +109,7 @@ def bad_overrides(draw) -> str:
     return f"{key}={text}"
 
 
-@settings(max_examples=35, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                  HealthCheck.filter_too_much])
 @given(override=bad_overrides())
 def test_generated_bad_overrides_are_one_line_exit_2_and_write_nothing(override: str, tmp_path: Path) -> None:

@@ -44,6 +44,7 @@ def test_the_prepare_hook_pins_to_the_threads_without_importing_jax() -> None:
     assert not seen["jax_imported"]
 
 
+@pytest.mark.slow  # trains a run
 @MULTI_CPU
 def test_a_jax_run_child_trains_on_one_cpu(tmp_path: Path) -> None:
     """The run's child calls the hook itself: while it trains (held by the ``hang`` fault at

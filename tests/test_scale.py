@@ -83,6 +83,7 @@ def test_launcher_choices_compose() -> None:
     assert local._target_.endswith("LocalLauncher")
 
 
+@pytest.mark.slow  # trains a run in a second venv
 # ------------------------------------------------------------------ per-framework interpreter
 def test_framework_python_runs_the_child_with_another_interpreter(tmp_path: Path, results: Path) -> None:
     venv = tmp_path / "torch-env"
