@@ -132,3 +132,27 @@ def test_samples_are_left_out_at_the_pass_s_own_contention_threshold(tmp_path: P
     key = next(k for k in rounds if speed.key_framework(k) == "tensorflow")
     assert len(rounds[key]) == kept
     assert speed.time_ratio(rounds, key, speed.with_framework(key, "torch")).n == kept
+
+
+def test_a_slot_in_which_the_machine_slowed_is_named_and_kept(tmp_path: Path) -> None:
+    """Every configuration of process slot 4 ran 1.8 times slower (a host busy beyond the VM: no
+    contention seen): the pass and the report name the slot; its samples stay in, and the paired
+    ratio, whose two sides both slowed, still finds 1.2."""
+    rows = timing_rows(1.2, processes=5, rounds=3, seed=9)
+    for row in rows:
+        if row["process"] == 4:
+            row["time_per_step_s"] *= 1.8
+            row["time_s"] *= 1.8
+    write(tmp_path, rows, list(COLUMNS))
+    timing, _ = load_timing(tmp_path)
+    rounds = speed.round_times(timing.rows)
+    (slow,) = speed.slow_slots(rounds)
+    assert (slow["pass"], slow["process"], slow["configurations"]) == (1, 4, 2)
+    assert slow["factor"] == pytest.approx(1.8, rel=0.05)
+    assert sum(len(t) for t in rounds.values()) == 30  # nothing left out
+    key = next(k for k in rounds if speed.key_framework(k) == "tensorflow")
+    ratio = speed.time_ratio(rounds, key, speed.with_framework(key, "torch"))
+    assert ratio.lo <= 1.2 <= ratio.hi
+    text = speed.protocol_text(timing.rows, {})
+    assert "slow stretch: process slot 4 took 1.8" in text
+    assert speed.slow_slots(speed.round_times(pd.DataFrame(timing_rows(1.2, processes=5, rounds=3, seed=9)))) == []

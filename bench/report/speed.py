@@ -142,6 +142,41 @@ def round_times(timing: pd.DataFrame, threshold: float = CONTENTION_THRESHOLD) -
     return out
 
 
+SLOW_SLOT = 1.2  # a process slot whose configurations ran this much slower than in the others, typically
+
+
+def slow_slots(rounds: Mapping[tuple, pd.Series], factor: float = SLOW_SLOT) -> list[dict]:
+    """Process slots in which the machine itself ran slow: for every slot (pass, process), the
+    median over configurations of its median time over that configuration's median in the other
+    slots; slots at ``factor`` or more, slowest first. Every framework's worker of a slot slowing
+    alike is the machine (a host busy beyond the VM, whose steal counter and other processes stay
+    quiet), not a worker; the slot's samples stay in, and its intervals are wide because of it."""
+    ratios: dict[tuple[int, int], list[float]] = {}
+    for times in rounds.values():
+        slot = pd.Series([(int(i[0]), int(i[1])) for i in times.index], index=times.index)
+        per = times.groupby(slot.to_numpy()).median()
+        if len(per) < 3:
+            continue
+        for s, med in per.items():
+            others = float(np.median(per.drop(index=[s]).to_numpy(float)))
+            if others > 0:
+                ratios.setdefault(s, []).append(float(med) / others)
+    slow = [{"pass": p, "process": k, "factor": float(np.median(r)), "configurations": len(r)}
+            for (p, k), r in ratios.items() if np.median(r) >= factor]
+    return sorted(slow, key=lambda d: -d["factor"])
+
+
+def slow_slots_text(slow: Sequence[Mapping]) -> str:
+    """"slow stretch: process slot 5 took 1.77x the other slots' time per step (...)" or ""."""
+    if not slow:
+        return ""
+    said = "; ".join(f"process slot {d['process']}" + (f" of pass {d['pass']}" if d["pass"] > 1 else "")
+                     + f" took {d['factor']:.2f}x the other slots' time per step" for d in slow)
+    return (f"slow stretch: {said} (median over configurations, every framework alike): the machine itself "
+            "slowed while nothing inside it was measured busy; those samples are kept, and the intervals widen "
+            "with them")
+
+
 def time_interval(times: pd.Series) -> Interval:
     """The median of a configuration's clean samples (:func:`round_times`) with its two-level interval."""
     return median_ci(times.to_numpy(float), groups=[process_of(i) for i in times.index])
@@ -220,7 +255,8 @@ def protocol_text(rows: pd.DataFrame, meta: Mapping, baseline: str = BASELINE,
             f"processes used over {threshold:.0%} of the CPU) and are left out."
             + (f" Several releases of {', '.join(several)} were timed, each a configuration of its own in the same "
                "rounds; the ratios against the baseline compare each framework's default release, the others are "
-               "compared with their framework's newest in the section Versions." if several else ""))
+               "compared with their framework's newest in the section Versions." if several else "")
+            + (f" Note the {slow}." if (slow := slow_slots_text(slow_slots(round_times(rows, threshold)))) else ""))
 
 
 def baseline_twin(key: tuple, defaults: Mapping[str, str], baseline: str = BASELINE) -> tuple | None:

@@ -51,6 +51,8 @@ from bench.report.speed import (
     key_framework,
     round_times,
     samples,
+    slow_slots,
+    slow_slots_text,
     time_interval,
     time_ratio,
     version_ratios,
@@ -237,6 +239,8 @@ def timing_pass(opts: dict[str, Any], command: str) -> int:
                     for i, c in enumerate(configs)],
     }
     meta["summary"] = summary(rows, opts["contention_threshold"])
+    meta["slow_slots"] = (slow_slots(round_times(samples(pd.DataFrame(rows)), opts["contention_threshold"]))
+                          if rows else [])
     write_csv(out / "timing.csv", rows, COLUMNS)
     write_json(out / "timing.json", meta)
     print_table(rows, opts["contention_threshold"])
@@ -317,6 +321,9 @@ def print_table(rows: list[dict[str, Any]], threshold: float) -> None:
         print(f"\nnote: {busy} of {sum(e['samples'] for e in entries)} samples ran while other processes used "
               f"more than {threshold:.0%} of the CPUs (column contention): the machine was shared; they are "
               "left out of every interval")
+    slow = slow_slots_text(slow_slots(round_times(samples(pd.DataFrame(rows)), threshold)))
+    if slow:
+        print(f"\nnote: {slow}")
     ratios = [e for e in entries if "ratio" in e]
     if ratios:
         print("\ntime-per-step ratios, paired by process slot and round (median, 95% CI, two-level):")
