@@ -151,7 +151,8 @@ def median_ci(samples: Sequence[float], level: float = LEVEL, groups: Sequence |
 
 def between_groups(values: np.ndarray, codes: np.ndarray, est: float, level: float = LEVEL) -> tuple[float, float]:
     """The classical interval of a one-way random-effects design, centred on ``est``:
-    ``est ± t(G-1) * sd(group medians) / sqrt(G)``.
+    ``est ± t(G-1) * sd(group medians) / sqrt(G)``, on the log scale when every median is positive
+    (times, ratios: ``est`` multiplied and divided by ``exp(t(G-1) * sd(log medians) / sqrt(G))``).
 
     Each group's median stands for its group (its own rounds' noise included), so the spread of
     the G medians carries both levels, and Student's t with G - 1 degrees of freedom pays for
@@ -162,7 +163,11 @@ def between_groups(values: np.ndarray, codes: np.ndarray, est: float, level: flo
     n_groups = len(sizes)
     order = np.argsort(codes, kind="stable")
     medians = np.array([np.median(part) for part in np.split(values[order], np.cumsum(sizes)[:-1])])
-    half = _scipy_stats().t.ppf((1 + level) / 2, n_groups - 1) * medians.std(ddof=1) / math.sqrt(n_groups)
+    q = _scipy_stats().t.ppf((1 + level) / 2, n_groups - 1) / math.sqrt(n_groups)
+    if est > 0 and np.all(medians > 0):  # times and ratios: on the log scale, so the interval stays positive
+        half = q * np.log(medians).std(ddof=1)
+        return est * math.exp(-half), est * math.exp(half)
+    half = q * medians.std(ddof=1)
     return est - float(half), est + float(half)
 
 

@@ -149,3 +149,11 @@ def test_two_level_with_processes_of_unequal_size() -> None:
     with pytest.raises(ValueError):
         median_ci(times, groups=procs[:-1])
     assert "3 processes" in iv.text()
+
+
+def test_two_processes_give_a_wide_but_positive_interval() -> None:
+    """With two processes, t has one degree of freedom (12.7): the interval is wide, as it should be,
+    and taken on the log scale so a time or a ratio is never given a negative bound."""
+    times, procs = np.array([1.0, 1.02, 0.99, 1.6, 1.62, 1.59]), np.array([1, 1, 1, 2, 2, 2])
+    iv = median_ci(times, groups=procs)
+    assert 0 < iv.lo < 1.0 and iv.hi > 1.6 and iv.groups == 2
