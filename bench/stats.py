@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from types import ModuleType
 from typing import NamedTuple
 
 import numpy as np
@@ -31,7 +32,8 @@ SEED = 12345  # fixed: an interval is a property of the samples, not of the call
 _CHUNK = 2_000_000  # values the two-level bootstrap draws at once (about 50 MB with their indices)
 
 
-def _scipy_stats():  # noqa: ANN202 - scipy.stats, imported on first use: half a second a CLI needs only for intervals
+def _scipy_stats() -> ModuleType:
+    """scipy.stats, imported on first use: half a second of start-up a CLI needs only for intervals."""
     from scipy import stats
 
     return stats

@@ -153,6 +153,6 @@ def test_a_slot_in_which_the_machine_slowed_is_named_and_kept(tmp_path: Path) ->
     key = next(k for k in rounds if speed.key_framework(k) == "tensorflow")
     ratio = speed.time_ratio(rounds, key, speed.with_framework(key, "torch"))
     assert ratio.lo <= 1.2 <= ratio.hi
-    text = speed.protocol_text(timing.rows, {})
+    text = speed.protocol_text(timing.rows, {}, slow=speed.slow_slots(rounds))
     assert "slow stretch: process slot 4 took 1.8" in text
     assert speed.slow_slots(speed.round_times(pd.DataFrame(timing_rows(1.2, processes=5, rounds=3, seed=9)))) == []

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from bench.report.groups import BEYOND, framework_order, method_order, model_ord
 from bench.report.load import Runs, Timing, default_lrs, load_runs, load_timing, read_table, settle_timing
 from bench.report.render import Part, render_html, render_md
 from bench.report.sections import EXTRA_MODULES, collect_section
-from bench.report.speed import BASELINE, CONTENTION_THRESHOLD, protocol_text, round_times
+from bench.report.speed import BASELINE, CONTENTION_THRESHOLD, protocol_text, round_times, slow_slots
 from bench.report.tables import comparison_table, contention_note, environment
 from bench.report.versions import defaults_of, label, releases_of, sentences, timed_releases, versions_part
 from bench.results import atomic_write_text
@@ -64,12 +64,12 @@ class Inputs:
     results_dir: Path = Path("results")
 
 
-def _timing_text(timing: Timing | None, baseline: str) -> str:
+def _timing_text(timing: Timing | None, baseline: str, rounds: Mapping[tuple, pd.Series]) -> str:
     if timing is None:
         return ("**No timing pass** (`python -m bench.timing`): the speed numbers below are sweep wall time "
                 "(runs shared the cores), and every claim about time is inconclusive.")
     # processes, rounds, passes, what was left out (at the pass's own contention threshold)
-    return protocol_text(timing.rows, timing.meta, baseline, timing.threshold)
+    return protocol_text(timing.rows, timing.meta, baseline, timing.threshold, slow_slots(rounds))
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ def _table_text(scope: Scope, inp: Inputs, s: pd.DataFrame, timed: bool) -> list
             "the cores. MiB ready + training (floor): the run process's resident memory once the framework, the data "
             "and the model were ready, what training added up to its peak, and in brackets the model's float32 floor "
             "(parameters, gradients, optimizer state, one batch's activations); GPU: the framework's own peak "
-            "counter; medians over seeds.", _timing_text(inp.timing if timed else None, inp.baseline)]
+            "counter; medians over seeds.", _timing_text(inp.timing if timed else None, inp.baseline, inp.rounds)]
 
 
 def _dataset_parts(scope: Scope, inp: Inputs, out_dir: Path) -> list[Part]:

@@ -224,9 +224,10 @@ def time_ratio(rounds: Mapping[tuple, pd.Series], num: tuple, den: tuple, scale:
 
 
 def protocol_text(rows: pd.DataFrame, meta: Mapping, baseline: str = BASELINE,
-                  threshold: float = CONTENTION_THRESHOLD) -> str:
+                  threshold: float = CONTENTION_THRESHOLD, slow: Sequence[Mapping] = ()) -> str:
     """The report's paragraph on how the timing pass measured: how many processes, rounds and
-    passes stand behind each number, and how many samples were left out for contention."""
+    passes stand behind each number, how many samples were left out for contention, and the
+    slots in which the machine slowed (``slow``: :func:`slow_slots`)."""
     rows = samples(rows)
     procs = rows.groupby([*TIMING_KEYS, "pass"])["process"].nunique()
     rnds = rows.groupby([*TIMING_KEYS, "pass", "process"])["round"].nunique()
@@ -256,7 +257,7 @@ def protocol_text(rows: pd.DataFrame, meta: Mapping, baseline: str = BASELINE,
             + (f" Several releases of {', '.join(several)} were timed, each a configuration of its own in the same "
                "rounds; the ratios against the baseline compare each framework's default release, the others are "
                "compared with their framework's newest in the section Versions." if several else "")
-            + (f" Note the {slow}." if (slow := slow_slots_text(slow_slots(round_times(rows, threshold)))) else ""))
+            + (f" Note the {slow_slots_text(slow)}." if slow else ""))
 
 
 def baseline_twin(key: tuple, defaults: Mapping[str, str], baseline: str = BASELINE) -> tuple | None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import socket
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -239,11 +239,10 @@ def timing_pass(opts: dict[str, Any], command: str) -> int:
                     for i, c in enumerate(configs)],
     }
     meta["summary"] = summary(rows, opts["contention_threshold"])
-    meta["slow_slots"] = (slow_slots(round_times(samples(pd.DataFrame(rows)), opts["contention_threshold"]))
-                          if rows else [])
+    meta["slow_slots"] = slow_slots(round_times(pd.DataFrame(rows), opts["contention_threshold"])) if rows else []
     write_csv(out / "timing.csv", rows, COLUMNS)
     write_json(out / "timing.json", meta)
-    print_table(rows, opts["contention_threshold"])
+    print_table(rows, opts["contention_threshold"], meta["slow_slots"])
     if opts["passes"] > 1 and rows:
         timed = samples(pd.DataFrame(rows))
         check = honesty(timed, opts["contention_threshold"], key_labeller(round_times(timed)), BASELINE)
@@ -305,9 +304,10 @@ def _fmt_time(est: float, lo: float, hi: float) -> str:
     return f"{est * scale:.1f} [{lo * scale:.1f}, {hi * scale:.1f}] {unit}"
 
 
-def print_table(rows: list[dict[str, Any]], threshold: float) -> None:
+def print_table(rows: list[dict[str, Any]], threshold: float, slow: Sequence[Mapping] = ()) -> None:
     """Median time per step (95 % interval) per configuration, with the clean samples, processes and
-    rounds behind it; each framework vs the baseline per method. Contended samples are left out."""
+    rounds behind it; each framework vs the baseline per method. Contended samples are left out;
+    ``slow`` (:func:`bench.report.speed.slow_slots`) names the slots in which the machine slowed."""
     entries = summary(rows, threshold)
     print(f"\n{'configuration':<44} {'steps':>7}  {'time per step (95% CI)':<30} {'clean/all':>9}  "
           f"{'processes x rounds':<18} contention (>{threshold:g})")
@@ -321,9 +321,8 @@ def print_table(rows: list[dict[str, Any]], threshold: float) -> None:
         print(f"\nnote: {busy} of {sum(e['samples'] for e in entries)} samples ran while other processes used "
               f"more than {threshold:.0%} of the CPUs (column contention): the machine was shared; they are "
               "left out of every interval")
-    slow = slow_slots_text(slow_slots(round_times(samples(pd.DataFrame(rows)), threshold)))
     if slow:
-        print(f"\nnote: {slow}")
+        print(f"\nnote: {slow_slots_text(slow)}")
     ratios = [e for e in entries if "ratio" in e]
     if ratios:
         print("\ntime-per-step ratios, paired by process slot and round (median, 95% CI, two-level):")
