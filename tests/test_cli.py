@@ -53,10 +53,15 @@ def test_same_command_twice_skips_then_force_reruns_identically(results: Path) -
     assert first.returncode == 0, first.stderr[-3000:]
     run = _only_run(results)
     before = _rows(run)
+    # what a SIGKILL in the middle of an atomic write leaves: a finished run keeps its files and
+    # loses the debris; a re-run clears it too
+    (run / ".run.json.k1ll3d.tmp").write_text('{"status": "runn')
     again = run_cli(*args)
     assert again.returncode == 0 and "[skip]" in again.stdout
+    assert not list(run.glob("*.tmp")) and json.loads((run / "run.json").read_text())["status"] == "completed"
+    (run / ".spec.json.k1ll3d.tmp").write_text("{")
     forced = run_cli(*args, "force=true")
-    assert forced.returncode == 0
+    assert forced.returncode == 0 and not list(run.glob("*.tmp"))
     after = _rows(run)
     for key in ("train_loss", "test_loss", "test_acc", "step_loss_mean"):
         assert [r[key] for r in before] == [r[key] for r in after]  # bitwise: torch on CPU

@@ -159,6 +159,7 @@ def execute(spec: dict[str, Any], results_dir: str, force: bool = False, runs_pe
         if not held:
             print(f"[skip] {spec['run_id']}: running in another process", flush=True)
             return RunOutcome("running", 0, out, skipped=True)
+        _clear_partial_writes(out)
         previous = run_status(out)
         if previous in FINISHED and not force:
             print(f"[skip] {spec['run_id']}: already {previous}", flush=True)
@@ -190,6 +191,16 @@ def _folder_lock(out: Path) -> Iterator[bool]:
         if lock is not None:
             fcntl.flock(lock, fcntl.LOCK_UN)
             lock.close()
+
+
+def _clear_partial_writes(out: Path) -> None:
+    """Remove the temp files of atomic writes a SIGKILL cut short (``.<name>.*.tmp``).
+
+    Only called with the folder's lock held, so no writer of this folder is alive: the renamed
+    file is whole or absent, and its temp file is debris either way, finished run or not.
+    """
+    for partial in out.glob(".*.tmp"):
+        partial.unlink(missing_ok=True)
 
 
 def _prepare_folder(out: Path, spec: dict[str, Any]) -> None:
