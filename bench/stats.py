@@ -79,6 +79,26 @@ class Interval(NamedTuple):
 NAN_INTERVAL = Interval(math.nan, math.nan, math.nan, 0)
 
 
+def widen(iv: Interval, drift: float, level: float = LEVEL) -> Interval:
+    """``iv`` with a between-run allowance: each half-width, on the log scale, combined in quadrature
+    with ``z * drift``, where ``drift`` is the relative standard deviation of the quantity from one run
+    to the next on one machine beyond what the run's own samples show (z = 1.96 at 95 %).
+
+    Samples taken within minutes cannot show what moves between runs an hour apart (the host's
+    load, the VM's placement): the interval of one run is honest about that run only. An allowance
+    measured by repeating the runs (``bench.timing passes=3`` estimates it) is the usual remedy for
+    an error that one run's spread cannot see (a "type B" uncertainty in metrology). Positive
+    estimates only (times and their ratios); anything else, or ``drift`` 0, is returned as it is.
+    """
+    if not (drift > 0) or not iv.known or not (iv.est > 0 and iv.lo > 0):
+        return iv
+    from statistics import NormalDist
+
+    extra = NormalDist().inv_cdf((1 + level) / 2) * math.log1p(drift)
+    down, up = math.log(iv.est / iv.lo), math.log(iv.hi / iv.est)
+    return iv._replace(lo=iv.est * math.exp(-math.hypot(down, extra)), hi=iv.est * math.exp(math.hypot(up, extra)))
+
+
 def _finite(samples: Sequence[float]) -> np.ndarray:
     arr = np.asarray(samples, dtype=float).ravel()
     return arr[np.isfinite(arr)]

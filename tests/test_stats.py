@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from bench.stats import SEED, mean_ci, median_ci, ratio_ci, two_level
+from bench.stats import SEED, Interval, mean_ci, median_ci, ratio_ci, two_level, widen
 
 
 def test_median_ci_covers_the_true_median_about_95_percent_of_the_time() -> None:
@@ -157,3 +157,19 @@ def test_two_processes_give_a_wide_but_positive_interval() -> None:
     times, procs = np.array([1.0, 1.02, 0.99, 1.6, 1.62, 1.59]), np.array([1, 1, 1, 2, 2, 2])
     iv = median_ci(times, groups=procs)
     assert 0 < iv.lo < 1.0 and iv.hi > 1.6 and iv.groups == 2
+
+
+def test_a_between_run_allowance_adds_in_quadrature_on_the_log_scale() -> None:
+    """widen: each log half-width combined with 1.96 * log(1 + drift); nothing else changes."""
+    iv = Interval(2.0, 2.0 / math.exp(0.03), 2.0 * math.exp(0.04), 15, 5)
+    out = widen(iv, 0.025)
+    extra = 1.959964 * math.log(1.025)
+    assert math.log(out.est / out.lo) == pytest.approx(math.hypot(0.03, extra), rel=1e-5)
+    assert math.log(out.hi / out.est) == pytest.approx(math.hypot(0.04, extra), rel=1e-5)
+    assert (out.est, out.n, out.groups) == (2.0, 15, 5) and out.lo > 0
+    assert widen(iv, 0.0) == iv and widen(Interval(1.0, math.nan, math.nan, 1), 0.1).lo != 0.5  # none stays none
+    tight = Interval(1.0, 1.0, 1.0, 9, 3)  # every sample alike: the allowance alone
+    assert widen(tight, 0.02).hi == pytest.approx(math.exp(1.959964 * math.log(1.02)), rel=1e-5)
+    # a run whose median moved by the allowance's sd is still inside the widened interval of the other
+    moved = widen(Interval(1.0, 0.995, 1.005, 15, 5), 0.02)
+    assert moved.lo < 1.0 / 1.02 and moved.hi > 1.02

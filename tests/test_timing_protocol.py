@@ -113,6 +113,24 @@ def test_the_honesty_check_covers_passes_that_agree_and_flags_one_that_does_not(
     assert off["coverage"]["ratios"]["share_all_covered"] == 0.0
 
 
+def test_the_honesty_check_measures_the_drift_between_passes_and_applies_the_allowance() -> None:
+    """Pass 3's jax runs 3 % slower (drift no pass can see from inside): the check estimates a spread
+    between passes of about that size for times and ratios; with the allowance set to it the
+    intervals hold the other passes' medians, where without it they did not."""
+    rows = _passes(shift=0.03)
+    bare = honesty(rows, 0.1, lambda key: key[3], baseline="torch")
+    assert bare["drift"] == {"time": 0.0, "ratio": 0.0}
+    seen = bare["between_passes"]
+    # three medians, one 3 % off: their sd is 1.7 %
+    assert 0.01 < seen["time"] < 0.014 and 0.015 < seen["ratio"] < 0.02  # torch 0, jax 1.7 %: pooled 1.2 %
+    assert bare["coverage"]["ratios"]["share_all_covered"] == 0.0
+    allowed = honesty(rows, 0.1, lambda key: key[3], baseline="torch", drift={"time": 0.02, "ratio": 0.02})
+    assert allowed["coverage"]["ratios"]["share_all_covered"] == 1.0
+    assert allowed["coverage"]["time_per_step"]["share_all_covered"] == 1.0
+    assert allowed["between_passes"] == seen  # measured without the allowance, whatever the pass used
+    assert honesty(_passes(), 0.1, lambda key: key[3], baseline="torch")["between_passes"]["ratio"] < 0.002
+
+
 def test_the_honesty_reference_is_what_calibrated_intervals_score() -> None:
     ref = reference(3)
     assert ref["pair"] == pytest.approx(0.834, abs=1e-3) and ref["all"] == pytest.approx(0.652, abs=1e-3)

@@ -115,6 +115,37 @@ def test_compare_disagrees_when_a_new_folder_s_ratio_moved(tmp_path: Path) -> No
     assert proc.returncode == 1 and "DISAGREE" in proc.stdout
 
 
+def test_compare_reads_the_between_run_allowance_each_pass_recorded(tmp_path: Path) -> None:
+    """A ratio 4 % higher in the second folder, each folder's interval about 1 % wide: DISAGREE when the
+    passes recorded no allowance (intervals of their own samples only), AGREE with the default one
+    (1.5 % for ratios), which both report and compare read from timing.json."""
+    import json
+
+    def folders(drift: dict | None) -> list[Path]:
+        out = []
+        for name, ratio, seed in (("a", 1.2, 11), ("b", 1.248, 12)):
+            folder = write(tmp_path / f"{name}{drift is not None}", timing_rows(ratio, 5, 3, seed), list(COLUMNS))
+            if drift is not None:
+                (folder / "timing" / "timing.json").write_text(json.dumps({"drift": drift}))
+            out.append(folder)
+        return out
+
+    a, b = folders(None)
+    bare = run_cli(str(a), str(b), module="bench.report.compare", timeout=120)
+    assert bare.returncode == 1 and "DISAGREE" in bare.stdout
+    a, b = folders(dict(speed.DRIFT))
+    allowed = run_cli(str(a), str(b), module="bench.report.compare", timeout=120)
+    assert allowed.returncode == 0 and "AGREE" in allowed.stdout, allowed.stdout
+    timing, _ = load_timing(a)
+    assert timing.drift == speed.DRIFT and timing.rounds().drift_ratio == speed.DRIFT["ratio"]
+    key = next(k for k in timing.rounds() if speed.key_framework(k) == "tensorflow")
+    wide = speed.time_ratio(timing.rounds(), key, speed.with_framework(key, "torch"))
+    narrow = speed.time_ratio(speed.round_times(timing.rows), key, speed.with_framework(key, "torch"))
+    assert wide.lo < narrow.lo <= narrow.est == wide.est <= narrow.hi < wide.hi
+    assert "between-run allowance, 2.5% for a time per step and 1.5% for a ratio" in speed.protocol_text(
+        timing.rows, timing.meta, drift=timing.drift)
+
+
 @pytest.mark.parametrize("recorded, kept", [(None, 9), (0.5, 15)])
 def test_samples_are_left_out_at_the_pass_s_own_contention_threshold(tmp_path: Path, recorded: float | None,
                                                                      kept: int) -> None:
@@ -134,10 +165,10 @@ def test_samples_are_left_out_at_the_pass_s_own_contention_threshold(tmp_path: P
     assert speed.time_ratio(rounds, key, speed.with_framework(key, "torch")).n == kept
 
 
-def test_a_slot_in_which_the_machine_slowed_is_named_and_kept(tmp_path: Path) -> None:
+def test_a_slot_in_which_the_machine_slowed_is_named_and_left_out(tmp_path: Path) -> None:
     """Every configuration of process slot 4 ran 1.8 times slower (a host busy beyond the VM: no
-    contention seen): the pass and the report name the slot; its samples stay in, and the paired
-    ratio, whose two sides both slowed, still finds 1.2."""
+    contention seen): the pass and the report name the slot and leave its samples out, like contended
+    ones, and count them; the ratio from the other four slots finds 1.2, the times their own speed."""
     rows = timing_rows(1.2, processes=5, rounds=3, seed=9)
     for row in rows:
         if row["process"] == 4:
@@ -145,14 +176,18 @@ def test_a_slot_in_which_the_machine_slowed_is_named_and_kept(tmp_path: Path) ->
             row["time_s"] *= 1.8
     write(tmp_path, rows, list(COLUMNS))
     timing, _ = load_timing(tmp_path)
-    rounds = speed.round_times(timing.rows)
-    (slow,) = speed.slow_slots(rounds)
+    rounds = timing.rounds()
+    (slow,) = rounds.slow
     assert (slow["pass"], slow["process"], slow["configurations"]) == (1, 4, 2)
     assert slow["factor"] == pytest.approx(1.8, rel=0.05)
-    assert sum(len(t) for t in rounds.values()) == 30  # nothing left out
+    assert sum(len(t) for t in rounds.values()) == 24 and all(4 not in {i[1] for i in t.index} for t in rounds.values())
     key = next(k for k in rounds if speed.key_framework(k) == "tensorflow")
     ratio = speed.time_ratio(rounds, key, speed.with_framework(key, "torch"))
-    assert ratio.lo <= 1.2 <= ratio.hi
-    text = speed.protocol_text(timing.rows, {}, slow=speed.slow_slots(rounds))
-    assert "slow stretch: process slot 4 took 1.8" in text
-    assert speed.slow_slots(speed.round_times(pd.DataFrame(timing_rows(1.2, processes=5, rounds=3, seed=9)))) == []
+    assert ratio.lo <= 1.2 <= ratio.hi and ratio.groups == 4
+    torch_time = speed.time_interval(rounds[speed.with_framework(key, "torch")])
+    assert torch_time.hi < 1.8 * torch_time.est * 0.9  # the slow slot does not stretch the interval
+    table = speed.timing_table(timing.rows)
+    assert set(table["timing_contended"]) == {3} and set(table["timing_n"]) == {12}  # 3 samples left out, counted
+    text = speed.protocol_text(timing.rows, {}, slow=rounds.slow)
+    assert "slow stretch: process slot 4 took 1.8" in text and "left out" in text
+    assert speed.round_times(pd.DataFrame(timing_rows(1.2, processes=5, rounds=3, seed=9))).slow == []

@@ -202,13 +202,14 @@ def test_two_releases_timed_in_one_pass_give_their_ratio_with_a_two_level_interv
         # paired by round, the drift and each process's speed cancel: 1.2 within the samples' 0.5 % noise
         assert iv.est == pytest.approx(1.2, rel=0.01) and iv.lo <= iv.est <= iv.hi < iv.lo * 1.03
         assert (iv.groups, iv.n) == (3, 12)
-    entries = {e["configuration"]: e for e in core.summary(rows, 1.0)}
+    found_entries, _ = core.summary(rows, 1.0)
+    entries = {e["configuration"]: e for e in found_entries}
     old = entries[f"{OLD_LABEL} adam/native/eager bs32"]
     assert old["version_ratio_to"] == f"{NEW_LABEL} adam/native/eager bs32" and "ratio" not in old  # no torch ratio
     assert old["version_ratio"] == pytest.approx(1.2, rel=0.01) and old["version_ratio_processes"] == 3
     new = entries[f"{NEW_LABEL} adam/native/eager bs32"]
     assert new["ratio_to"] == "torch" and new["ratio"] == pytest.approx(1.5, rel=0.01) and "version_ratio" not in new
-    core.print_table(rows, 1.0)
+    core.print_table(found_entries, 1.0)
     out = capsys.readouterr().out
     assert f"{OLD_LABEL} minibatch/native/eager bs32 / {NEW_LABEL} minibatch/native/eager bs32 = 1.2" in out
     assert "release over its framework's newest" in out

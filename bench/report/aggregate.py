@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -152,14 +152,15 @@ PER_RUN = ("final_acc", "best_acc", "final_val_acc", "acc_epoch1", "final_train_
 
 
 def summarize(stats: pd.DataFrame, timing: pd.DataFrame | None = None, baseline: str = BASELINE,
-              threshold: float = CONTENTION_THRESHOLD) -> pd.DataFrame:
+              threshold: float = CONTENTION_THRESHOLD, drift: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Fold seeds: one row per configuration, with mean and std over seeds.
 
     Diverged runs are counted (``diverged``), never averaged in: their accuracies and losses are
     NaN and drop out of the means. Time to target is averaged over the seeds that reached it
     (``reached`` says how many). With a timing pass (``timing``: timing.csv's rows), each row
     gets the pass's median time per step with its interval, and its time ratio against the
-    ``baseline`` framework, from the samples under ``threshold`` contention (the pass's own).
+    ``baseline`` framework, from the samples under ``threshold`` contention (the pass's own), with
+    the pass's between-run allowances ``drift``.
     """
     rows = []
     for key, grp in stats.groupby(list(GROUP_KEYS), sort=False, dropna=False):
@@ -186,8 +187,8 @@ def summarize(stats: pd.DataFrame, timing: pd.DataFrame | None = None, baseline:
     out = pd.DataFrame(rows)
     if out.empty:
         return out
-    rounds = round_times(timing, threshold) if timing is not None else {}
-    table = timing_table(timing, threshold) if timing is not None else timing_table(pd.DataFrame())
+    rounds = round_times(timing, threshold, drift) if timing is not None else {}
+    table = timing_table(timing, threshold, drift) if timing is not None else timing_table(pd.DataFrame())
     # Matched on the release as the timing pass names it (no release recorded: the pinned one).
     out["_version"] = [config_key(row)[-1] for _, row in out.iterrows()]
     table = table.rename(columns={"framework_version": "_version"})

@@ -46,7 +46,6 @@ from bench.report.speed import (
     default_versions,
     key_framework,
     key_version,
-    round_times,
     time_ratio,
     version_ratios,
 )
@@ -63,7 +62,7 @@ def ratios(results_dir: Path, baseline: str = BASELINE) -> dict[tuple, Interval]
     timing, _ = load_timing(results_dir)
     if timing is None or timing.rows is None or timing.rows.empty:
         raise BadInput(f"{results_dir}: no timing pass (timing/timing.csv); run python -m bench.timing {results_dir}")
-    rounds = round_times(timing.rows, timing.threshold)
+    rounds = timing.rounds()
     defaults = default_versions(rounds)
     out: dict[tuple, Interval] = {}
     for key in rounds:

@@ -133,7 +133,7 @@ def fastest_framework(summary: pd.DataFrame, rounds: Mapping[tuple, pd.Series], 
     for fw in compared:
         if fw == fastest:
             continue
-        ratios[fw] = time_ratio(series, fw, fastest)
+        ratios[fw] = time_ratio(series, fw, fastest, drift=getattr(rounds, "drift_ratio", 0.0))
         each = sorted((time_ratio(rounds, timed[fw][r], timed[fastest][r]).est, labels[r]) for r in common)
         each = [e for e in each if math.isfinite(e[0])]
         if each:

@@ -18,6 +18,7 @@ from bench.clock import CONTENTION_THRESHOLD
 from bench.exits import BadInput
 from bench.optimizers import METHODS
 from bench.report.groups import ModelInfo, default_version, known, model_infos, model_name, pinned_version
+from bench.report.speed import Rounds, round_times
 from bench.results import STATUSES, read_json
 from bench.spec import conf_group
 from models.layers import DEFAULT_MODEL
@@ -227,6 +228,25 @@ class Timing:
         except (TypeError, ValueError):
             return CONTENTION_THRESHOLD
         return value if np.isfinite(value) else CONTENTION_THRESHOLD
+
+    @property
+    def drift(self) -> dict[str, float]:
+        """The between-run allowances the pass recorded (timing.json ``drift``: ``time`` and ``ratio``);
+        none for a pass from before them, whose intervals were its own spread only."""
+        given = self.meta.get("drift")
+        out = {}
+        for kind in ("time", "ratio"):
+            try:
+                value = float(given.get(kind, 0.0)) if isinstance(given, dict) else 0.0
+            except (TypeError, ValueError):
+                value = 0.0
+            out[kind] = value if np.isfinite(value) and value > 0 else 0.0
+        return out
+
+    def rounds(self) -> Rounds:
+        """The clean samples per configuration as every reader of this pass must see them: the pass's
+        own contention threshold, its slow slots left out, its between-run allowances."""
+        return round_times(self.rows, self.threshold, self.drift)
 
 
 def load_timing(results_dir: Path) -> tuple[Timing | None, list[str]]:

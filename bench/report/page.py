@@ -17,7 +17,7 @@ from bench.report.groups import BEYOND, framework_order, method_order, model_ord
 from bench.report.load import Runs, Timing, default_lrs, load_runs, load_timing, read_table, settle_timing
 from bench.report.render import Part, render_html, render_md
 from bench.report.sections import EXTRA_MODULES, collect_section
-from bench.report.speed import BASELINE, CONTENTION_THRESHOLD, protocol_text, round_times, slow_slots
+from bench.report.speed import BASELINE, CONTENTION_THRESHOLD, protocol_text
 from bench.report.tables import comparison_table, contention_note, environment
 from bench.report.versions import defaults_of, label, releases_of, sentences, timed_releases, versions_part
 from bench.results import atomic_write_text
@@ -69,7 +69,8 @@ def _timing_text(timing: Timing | None, baseline: str, rounds: Mapping[tuple, pd
         return ("**No timing pass** (`python -m bench.timing`): the speed numbers below are sweep wall time "
                 "(runs shared the cores), and every claim about time is inconclusive.")
     # processes, rounds, passes, what was left out (at the pass's own contention threshold)
-    return protocol_text(timing.rows, timing.meta, baseline, timing.threshold, slow_slots(rounds))
+    return protocol_text(timing.rows, timing.meta, baseline, timing.threshold, getattr(rounds, "slow", ()),
+                         timing.drift)
 
 
 @dataclass(frozen=True)
@@ -385,15 +386,16 @@ def build_report(results_dir: Path, out_dir: Path, target: float | None = None,
         old.unlink()  # figures of configurations no longer present must not linger
     rows = timing.rows if timing is not None else None
     threshold = timing.threshold if timing is not None else CONTENTION_THRESHOLD
+    drift = timing.drift if timing is not None else None
     stats = run_stats(runs.metrics, runs.steps, target) if len(runs.metrics) else pd.DataFrame()
-    summary = summarize(stats, rows, baseline, threshold) if len(stats) else pd.DataFrame()
+    summary = summarize(stats, rows, baseline, threshold, drift) if len(stats) else pd.DataFrame()
     atomic_write_text(out_dir / "summary.csv", summary.to_csv(index=False))
     # Each release of a framework a framework of its own on the page, where several ran ("jax 0.9.2").
     several, defaults = several_versions(runs.metrics), defaults_of(runs.metrics)
     runs.metrics = label(runs.metrics, several, defaults)
     stats, summary = label(stats, several, defaults), label(summary, several, defaults)
     curves = label(aggregate_curves(runs.metrics), several, defaults) if len(runs.metrics) else pd.DataFrame()
-    rounds = round_times(rows, threshold) if rows is not None else {}
+    rounds = timing.rounds() if timing is not None else {}
     inp = Inputs(runs, stats, summary, curves, timing, rounds, default_lrs(), target,
                  max_concurrent(runs.info.values()), baseline, several=several, defaults=defaults,
                  results_dir=Path(results_dir))

@@ -32,7 +32,7 @@ from bench.clock import CONTENTION_THRESHOLD
 from bench.envs import public
 from bench.frameworks import BASE
 from bench.report.groups import default_version, known, newest, pinned_version
-from bench.stats import NAN_INTERVAL, Interval, median_ci, ratio_ci
+from bench.stats import NAN_INTERVAL, Interval, median_ci, ratio_ci, widen
 from models.layers import DEFAULT_MODEL
 
 BASELINE = BASE  # the framework every other one is compared with, unless told otherwise
@@ -42,6 +42,12 @@ TIMING_KEYS = ("dataset", "model", "device", "framework", "optimizer", "impl", "
                "framework_version")
 TIMING_COLUMNS = (*TIMING_KEYS, "round", "time_per_step_s")
 SAMPLE_KEYS = ("pass", "process", "round")  # one sample of a configuration
+# The between-run allowances the timing pass gives its intervals by default (bench.stats.widen): the
+# relative standard deviation of a configuration's time per step, and of a time ratio, from one pass to
+# the next on one machine beyond what a pass's own processes show. Measured with `python -m bench.timing
+# passes=3` on the 2-core AMD EPYC VMs this project is built on (docs/PERFORMANCE.md); another machine
+# measures its own and passes drift_time= / drift_ratio=.
+DRIFT = {"time": 0.025, "ratio": 0.015}
 _FW = TIMING_KEYS.index("framework")
 _VERSION = TIMING_KEYS.index("framework_version")
 
@@ -126,20 +132,47 @@ def process_of(sample: tuple) -> tuple:
     return tuple(sample[:2])
 
 
-def round_times(timing: pd.DataFrame, threshold: float = CONTENTION_THRESHOLD) -> dict[tuple, pd.Series]:
+class Rounds(dict):
+    """Configuration -> clean time per step indexed by (pass, process, round), with what every
+    interval drawn from them needs to know: the between-run allowances (``drift_time`` for a time
+    per step, ``drift_ratio`` for a ratio of two; :func:`bench.stats.widen`) and the slow process
+    slots left out (``slow``: :func:`slow_slots`)."""
+
+    def __init__(self, *args, drift_time: float = 0.0, drift_ratio: float = 0.0, slow: Sequence[Mapping] = (),
+                 **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.drift_time, self.drift_ratio, self.slow = drift_time, drift_ratio, list(slow)
+
+
+def round_times(timing: pd.DataFrame, threshold: float = CONTENTION_THRESHOLD, drift: Mapping[str, float] | None = None,
+                slow_factor: float | None = None) -> Rounds:
     """Configuration -> clean time per step indexed by (pass, process, round) (contended samples dropped).
 
     Several rows of one configuration in one sample (several lr values) fold into their median.
+    A process slot in which the machine itself ran ``slow_factor`` (default :data:`SLOW_SLOT`) or
+    more slower (:func:`slow_slots`, found per pass) is left out too, like a contended sample: its
+    configurations were not timed on the machine the others were. ``drift`` ({"time": .., "ratio":
+    ..}) is the between-run allowance the intervals get (none by default).
     """
+    drift = drift or {}
+    found = Rounds(drift_time=float(drift.get("time", 0.0)), drift_ratio=float(drift.get("ratio", 0.0)))
     if timing is None or timing.empty:
-        return {}
+        return found
     timing = samples(timing)
     clean = timing[~contended(timing.get("contention", pd.Series(np.nan, index=timing.index)), threshold)]
-    out: dict[tuple, pd.Series] = {}
     for _, grp in clean.groupby(list(TIMING_KEYS), sort=False):
         key = config_key(grp.iloc[0])
-        out[key] = grp.groupby(list(SAMPLE_KEYS))["time_per_step_s"].median().dropna()
-    return out
+        found[key] = grp.groupby(list(SAMPLE_KEYS))["time_per_step_s"].median().dropna()
+    factor = SLOW_SLOT if slow_factor is None else slow_factor
+    for p in sorted({int(i[0]) for times in found.values() for i in times.index}):
+        one = {k: t[[int(i[0]) == p for i in t.index]] for k, t in found.items()}
+        found.slow += slow_slots(one, factor)
+    if found.slow:
+        gone = {(d["pass"], d["process"]) for d in found.slow}
+        for key, times in found.items():
+            found[key] = times[[(int(i[0]), int(i[1])) not in gone for i in times.index]]
+    found.slow.sort(key=lambda d: -d["factor"])
+    return found
 
 
 SLOW_SLOT = 1.2  # a process slot whose configurations ran this much slower than in the others, typically
@@ -150,7 +183,9 @@ def slow_slots(rounds: Mapping[tuple, pd.Series], factor: float = SLOW_SLOT) -> 
     median over configurations of its median time over that configuration's median in the other
     slots; slots at ``factor`` or more, slowest first. Every framework's worker of a slot slowing
     alike is the machine (a host busy beyond the VM, whose steal counter and other processes stay
-    quiet), not a worker; the slot's samples stay in, and its intervals are wide because of it."""
+    quiet), not a worker. A ratio of two configurations timed back to back in such a slot is not
+    safe either: the slowdown comes and goes within the slot, and need not hit both alike.
+    :func:`round_times` leaves these slots out."""
     ratios: dict[tuple[int, int], list[float]] = {}
     for times in rounds.values():
         slot = pd.Series([(int(i[0]), int(i[1])) for i in times.index], index=times.index)
@@ -173,32 +208,36 @@ def slow_slots_text(slow: Sequence[Mapping]) -> str:
     said = "; ".join(f"process slot {d['process']}" + (f" of pass {d['pass']}" if d["pass"] > 1 else "")
                      + f" took {d['factor']:.2f}x the other slots' time per step" for d in slow)
     return (f"slow stretch: {said} (median over configurations, every framework alike): the machine itself "
-            "slowed while nothing inside it was measured busy; those samples are kept, and the intervals widen "
-            "with them")
+            "slowed while nothing inside it was measured busy; those samples are left out, like contended ones")
 
 
-def time_interval(times: pd.Series) -> Interval:
-    """The median of a configuration's clean samples (:func:`round_times`) with its two-level interval."""
-    return median_ci(times.to_numpy(float), groups=[process_of(i) for i in times.index])
+def time_interval(times: pd.Series, drift: float = 0.0) -> Interval:
+    """The median of a configuration's clean samples (:func:`round_times`) with its two-level interval,
+    widened by the between-run allowance ``drift`` (``Rounds.drift_time``)."""
+    return widen(median_ci(times.to_numpy(float), groups=[process_of(i) for i in times.index]), drift)
 
 
-def timing_table(timing: pd.DataFrame, threshold: float = CONTENTION_THRESHOLD) -> pd.DataFrame:
+def timing_table(timing: pd.DataFrame, threshold: float = CONTENTION_THRESHOLD,
+                 drift: Mapping[str, float] | None = None) -> pd.DataFrame:
     """One row per configuration: median time per step with its interval, clean and contended samples.
 
     ``timing_n`` counts the clean samples behind the interval, ``timing_rounds`` all the samples
-    (pass, process and round), ``timing_contended`` the samples left out for contention.
+    (pass, process and round), ``timing_contended`` the samples left out (for contention, or for
+    a slow slot of the machine's). ``drift``: the between-run allowances (:func:`round_times`).
     """
     cols = [*TIMING_KEYS, "time_per_step_s", "time_per_step_lo", "time_per_step_hi", "timing_n",
             "timing_rounds", "timing_contended"]
     if timing is None or timing.empty:
         return pd.DataFrame(columns=cols)
-    clean = round_times(timing, threshold)
+    clean = round_times(timing, threshold, drift)
     timing = samples(timing)
     flags = contended(timing.get("contention", pd.Series(np.nan, index=timing.index)), threshold)
+    slow = {(d["pass"], d["process"]) for d in clean.slow}
+    flags |= np.array([(int(p), int(k)) in slow for p, k in zip(timing["pass"], timing["process"])], dtype=bool)
     rows = []
     for _, grp in timing.assign(_bad=flags).groupby(list(TIMING_KEYS), sort=False):
         key = config_key(grp.iloc[0])
-        ci = time_interval(clean.get(key, pd.Series(dtype=float)))
+        ci = time_interval(clean.get(key, pd.Series(dtype=float)), clean.drift_time)
         per_sample = grp.groupby(list(SAMPLE_KEYS))["_bad"].any()
         rows.append({**dict(zip(TIMING_KEYS, key, strict=True)), "time_per_step_s": ci.est,
                      "time_per_step_lo": ci.lo, "time_per_step_hi": ci.hi, "timing_n": ci.n,
@@ -206,28 +245,34 @@ def timing_table(timing: pd.DataFrame, threshold: float = CONTENTION_THRESHOLD) 
     return pd.DataFrame(rows, columns=cols)
 
 
-def time_ratio(rounds: Mapping[tuple, pd.Series], num: tuple, den: tuple, scale: float = 1.0) -> Interval:
+def time_ratio(rounds: Mapping[tuple, pd.Series], num: tuple, den: tuple, scale: float = 1.0,
+               drift: float | None = None) -> Interval:
     """Time of ``num`` over time of ``den`` (times ``scale``), paired by sample; NaN interval if unknown.
 
     Only samples where both configurations were timed clean in the same pass, process slot and
     round are paired: both were measured back to back, so the machine's drift cancels in each
-    ratio. The interval resamples process slots, then the pairs within each.
+    ratio. The interval resamples process slots, then the pairs within each, and is widened by the
+    between-run allowance ``drift`` (by default ``rounds.drift_ratio``, none for a plain mapping).
     """
+    drift = getattr(rounds, "drift_ratio", 0.0) if drift is None else drift
     a, b = rounds.get(num), rounds.get(den)
     if a is None or b is None:
         return NAN_INTERVAL
     both = a.index.intersection(b.index)
     if len(both) == 0:
         return NAN_INTERVAL
-    ci = ratio_ci(a[both].to_numpy(float), b[both].to_numpy(float), groups=[process_of(i) for i in both])
+    ci = widen(ratio_ci(a[both].to_numpy(float), b[both].to_numpy(float), groups=[process_of(i) for i in both]),
+               drift)
     return Interval(ci.est * scale, ci.lo * scale, ci.hi * scale, ci.n, ci.groups)
 
 
 def protocol_text(rows: pd.DataFrame, meta: Mapping, baseline: str = BASELINE,
-                  threshold: float = CONTENTION_THRESHOLD, slow: Sequence[Mapping] = ()) -> str:
+                  threshold: float = CONTENTION_THRESHOLD, slow: Sequence[Mapping] = (),
+                  drift: Mapping[str, float] | None = None) -> str:
     """The report's paragraph on how the timing pass measured: how many processes, rounds and
-    passes stand behind each number, how many samples were left out for contention, and the
-    slots in which the machine slowed (``slow``: :func:`slow_slots`)."""
+    passes stand behind each number, how many samples were left out for contention, the slots
+    in which the machine slowed (``slow``: :func:`slow_slots`) and the between-run allowances
+    the intervals carry (``drift``)."""
     rows = samples(rows)
     procs = rows.groupby([*TIMING_KEYS, "pass"])["process"].nunique()
     rnds = rows.groupby([*TIMING_KEYS, "pass", "process"])["round"].nunique()
@@ -257,7 +302,20 @@ def protocol_text(rows: pd.DataFrame, meta: Mapping, baseline: str = BASELINE,
             + (f" Several releases of {', '.join(several)} were timed, each a configuration of its own in the same "
                "rounds; the ratios against the baseline compare each framework's default release, the others are "
                "compared with their framework's newest in the section Versions." if several else "")
-            + (f" Note the {slow_slots_text(slow)}." if slow else ""))
+            + (f" Note the {slow_slots_text(slow)}." if slow else "")
+            + (f" {drift_text(drift)}" if drift_text(drift) else ""))
+
+
+def drift_text(drift: Mapping[str, float] | None) -> str:
+    """The sentence on the between-run allowances the intervals carry, or "" when they carry none."""
+    drift = drift or {}
+    time, ratio = float(drift.get("time", 0.0)), float(drift.get("ratio", 0.0))
+    if not (time > 0 or ratio > 0):
+        return ""
+    return (f"Every interval also carries a between-run allowance, {time:.1%} for a time per step and {ratio:.1%} "
+            "for a ratio (the relative spread of one configuration from one run of the pass to the next on this "
+            "kind of machine, beyond what one pass's processes show; measured with `python -m bench.timing "
+            "passes=3`), so that it holds for the next run too, not only for this one.")
 
 
 def baseline_twin(key: tuple, defaults: Mapping[str, str], baseline: str = BASELINE) -> tuple | None:

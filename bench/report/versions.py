@@ -87,7 +87,7 @@ def timed_releases(rounds: Mapping[tuple, pd.Series], several: set[str]) -> pd.D
     keys = [k for k in rounds if key_framework(k) in several and len(rounds[k])]
     rows = []
     for key in keys:
-        time = time_interval(rounds[key])
+        time = time_interval(rounds[key], getattr(rounds, "drift_time", 0.0))
         newest, ratio = ratios.get(key, (key, None))
         behind = ratio or time
         rows.append({"framework": key_framework(key), "release": key_version(key),

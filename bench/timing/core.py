@@ -43,15 +43,17 @@ from bench.machine import cpu_name
 from bench.options import Option, Options, boolean, choice, integer, number
 from bench.report.groups import pinned_version
 from bench.report.speed import (
+    DRIFT,
     TIMING_KEYS,
+    Rounds,
     baseline_twin,
     config_key,
     contended,
     default_versions,
+    drift_text,
     key_framework,
     round_times,
     samples,
-    slow_slots,
     slow_slots_text,
     time_interval,
     time_ratio,
@@ -124,6 +126,11 @@ OPTIONS = Options(
         "contention_threshold": Option(CONTENTION_THRESHOLD, "a sample during which other processes used more "
                                        "than this share of the CPUs is left out of every interval and counted",
                                        number()),
+        "drift_time": Option(DRIFT["time"], "between-run allowance of a time per step: its relative spread from "
+                             "one run of the pass to the next, beyond what one pass's processes show, added to "
+                             "every interval (0: the pass's own spread only; passes=3 measures it)", number()),
+        "drift_ratio": Option(DRIFT["ratio"], "the same for a time ratio of two configurations (smaller: what "
+                              "slows the machine slows both)", number()),
     },
     positional=("results_dir",),
 )
@@ -238,14 +245,16 @@ def timing_pass(opts: dict[str, Any], command: str) -> int:
         "configs": [{**c["row"], "run_id": c["run_id"], "steps": passes[0]["steps"].get(i, 0), "error": errors.get(i)}
                     for i, c in enumerate(configs)],
     }
-    meta["summary"] = summary(rows, opts["contention_threshold"])
-    meta["slow_slots"] = slow_slots(round_times(pd.DataFrame(rows), opts["contention_threshold"])) if rows else []
+    drift = {"time": opts["drift_time"], "ratio": opts["drift_ratio"]}
+    meta["drift"] = drift
+    meta["summary"], rounds = summary(rows, opts["contention_threshold"], drift)
+    meta["slow_slots"] = rounds.slow
     write_csv(out / "timing.csv", rows, COLUMNS)
     write_json(out / "timing.json", meta)
-    print_table(rows, opts["contention_threshold"], meta["slow_slots"])
+    print_table(meta["summary"], opts["contention_threshold"], rounds.slow, drift)
     if opts["passes"] > 1 and rows:
         timed = samples(pd.DataFrame(rows))
-        check = honesty(timed, opts["contention_threshold"], key_labeller(round_times(timed)), BASELINE)
+        check = honesty(timed, opts["contention_threshold"], key_labeller(rounds), BASELINE, drift=drift)
         write_json(out / "honesty.json", {"command": command, "started": started, **check})
         print_honesty(check)
     print(f"[timing] {time.perf_counter() - t0:.0f} s; wrote {out / 'timing.csv'}", flush=True)
@@ -253,31 +262,35 @@ def timing_pass(opts: dict[str, Any], command: str) -> int:
 
 
 # ------------------------------------------------------------------ the numbers and the table
-def summary(rows: list[dict[str, Any]], threshold: float) -> list[dict[str, Any]]:
+def summary(rows: list[dict[str, Any]], threshold: float,
+            drift: Mapping[str, float] | None = None) -> tuple[list[dict[str, Any]], Rounds]:
     """Per configuration: the median time per step, its interval, and what stands behind it (clean
-    samples, processes, rounds per process, samples left out for contention); for every framework
-    but the baseline at its default release, its time ratio to the baseline's twin configuration
-    (at the baseline's default release); and for every release but a framework's newest, its time
-    ratio to the newest's twin configuration."""
+    samples, processes, rounds per process, samples left out for contention or a slow slot); for
+    every framework but the baseline at its default release, its time ratio to the baseline's twin
+    configuration (at the baseline's default release); and for every release but a framework's
+    newest, its time ratio to the newest's twin configuration. Also the clean samples themselves
+    (:func:`round_times`, with the slow slots it found), from which all of it was drawn."""
     if not rows:
-        return []
+        return [], round_times(pd.DataFrame(), threshold, drift)
     df = samples(pd.DataFrame(rows))
-    clean = round_times(df, threshold)
+    clean = round_times(df, threshold, drift)
     busy = contended(df["contention"], threshold)
+    gone = {(d["pass"], d["process"]) for d in clean.slow}
+    slowed = np.array([(int(p), int(k)) in gone for p, k in zip(df["pass"], df["process"])], dtype=bool)
     keys = [config_key(grp.iloc[0]) for _, grp in df.groupby(list(TIMING_KEYS), sort=False)]
     defaults, releases, name = default_versions(keys), version_ratios(clean), key_labeller(keys)
     several = several_releases(dict(zip(TIMING_KEYS, k, strict=True)) for k in keys)
     out = []
-    for _, grp in df.assign(_bad=busy).groupby(list(TIMING_KEYS), sort=False):
+    for _, grp in df.assign(_bad=busy, _slow=slowed & ~busy).groupby(list(TIMING_KEYS), sort=False):
         key = config_key(grp.iloc[0])
         times = clean.get(key, pd.Series(dtype=float))
-        iv = time_interval(times)
+        iv = time_interval(times, clean.drift_time)
         fw = key_framework(key)
         entry = {"configuration": name(key), "key": dict(zip(TIMING_KEYS, key, strict=True)),
                  "framework_label": f"{fw} {key[-1]}" if fw in several else fw,
                  "steps": int(grp["steps"].iloc[0]), "median_s": iv.est,
                  "lo_s": iv.lo, "hi_s": iv.hi, "n": iv.n, "processes": iv.groups if iv.n else 0,
-                 "samples": len(grp), "contended": int(grp["_bad"].sum()),
+                 "samples": len(grp), "contended": int(grp["_bad"].sum()), "slow_slot": int(grp["_slow"].sum()),
                  "rounds_per_process": int(grp.groupby(["pass", "process"])["round"].nunique().max()),
                  "contention_median": float(np.nanmedian(grp["contention"])) if grp["contention"].notna().any()
                  else None}
@@ -292,7 +305,7 @@ def summary(rows: list[dict[str, Any]], threshold: float) -> list[dict[str, Any]
                           "version_ratio_hi": ratio.hi, "version_ratio_n": ratio.n,
                           "version_ratio_processes": ratio.groups})
         out.append(entry)
-    return out
+    return out, clean
 
 
 def _fmt_time(est: float, lo: float, hi: float) -> str:
@@ -304,11 +317,12 @@ def _fmt_time(est: float, lo: float, hi: float) -> str:
     return f"{est * scale:.1f} [{lo * scale:.1f}, {hi * scale:.1f}] {unit}"
 
 
-def print_table(rows: list[dict[str, Any]], threshold: float, slow: Sequence[Mapping] = ()) -> None:
-    """Median time per step (95 % interval) per configuration, with the clean samples, processes and
-    rounds behind it; each framework vs the baseline per method. Contended samples are left out;
-    ``slow`` (:func:`bench.report.speed.slow_slots`) names the slots in which the machine slowed."""
-    entries = summary(rows, threshold)
+def print_table(entries: list[dict[str, Any]], threshold: float, slow: Sequence[Mapping] = (),
+                drift: Mapping[str, float] | None = None) -> None:
+    """Median time per step (95 % interval) per configuration (``entries``: :func:`summary`), with the
+    clean samples, processes and rounds behind it; each framework vs the baseline per method.
+    Contended samples are left out, and so are the slots in which the machine slowed (``slow``:
+    :func:`bench.report.speed.slow_slots`); ``drift``: the between-run allowances in the intervals."""
     print(f"\n{'configuration':<44} {'steps':>7}  {'time per step (95% CI)':<30} {'clean/all':>9}  "
           f"{'processes x rounds':<18} contention (>{threshold:g})")
     for e in entries:
@@ -323,6 +337,8 @@ def print_table(rows: list[dict[str, Any]], threshold: float, slow: Sequence[Map
               "left out of every interval")
     if slow:
         print(f"\nnote: {slow_slots_text(slow)}")
+    if drift_text(drift):
+        print(f"\nnote: {drift_text(drift)}")
     ratios = [e for e in entries if "ratio" in e]
     if ratios:
         print("\ntime-per-step ratios, paired by process slot and round (median, 95% CI, two-level):")

@@ -18,13 +18,13 @@ are too narrow, coverage at or above them that they are honest (or wide).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
 from bench.report.speed import BASELINE, key_framework, round_times, time_interval, time_ratio, with_framework
-from bench.stats import LEVEL, Interval
+from bench.stats import LEVEL, Interval, widen
 
 
 def reference(passes: int, level: float = LEVEL) -> dict[str, float]:
@@ -62,23 +62,54 @@ def _check(per_pass: Mapping[int, Interval]) -> dict[str, Any]:
 
 
 def honesty(rows: pd.DataFrame, threshold: float, label: Callable[[tuple], str], baseline: str = BASELINE,
-            level: float = LEVEL) -> dict[str, Any]:
+            level: float = LEVEL, drift: Mapping[str, float] | None = None) -> dict[str, Any]:
     """The check on timing rows of several passes (a ``pass`` column): per configuration and per
-    ratio against ``baseline``, each pass's interval against the others' medians, and the coverage."""
+    ratio against ``baseline``, each pass's interval (with the between-run allowances ``drift``, as
+    the pass gives them) against the others' medians, and the coverage. Also the between-pass
+    spread the passes show (:func:`between_passes`): what ``drift`` should be on this machine."""
+    drift = {"time": 0.0, "ratio": 0.0, **(drift or {})}
     passes = sorted(int(p) for p in rows["pass"].unique())
     rounds = {p: round_times(rows[rows["pass"] == p], threshold) for p in passes}
     keys = sorted({k for r in rounds.values() for k in r}, key=str)
-    times, ratios = [], []
+    times, ratios, own = [], [], {"time": [], "ratio": []}
     for key in keys:
         per_pass = {p: time_interval(rounds[p][key]) for p in passes if key in rounds[p]}
-        times.append({"configuration": label(key), **_check(per_pass)})
+        own["time"].append(per_pass)
+        times.append({"configuration": label(key), **_check({p: widen(iv, drift["time"], level)
+                                                            for p, iv in per_pass.items()})})
         twin = with_framework(key, baseline)
         if key_framework(key) != baseline and any(twin in r for r in rounds.values()):
-            per_pass = {p: time_ratio(rounds[p], key, twin) for p in passes}
-            ratios.append({"configuration": f"{label(key)} / {baseline}", **_check(per_pass)})
-    return {"passes": len(passes), "level": level, "time_per_step": times, "ratios": ratios,
+            per_pass = {p: time_ratio(rounds[p], key, twin, drift=0.0) for p in passes}
+            own["ratio"].append(per_pass)
+            ratios.append({"configuration": f"{label(key)} / {baseline}",
+                           **_check({p: widen(iv, drift["ratio"], level) for p, iv in per_pass.items()})})
+    return {"passes": len(passes), "level": level, "drift": drift, "time_per_step": times, "ratios": ratios,
             "coverage": {"time_per_step": _coverage(times), "ratios": _coverage(ratios)},
-            "reference": reference(len(passes), level)}
+            "reference": reference(len(passes), level),
+            "between_passes": {kind: between_passes(checks, level) for kind, checks in own.items()}}
+
+
+def between_passes(checks: Sequence[Mapping[int, Interval]], level: float = LEVEL) -> float:
+    """The relative spread between passes beyond what each pass's own interval shows: over the
+    quantities, the pooled variance of the passes' log medians less the mean squared standard error
+    each pass's interval implies (its log width over 2z), as a relative standard deviation; 0 when
+    the passes agree within their own noise. Read from the intervals without any allowance."""
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf((1 + level) / 2)
+    excess = []
+    for per_pass in checks:
+        ivs = [iv for iv in per_pass.values() if iv.known and iv.est > 0 and iv.lo > 0]
+        if len(ivs) < 2:
+            continue
+        logs = [math.log(iv.est) for iv in ivs]
+        mean = sum(logs) / len(logs)
+        spread = sum((x - mean) ** 2 for x in logs) / (len(logs) - 1)
+        own = sum((math.log(iv.hi / iv.lo) / (2 * z)) ** 2 for iv in ivs) / len(ivs)
+        excess.append(spread - own)
+    if not excess:
+        return math.nan
+    return math.expm1(math.sqrt(max(0.0, sum(excess) / len(excess))))
 
 
 def _coverage(checks: list[dict[str, Any]]) -> dict[str, Any]:
@@ -109,5 +140,11 @@ def print_honesty(result: Mapping[str, Any]) -> None:
     if not result["time_per_step"]:
         print("  nothing to check: no configuration has clean samples")
     ref = result["reference"]
-    print(f"  calibrated intervals would score about {ref['all']:.0%} (all pairs) and {ref['pair']:.0%} (pairs)",
-          flush=True)
+    print(f"  calibrated intervals would score about {ref['all']:.0%} (all pairs) and {ref['pair']:.0%} (pairs)")
+    drift, seen = result.get("drift") or {}, result.get("between_passes") or {}
+    if seen:
+        said = ", ".join(f"{kind} {seen[kind]:.1%}" for kind in ("time", "ratio")
+                         if math.isfinite(seen.get(kind, math.nan)))
+        print(f"  between-pass spread beyond each pass's own: {said or 'n/a'} (the intervals above carry "
+              f"drift_time={drift.get('time', 0):g}, drift_ratio={drift.get('ratio', 0):g}; set them to what "
+              "this machine shows)", flush=True)
