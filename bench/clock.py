@@ -20,6 +20,12 @@ PROC = Path("/proc")
 # contention": the timing pass counts such samples, the report leaves them out of every
 # interval and says how many. One core busy elsewhere on a 2-core box is 0.5.
 CONTENTION_THRESHOLD = 0.10
+# The between-run allowances the timing and scaling passes give their intervals by default (bench.stats.widen): the
+# relative standard deviation of a configuration's time per step, and of a time ratio, from one pass to
+# the next on one machine beyond what a pass's own processes show. Measured with `python -m bench.timing
+# passes=3` on the 2-core AMD EPYC VMs this project is built on (docs/PERFORMANCE.md); another machine
+# measures its own and passes drift_time= / drift_ratio=.
+DRIFT = {"time": 0.025, "ratio": 0.015}
 
 
 class MachineCpu(NamedTuple):

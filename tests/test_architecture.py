@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench import frameworks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,9 +78,12 @@ def test_no_module_is_too_long() -> None:
 
 
 def test_the_repo_cites_nothing_outside_itself() -> None:
-    tracked = [p for p in ROOT.rglob("*") if p.is_file() and p.suffix in {".py", ".md", ".yaml", ".j2", ".css", ""}
-               and not any(part.startswith(".") or part in {"results", "data", "__pycache__"}
-                           for part in p.relative_to(ROOT).parts)]
+    skip = {"results", "data", "__pycache__"}
+    tracked = []
+    for folder, subdirs, files in os.walk(ROOT):  # pruned: the venvs (.venv, .envs) hold a million files
+        subdirs[:] = [d for d in subdirs if not d.startswith(".") and d not in skip]
+        tracked += [Path(folder) / f for f in files if not f.startswith(".")
+                    and Path(f).suffix in {".py", ".md", ".yaml", ".j2", ".css", ""}]
     pattern = re.compile(r"DESIGN\.md|STYLE\.md|\.\./shared|\bissues?\s*#?\d+", re.IGNORECASE)
     hits = [f"{_rel(p)}:{i}" for p in tracked if p.name != "test_architecture.py"
             for i, line in enumerate(p.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
@@ -86,6 +91,7 @@ def test_the_repo_cites_nothing_outside_itself() -> None:
     assert hits == []
 
 
+@pytest.mark.slow  # a pytest with two workers of its own: 6-10 s, and about make test, not the edit loop
 def test_an_xdist_group_runs_on_one_worker(tmp_path: Path) -> None:
     """``make test`` relies on ``--dist loadgroup``: a group's module fixture (the parity batch,
     the report's sweep) is computed once, and the Slurm tests never share the cluster. A pytest

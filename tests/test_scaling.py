@@ -10,7 +10,7 @@ import pytest
 from conftest import run_cli
 
 from bench.frameworks import NAMES
-from bench.scaling.analysis import COLUMNS, crossings, summarise
+from bench.scaling.analysis import COLUMNS, crossings, drift_of, pair_ratios, summarise
 from bench.scaling.core import resolve_batches
 
 
@@ -46,6 +46,24 @@ def test_each_point_is_the_median_with_an_interval_that_holds_it() -> None:
         assert abs(p["time_per_step_s"] / t - 1) < 0.1
         assert (p["processes"], p["rounds"]) == (3, 12)
         assert p["floor_samples_per_s"] == pytest.approx(1e4)  # 10 GFLOP/s over 1 MFLOP per sample
+
+
+def test_the_between_run_allowance_the_pass_recorded_widens_every_point_and_ratio() -> None:
+    """scaling.json's ``drift`` (as bench.timing's): each point's interval and each paired ratio's grow by
+    it; a file without it keeps its own intervals; a 3 % lead is a lead without it and a tie with 5 %."""
+    rows = _rows({"a": {1: 1e-3}, "b": {1: 1.03e-3}}, spread=0.002)
+    bare = {p["framework"]: p for p in summarise(rows, {})}
+    wide = {p["framework"]: p for p in summarise(rows, {"drift": {"time": 0.025, "ratio": 0.015}})}
+    for fw in ("a", "b"):
+        assert wide[fw]["samples_per_s"] == bare[fw]["samples_per_s"]
+        assert wide[fw]["samples_per_s_lo"] < bare[fw]["samples_per_s_lo"] < bare[fw]["samples_per_s_hi"] \
+            < wide[fw]["samples_per_s_hi"]
+    (narrow,), (broad,) = pair_ratios(rows, "mlp", "a", "b").values(), pair_ratios(rows, "mlp", "a", "b",
+                                                                                 drift=0.015).values()
+    assert broad.lo < narrow.lo and broad.hi > narrow.hi and broad.est == narrow.est
+    assert "a is faster" in crossings(rows, "mlp", ["a", "b"])[0]
+    assert "cannot be told apart" in crossings(rows, "mlp", ["a", "b"], drift=0.05)[0]
+    assert drift_of({}) == {"time": 0.0, "ratio": 0.0} and drift_of({"drift": {"time": "x"}})["time"] == 0.0
 
 
 def test_contended_samples_are_left_out_and_counted() -> None:

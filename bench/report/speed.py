@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from bench.clock import CONTENTION_THRESHOLD
+from bench.clock import CONTENTION_THRESHOLD, DRIFT  # noqa: F401  (DRIFT: the timing pass's default, read here by its users)
 from bench.envs import public
 from bench.frameworks import BASE
 from bench.report.groups import default_version, known, newest, pinned_version
@@ -42,12 +42,6 @@ TIMING_KEYS = ("dataset", "model", "device", "framework", "optimizer", "impl", "
                "framework_version")
 TIMING_COLUMNS = (*TIMING_KEYS, "round", "time_per_step_s")
 SAMPLE_KEYS = ("pass", "process", "round")  # one sample of a configuration
-# The between-run allowances the timing pass gives its intervals by default (bench.stats.widen): the
-# relative standard deviation of a configuration's time per step, and of a time ratio, from one pass to
-# the next on one machine beyond what a pass's own processes show. Measured with `python -m bench.timing
-# passes=3` on the 2-core AMD EPYC VMs this project is built on (docs/PERFORMANCE.md); another machine
-# measures its own and passes drift_time= / drift_ratio=.
-DRIFT = {"time": 0.025, "ratio": 0.015}
 _FW = TIMING_KEYS.index("framework")
 _VERSION = TIMING_KEYS.index("framework_version")
 

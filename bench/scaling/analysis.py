@@ -2,6 +2,8 @@
 
 Every interval is a two-level bootstrap (:mod:`bench.stats`): worker processes resampled, then
 rounds within each; ratios are paired by (process slot, round), the two samples taken back to back.
+Like the timing pass's, each carries the between-run allowance the pass recorded (scaling.json
+``drift``; none in a file from before it): :func:`bench.stats.widen`.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from bench.clock import CONTENTION_THRESHOLD
-from bench.stats import Interval, median_ci, ratio_ci
+from bench.stats import Interval, median_ci, ratio_ci, widen
 
 COLUMNS = ("framework", "model", "mode", "optimizer", "impl", "batch_size", "n_train", "process", "round",
            "steps", "time_s", "time_per_step_s", "samples_per_s", "cpu_time_s", "contention", "dataset",
@@ -38,6 +40,19 @@ def _by_process(rows: Sequence[Mapping[str, Any]], value: str) -> dict[int, dict
     return out
 
 
+def drift_of(meta: Mapping[str, Any]) -> dict[str, float]:
+    """The between-run allowances a pass recorded ({"time": .., "ratio": ..}); 0 where it recorded none."""
+    given = meta.get("drift") if isinstance(meta.get("drift"), Mapping) else {}
+    out = {}
+    for kind in ("time", "ratio"):
+        try:
+            value = float(given.get(kind, 0.0))
+        except (TypeError, ValueError):
+            value = 0.0
+        out[kind] = value if math.isfinite(value) and value > 0 else 0.0
+    return out
+
+
 def summarise(rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One point per (framework, model, mode, batch size): samples per second with its interval,
     time per step, the FLOP floor's samples per second, how many processes and rounds stand behind it."""
@@ -51,7 +66,8 @@ def summarise(rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> lis
         fw, model, mode, batch = key
         group, left_out, contended = usable(group, threshold)
         per_process = _by_process(group, "samples_per_s")
-        sps = median_ci([r["samples_per_s"] for r in group], groups=[r["process"] for r in group])
+        sps = widen(median_ci([r["samples_per_s"] for r in group], groups=[r["process"] for r in group]),
+                    drift_of(meta)["time"])
         flops = (meta.get("flop_per_sample") or {}).get(model)
         floor = (float(np.median(rate)) * 1e9 / flops) if rate and flops else math.nan
         points.append({"framework": fw, "model": model, "mode": mode, "batch_size": int(batch),
@@ -64,8 +80,9 @@ def summarise(rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> lis
 
 
 def pair_ratios(rows: Sequence[Mapping[str, Any]], model: str, a: str, b: str,
-                threshold: float = CONTENTION_THRESHOLD) -> dict[int, Interval]:
-    """Per batch size: a's time per step over b's, paired by (process slot, round), two-level interval."""
+                threshold: float = CONTENTION_THRESHOLD, drift: float = 0.0) -> dict[int, Interval]:
+    """Per batch size: a's time per step over b's, paired by (process slot, round), two-level interval
+    (with the between-run allowance ``drift`` for a ratio)."""
     mine = [r for r in rows if r["model"] == model]
     out = {}
     for batch in sorted({int(r["batch_size"]) for r in mine}):
@@ -77,18 +94,18 @@ def pair_ratios(rows: Sequence[Mapping[str, Any]], model: str, a: str, b: str,
                  for r in sorted(set(num[s]) & set(den[s]))]
         if pairs:
             a_, b_, slots = zip(*pairs)
-            out[batch] = ratio_ci(a_, b_, groups=slots)
+            out[batch] = widen(ratio_ci(a_, b_, groups=slots), drift)
     return out
 
 
 def crossings(rows: Sequence[Mapping[str, Any]], model: str, names_: Sequence[str],
-              threshold: float = CONTENTION_THRESHOLD) -> list[str]:
+              threshold: float = CONTENTION_THRESHOLD, drift: float = 0.0) -> list[str]:
     """Sentences, one per pair of frameworks, on who is faster where, from the paired intervals:
     a framework leads at a batch size only where its ratio's whole interval is on its side of 1."""
     sentences = []
     for i, a in enumerate(names_):
         for b in names_[i + 1:]:
-            ratios = pair_ratios(rows, model, a, b, threshold)
+            ratios = pair_ratios(rows, model, a, b, threshold, drift)
             if not ratios:
                 continue
             lead = {bs: (b if iv.clears(1.0) else a if iv.below(1.0) else None) for bs, iv in ratios.items()}

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from bench import frameworks
-from bench.clock import CONTENTION_THRESHOLD
+from bench.clock import CONTENTION_THRESHOLD, DRIFT
 from bench.data import DataError, load_dataset
 from bench.envs import interpreter
 from bench.exits import BadInput
@@ -103,6 +103,9 @@ OPTIONS = Options(
         "contention_threshold": Option(CONTENTION_THRESHOLD, "a sample during which other processes used "
                                        "more than this share of the CPUs is left out", number()),
         "floor": Option(True, "measure the FLOP floor (numpy's matrix product)", boolean),
+        "drift_time": Option(DRIFT["time"], "between-run allowance of a point's samples per second (as "
+                             "bench.timing's: 0 for the pass's own spread only)", number()),
+        "drift_ratio": Option(DRIFT["ratio"], "the same for the paired time ratio of two frameworks", number()),
     },
     positional=("results_dir",),
 )
@@ -373,6 +376,7 @@ def scaling_pass(cfg: dict[str, Any], command: str) -> int:
         "batch_sizes": batches, "n_train": n_train, "dataset": str(cfg["data"]), "optimizer": cfg["optimizer"],
         "impl": cfg["impl"], "mode": cfg["mode"], "threads": cfg["threads"],
         "contention_threshold": cfg["contention_threshold"], "elapsed_s": time.perf_counter() - t0,
+        "drift": {"time": cfg["drift_time"], "ratio": cfg["drift_ratio"]},
         "curves": [{"framework": c.framework, "model": c.model, "mode": c.mode, "error": p.errors.get(c.name)}
                    for c in curves],
         "flop_per_sample": {m: parse_model(conf_group("model", m)).flops_per_sample() for m in cfg["models"]},
@@ -382,7 +386,8 @@ def scaling_pass(cfg: dict[str, Any], command: str) -> int:
     points = summarise(p.rows, meta)
     print_table(points, meta)
     for model in cfg["models"]:
-        for sentence in crossings(p.rows, model, cfg["frameworks"], float(cfg["contention_threshold"])):
+        for sentence in crossings(p.rows, model, cfg["frameworks"], float(cfg["contention_threshold"]),
+                                  cfg["drift_ratio"]):
             print(sentence)
     print(f"[scaling] {meta['elapsed_s']:.0f} s; wrote {out / 'scaling.csv'}", flush=True)
     return 1 if p.errors else 0

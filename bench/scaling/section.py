@@ -15,7 +15,7 @@ from typing import Any
 from bench.clock import CONTENTION_THRESHOLD
 from bench.frameworks import FRAMEWORKS, NAMES
 from bench.report.sections import ReportSection
-from bench.scaling.analysis import crossings, summarise
+from bench.scaling.analysis import crossings, drift_of, summarise
 
 
 def load(results_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
@@ -93,7 +93,7 @@ def scaling_sentences(results_dir: Path) -> dict[str, list[str]]:
     threshold = float(meta.get("contention_threshold", CONTENTION_THRESHOLD))
     names_ = [n for n in NAMES if any(r["framework"] == n for r in rows)]
     models = dict.fromkeys(r["model"] for r in rows)
-    return {m: crossings(rows, m, names_, threshold) for m in models}
+    return {m: crossings(rows, m, names_, threshold, drift_of(meta)["ratio"]) for m in models}
 
 
 def report_section(results_dir: Path) -> ReportSection | None:
@@ -139,7 +139,7 @@ def report_section(results_dir: Path) -> ReportSection | None:
                      + "; ".join(f"{e['framework']} {e['model']}: {e['chosen']}" for e in probe) + ".")
     models = list(dict.fromkeys(p["model"] for p in points))
     frameworks_ = [n for n in NAMES if any(p["framework"] == n for p in points)]
-    said = [s for model in models for s in crossings(rows, model, frameworks_, threshold)]
+    said = [s for model in models for s in crossings(rows, model, frameworks_, threshold, drift_of(meta)["ratio"])]
     if said:
         lines.append("Where the curves cross (a framework leads at a batch size only where the paired "
                      "interval of the time ratio lies wholly on its side of 1): " + " ".join(said))
