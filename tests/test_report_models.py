@@ -229,6 +229,11 @@ def test_compare_cli_keys_claims_on_model_and_reads_old_folders_as_mlp(tmp_path:
 
 
 # ------------------------------------------------------------------ the page
+# The page of two models draws about 24 figures (15-20 s on two cores): make test builds it, the edit
+# loop (make test-fast) leaves it to the single-model page of test_report.py.
+SLOW_PAGE = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     results = tmp_path_factory.mktemp("models") / "results"
@@ -245,6 +250,7 @@ def _headings(page: str) -> list[tuple[str, str]]:
     return [(level, html.unescape(title)) for level, title in re.findall(r'<h([23]) id="[^"]+">([^<]+)</h[23]>', page)]
 
 
+@SLOW_PAGE
 def test_page_has_a_section_per_model_and_a_beyond_the_tutorial_block(built: Path) -> None:
     page = (built / "index.html").read_text()
     heads = _headings(page)
@@ -267,6 +273,7 @@ def test_page_has_a_section_per_model_and_a_beyond_the_tutorial_block(built: Pat
     assert "## Model lenet5" in md and "### Beyond the tutorial" in md
 
 
+@SLOW_PAGE
 def test_at_a_glance_leads_with_each_models_answer_from_its_own_runs(built: Path) -> None:
     page = (built / "index.html").read_text()
     assert _headings(page)[0] == ("2", "At a glance")
@@ -289,6 +296,7 @@ def test_at_a_glance_leads_with_each_models_answer_from_its_own_runs(built: Path
     assert "Not recorded by these runs" in glance  # synthetic runs carry no memory figures
 
 
+@SLOW_PAGE
 def test_page_tables_and_figures_keep_models_and_methods_apart(built: Path) -> None:
     page = (built / "index.html").read_text()
     blocks = re.split(r"<h[23] id=", page)

@@ -298,6 +298,11 @@ def test_the_versions_line_says_why_a_ratio_is_missing(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------ the page
+# Two whole pages, of two releases and of one (11-13 s on two cores): make test builds them, the edit
+# loop (make test-fast) leaves them to the single-release page of test_report.py.
+SLOW_PAGE = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The report of two jax releases with a timing pass and a parity check; and of one release each."""
@@ -319,6 +324,7 @@ def _section(page: str, anchor: str) -> str:
     return html.unescape(page.split(f'<h2 id="{anchor}">')[1].split("<h2 ")[0])
 
 
+@SLOW_PAGE
 def test_the_page_labels_each_release(pages: dict[str, Path]) -> None:
     page = (pages["two"] / "index.html").read_text()
     table = _section(page, "table-mnist-embedded")
@@ -340,6 +346,7 @@ def test_the_page_labels_each_release(pages: dict[str, Path]) -> None:
         [OTHER_JAX, PINNED_JAX])
 
 
+@SLOW_PAGE
 def test_the_versions_section_gives_the_ratio_and_the_parameter_difference(pages: dict[str, Path]) -> None:
     page = (pages["two"] / "index.html").read_text()
     versions = _section(page, "versions")
@@ -357,6 +364,7 @@ def test_the_versions_section_gives_the_ratio_and_the_parameter_difference(pages
     assert "## Versions" in md
 
 
+@SLOW_PAGE
 def test_figures_draw_each_release_in_its_frameworks_colour_with_its_own_line_style(pages: dict[str, Path]) -> None:
     two = (pages["two"] / "test_acc_vs_epoch_mnist-embedded.svg").read_text()
     one = (pages["one"] / "test_acc_vs_epoch_mnist-embedded.svg").read_text()
@@ -369,6 +377,7 @@ def test_figures_draw_each_release_in_its_frameworks_colour_with_its_own_line_st
     assert OLD_LABEL in speed_svg and "<pattern" in speed_svg  # the older release's bars hatched
 
 
+@SLOW_PAGE
 def test_one_release_each_looks_as_before(pages: dict[str, Path]) -> None:
     page = (pages["one"] / "index.html").read_text()
     assert 'id="versions"' not in page and "Versions" not in page and NEW_LABEL not in page
