@@ -33,16 +33,18 @@ def _write(folder: Path, tf_over_torch: float, verdict: str, seed: int) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("ratio_b, verdict_b, code, words", [
-    (1.20, "supported", 0, "AGREE"),
-    (1.20, "inconclusive", 0, "AGREE"),          # a decision may become inconclusive
-    (1.60, "supported", 1, "DISAGREE"),          # the ratio moved by a third
-    (1.20, "not supported", 1, "1 claim flip"),  # a verdict flipped
+@pytest.mark.parametrize("ratio_b, verdict_b, claims, code, words", [
+    (1.20, "supported", "changes", 0, "AGREE"),
+    (1.20, "inconclusive", "changes", 1, "DISAGREE: "),        # a changed verdict disagrees ...
+    (1.20, "inconclusive", "flips", 0, "1 claim verdict(s) changed, 0 flipped"),  # ... unless only flips count
+    (1.60, "supported", "changes", 1, "DISAGREE"),             # the ratio moved by a third
+    (1.20, "not supported", "flips", 1, "1 flipped"),          # a verdict flipped: both ways of counting
 ])
-def test_agreement_and_its_failures(tmp_path: Path, ratio_b: float, verdict_b: str, code: int, words: str) -> None:
+def test_agreement_and_its_failures(tmp_path: Path, ratio_b: float, verdict_b: str, claims: str, code: int,
+                                    words: str) -> None:
     a = _write(tmp_path / "a", 1.20, "supported", seed=1)
     b = _write(tmp_path / "b", ratio_b, verdict_b, seed=2)
-    proc = run_cli(str(a), str(b), module="bench.report.compare", timeout=120)
+    proc = run_cli(str(a), str(b), f"claims={claims}", module="bench.report.compare", timeout=120)
     assert proc.returncode == code, proc.stdout + proc.stderr
     assert words in proc.stdout
 

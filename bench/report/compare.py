@@ -1,7 +1,7 @@
 """``python -m bench.report.compare A B``: do two benchmark runs tell the same story?
 
 Two result folders of the same sweep (say two ``make bench`` runs on one machine) should agree
-on speed within the noise their intervals admit, and no claim should flip. This compares
+on speed within the noise their intervals admit, and no claim's verdict should change. This compares
 their timing passes and their checked claims:
 
 * every framework's time-per-step ratio against the baseline framework, per configuration
@@ -11,8 +11,9 @@ their timing passes and their checked claims:
   :mod:`bench.report.speed`): the two medians must agree within ``--tolerance`` (default 10 %) and
   the two 95 % intervals must overlap. A framework timed at several releases has its default
   release compared with the baseline, and every other release with its newest, the same way;
-* every claim of ``report/claims.csv``, per dataset, model, method and framework: a verdict may
-  move between "inconclusive" and a decision, but never from "supported" to "not supported" or back;
+* every claim of ``report/claims.csv``, per dataset, model, method and framework: its verdict must
+  not change (``claims=changes``, the default); ``claims=flips`` lets a verdict move between
+  "inconclusive" and a decision and fails only on "supported" against "not supported";
 * when both folders hold a batch-size scaling pass (``scaling/scaling.csv``), every point of it
   (framework, model, mode, batch size): samples per second within ``--tolerance`` with
   overlapping intervals. Two folders that hold only scaling passes are compared on those alone.
@@ -38,7 +39,7 @@ import pandas as pd
 
 from bench.cli import entry
 from bench.exits import BadInput
-from bench.options import Option, Options, number
+from bench.options import Option, Options, choice, number
 from bench.report.load import load_timing
 from bench.report.speed import (
     BASELINE,
@@ -108,13 +109,16 @@ OPTIONS = Options(
     "python -m bench.report.compare",
     """Do two results folders agree? Every time ratio (each framework against the baseline, per
     dataset, model and configuration) within `tolerance` of its twin with overlapping 95 %
-    intervals, and no claim of the tutorial flipping between supported and not supported.
-    Exit 0 when they agree, 1 when they do not.""",
+    intervals, and no claim of the tutorial changing its verdict (or, with claims=flips, flipping
+    between supported and not supported). Exit 0 when they agree, 1 when they do not.""",
     {
         "a": Option(None, "the first results folder (its report/ and timing/ are read)", required=True),
         "b": Option(None, "the second results folder", required=True),
         "tolerance": Option(0.10, "the largest relative difference of two ratios", number(0.0, 10.0)),
         "baseline": Option(BASELINE, "the framework every other one's time is divided by"),
+        "claims": Option("changes", "changes: any changed verdict disagrees; flips: only supported against "
+                         "not supported does (a move to or from inconclusive is tolerated)",
+                         choice("changes", "flips")),
     },
     positional=("a", "b"),
 )
@@ -142,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def run() -> int:
         opts = OPTIONS.parse(sys.argv[1:] if argv is None else argv)
         args = SimpleNamespace(a=Path(opts["a"]), b=Path(opts["b"]), tolerance=opts["tolerance"],
-                               baseline=opts["baseline"])
+                               baseline=opts["baseline"], claims=opts["claims"])
         scaling_csv = "scaling/scaling.csv"
         both_scaling = _has(args.a, scaling_csv) and _has(args.b, scaling_csv)
         timed = not both_scaling or (_has(args.a, "timing/timing.csv") and _has(args.b, "timing/timing.csv"))
@@ -175,10 +179,11 @@ def _compare_timing(args: SimpleNamespace, said: list[str]) -> bool:
         if len(changed):
             print(changed.to_string(index=False))
     worst = speed["difference"].max() if len(speed) else float("nan")
+    counted = claims["flip"] if args.claims == "flips" else claims["verdict A"] != claims["verdict B"]
     said.append(f"largest ratio difference {worst:.1%} (tolerance {args.tolerance:.0%}), "
                 f"{int((~speed['agree']).sum()) if len(speed) else 0} ratio(s) outside it or without overlapping "
-                f"intervals, {int(claims['flip'].sum())} claim flip(s)")
-    return bool(len(speed)) and bool(speed["agree"].all()) and not claims["flip"].any()
+                f"intervals, {len(changed)} claim verdict(s) changed, {int(claims['flip'].sum())} flipped")
+    return bool(len(speed)) and bool(speed["agree"].all()) and not counted.any()
 
 
 def _compare_scaling(args: SimpleNamespace, said: list[str]) -> bool:
