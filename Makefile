@@ -87,7 +87,7 @@ XDIST   := -n $(WORKERS) --dist loadgroup
 test: $(STAMP) ## the suite: everything but the stress tests (about 10.4 min on 2 cores)
 	$(PYTHON) -m pytest -m "not stress" $(XDIST) $(PYTEST_ARGS)
 
-test-fast: $(STAMP) ## the edit loop: no slow, browser or stress tests (about 1.3 min)
+test-fast: $(STAMP) ## the edit loop: no slow, browser or stress tests (about 1.3 min, 1.6-2 in a slow hour)
 	$(PYTHON) -m pytest -m "not slow and not browser and not stress" $(XDIST) $(PYTEST_ARGS)
 
 test-all: $(STAMP) ## everything, the stress tests included (what CI runs)
