@@ -1,5 +1,6 @@
 """``python -m bench.report.compare A B``: two runs agree when every time ratio is within the
-tolerance with overlapping intervals and no claim flips; otherwise exit 1; bad input exit 2."""
+tolerance with overlapping intervals and no claim verdict changed (or, with claims=flips, none flipped);
+otherwise exit 1; bad input exit 2."""
 from __future__ import annotations
 
 from pathlib import Path
