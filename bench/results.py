@@ -55,6 +55,16 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         raise
 
 
+def clear_partial_writes(folder: str | os.PathLike) -> None:
+    """Remove the temp files of :func:`atomic_write_text` calls a SIGKILL cut short (``.<name>.*.tmp``).
+
+    Only for a folder no writer is alive in (its lock held): the renamed file is whole or absent,
+    and its temp file is debris either way.
+    """
+    for partial in Path(folder).glob(".*.tmp"):
+        partial.unlink(missing_ok=True)
+
+
 def _cell(value: Any) -> Any:
     if isinstance(value, float):  # numpy floats too: repr(np.float64) is not a number
         return "nan" if math.isnan(value) else repr(float(value))

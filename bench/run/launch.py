@@ -31,7 +31,7 @@ from bench import envs
 from bench.cli import one_line
 from bench.exits import EXIT_BAD_INPUT
 from bench.machine import PROJECT_ROOT, git_commit, host_info
-from bench.results import FINISHED, run_dir, run_status, update_run_json, write_json
+from bench.results import FINISHED, clear_partial_writes, run_dir, run_status, update_run_json, write_json
 from bench.run.cpulock import CpuLock
 from bench.run.lanes import gpu_slot
 from bench.run.proc import NOISE, die_with_parent, spec_env, start
@@ -159,7 +159,7 @@ def execute(spec: dict[str, Any], results_dir: str, force: bool = False, runs_pe
         if not held:
             print(f"[skip] {spec['run_id']}: running in another process", flush=True)
             return RunOutcome("running", 0, out, skipped=True)
-        _clear_partial_writes(out)
+        clear_partial_writes(out)  # the lock is held: no writer of this folder is alive
         previous = run_status(out)
         if previous in FINISHED and not force:
             print(f"[skip] {spec['run_id']}: already {previous}", flush=True)
@@ -191,16 +191,6 @@ def _folder_lock(out: Path) -> Iterator[bool]:
         if lock is not None:
             fcntl.flock(lock, fcntl.LOCK_UN)
             lock.close()
-
-
-def _clear_partial_writes(out: Path) -> None:
-    """Remove the temp files of atomic writes a SIGKILL cut short (``.<name>.*.tmp``).
-
-    Only called with the folder's lock held, so no writer of this folder is alive: the renamed
-    file is whole or absent, and its temp file is debris either way, finished run or not.
-    """
-    for partial in out.glob(".*.tmp"):
-        partial.unlink(missing_ok=True)
 
 
 def _prepare_folder(out: Path, spec: dict[str, Any]) -> None:
