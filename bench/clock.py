@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 PROC = Path("/proc")
 # Above this share of the machine's CPU taken by other processes, a timing is "under
@@ -26,6 +27,20 @@ CONTENTION_THRESHOLD = 0.10
 # passes=3` on the 2-core AMD EPYC VMs this project is built on (docs/PERFORMANCE.md); another machine
 # measures its own and passes drift_time= / drift_ratio=.
 DRIFT = {"time": 0.025, "ratio": 0.015}
+
+
+def drift_of(meta: Mapping[str, Any]) -> dict[str, float]:
+    """The between-run allowances a pass recorded (timing.json or scaling.json ``drift``: ``time`` and
+    ``ratio``); 0 where it recorded none (a pass from before them, whose intervals were its own)."""
+    given = meta.get("drift")
+    out = {}
+    for kind in ("time", "ratio"):
+        try:
+            value = float(given.get(kind, 0.0)) if isinstance(given, Mapping) else 0.0
+        except (TypeError, ValueError):
+            value = 0.0
+        out[kind] = value if math.isfinite(value) and value > 0 else 0.0
+    return out
 
 
 class MachineCpu(NamedTuple):

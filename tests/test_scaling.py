@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
+from bench.clock import drift_of
 from bench.frameworks import NAMES
-from bench.scaling.analysis import COLUMNS, crossings, drift_of, pair_ratios, summarise
+from bench.scaling.analysis import COLUMNS, crossings, pair_ratios, summarise
 from bench.scaling.core import resolve_batches
 
 

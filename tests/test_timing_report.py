@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from conftest import run_cli
 
+from bench.clock import DRIFT
 from bench.report import speed
 from bench.report.load import load_timing
 from bench.timing.core import COLUMNS
@@ -133,11 +134,11 @@ def test_compare_reads_the_between_run_allowance_each_pass_recorded(tmp_path: Pa
     a, b = folders(None)
     bare = run_cli(str(a), str(b), module="bench.report.compare", timeout=120)
     assert bare.returncode == 1 and "DISAGREE" in bare.stdout
-    a, b = folders(dict(speed.DRIFT))
+    a, b = folders(dict(DRIFT))
     allowed = run_cli(str(a), str(b), module="bench.report.compare", timeout=120)
     assert allowed.returncode == 0 and "AGREE" in allowed.stdout, allowed.stdout
     timing, _ = load_timing(a)
-    assert timing.drift == speed.DRIFT and timing.rounds().drift_ratio == speed.DRIFT["ratio"]
+    assert timing.drift == DRIFT and timing.rounds().drift_ratio == DRIFT["ratio"]
     key = next(k for k in timing.rounds() if speed.key_framework(k) == "tensorflow")
     wide = speed.time_ratio(timing.rounds(), key, speed.with_framework(key, "torch"))
     narrow = speed.time_ratio(speed.round_times(timing.rows), key, speed.with_framework(key, "torch"))

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.clock import CONTENTION_THRESHOLD
+from bench.clock import CONTENTION_THRESHOLD, drift_of
 from bench.exits import BadInput
 from bench.optimizers import METHODS
 from bench.report.groups import ModelInfo, default_version, known, model_infos, model_name, pinned_version
@@ -233,15 +233,7 @@ class Timing:
     def drift(self) -> dict[str, float]:
         """The between-run allowances the pass recorded (timing.json ``drift``: ``time`` and ``ratio``);
         none for a pass from before them, whose intervals were its own spread only."""
-        given = self.meta.get("drift")
-        out = {}
-        for kind in ("time", "ratio"):
-            try:
-                value = float(given.get(kind, 0.0)) if isinstance(given, dict) else 0.0
-            except (TypeError, ValueError):
-                value = 0.0
-            out[kind] = value if np.isfinite(value) and value > 0 else 0.0
-        return out
+        return drift_of(self.meta)
 
     def rounds(self) -> Rounds:
         """The clean samples per configuration as every reader of this pass must see them: the pass's

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from bench.clock import CONTENTION_THRESHOLD, DRIFT  # noqa: F401  (DRIFT: the timing pass's default, read here by its users)
+from bench.clock import CONTENTION_THRESHOLD
 from bench.envs import public
 from bench.frameworks import BASE
 from bench.report.groups import default_version, known, newest, pinned_version
@@ -137,6 +137,12 @@ class Rounds(dict):
         super().__init__(*args, **kwargs)
         self.drift_time, self.drift_ratio, self.slow = drift_time, drift_ratio, list(slow)
 
+    def slowed(self, frame: pd.DataFrame) -> np.ndarray:
+        """Per row of ``frame`` (timing rows with ``pass`` and ``process``: :func:`samples`), whether
+        it belongs to a slow slot left out here."""
+        gone = {(d["pass"], d["process"]) for d in self.slow}
+        return np.array([(int(p), int(k)) in gone for p, k in zip(frame["pass"], frame["process"])], dtype=bool)
+
 
 def round_times(timing: pd.DataFrame, threshold: float = CONTENTION_THRESHOLD, drift: Mapping[str, float] | None = None,
                 slow_factor: float | None = None) -> Rounds:
@@ -226,8 +232,7 @@ def timing_table(timing: pd.DataFrame, threshold: float = CONTENTION_THRESHOLD,
     clean = round_times(timing, threshold, drift)
     timing = samples(timing)
     flags = contended(timing.get("contention", pd.Series(np.nan, index=timing.index)), threshold)
-    slow = {(d["pass"], d["process"]) for d in clean.slow}
-    flags |= np.array([(int(p), int(k)) in slow for p, k in zip(timing["pass"], timing["process"])], dtype=bool)
+    flags |= clean.slowed(timing)
     rows = []
     for _, grp in timing.assign(_bad=flags).groupby(list(TIMING_KEYS), sort=False):
         key = config_key(grp.iloc[0])

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.clock import CONTENTION_THRESHOLD
+from bench.clock import CONTENTION_THRESHOLD, drift_of
 from bench.stats import Interval, median_ci, ratio_ci, widen
 
 COLUMNS = ("framework", "model", "mode", "optimizer", "impl", "batch_size", "n_train", "process", "round",
@@ -37,19 +37,6 @@ def _by_process(rows: Sequence[Mapping[str, Any]], value: str) -> dict[int, dict
     out: dict[int, dict[int, float]] = {}
     for r in rows:
         out.setdefault(int(r["process"]), {})[int(r["round"])] = float(r[value])
-    return out
-
-
-def drift_of(meta: Mapping[str, Any]) -> dict[str, float]:
-    """The between-run allowances a pass recorded ({"time": .., "ratio": ..}); 0 where it recorded none."""
-    given = meta.get("drift") if isinstance(meta.get("drift"), Mapping) else {}
-    out = {}
-    for kind in ("time", "ratio"):
-        try:
-            value = float(given.get(kind, 0.0))
-        except (TypeError, ValueError):
-            value = 0.0
-        out[kind] = value if math.isfinite(value) and value > 0 else 0.0
     return out
 
 

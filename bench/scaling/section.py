@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.clock import CONTENTION_THRESHOLD
+from bench.clock import CONTENTION_THRESHOLD, drift_of
 from bench.frameworks import FRAMEWORKS, NAMES
 from bench.report.sections import ReportSection
-from bench.scaling.analysis import crossings, drift_of, summarise
+from bench.scaling.analysis import crossings, summarise
 
 
 def load(results_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.clock import CONTENTION_THRESHOLD
+from bench.clock import CONTENTION_THRESHOLD, DRIFT
 from bench.envs import public, python_for
 from bench.exits import BadInput
 from bench.frameworks import BASE
@@ -43,7 +43,6 @@ from bench.machine import cpu_name
 from bench.options import Option, Options, boolean, choice, integer, number
 from bench.report.groups import pinned_version
 from bench.report.speed import (
-    DRIFT,
     TIMING_KEYS,
     Rounds,
     baseline_twin,
@@ -275,8 +274,7 @@ def summary(rows: list[dict[str, Any]], threshold: float,
     df = samples(pd.DataFrame(rows))
     clean = round_times(df, threshold, drift)
     busy = contended(df["contention"], threshold)
-    gone = {(d["pass"], d["process"]) for d in clean.slow}
-    slowed = np.array([(int(p), int(k)) in gone for p, k in zip(df["pass"], df["process"])], dtype=bool)
+    slowed = clean.slowed(df)
     keys = [config_key(grp.iloc[0]) for _, grp in df.groupby(list(TIMING_KEYS), sort=False)]
     defaults, releases, name = default_versions(keys), version_ratios(clean), key_labeller(keys)
     several = several_releases(dict(zip(TIMING_KEYS, k, strict=True)) for k in keys)
