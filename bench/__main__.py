@@ -19,6 +19,7 @@ from bench.cli import entry, one_line
 from bench.exits import EXIT_BAD_INPUT, BadInput
 from bench.options import conf_help
 from bench.run.launch import SWEEP_PID_ENV, objective_value, run_job, stop_sweep_processes
+from bench.run.slurm import UncompletedJobError, lost_job_line
 from bench.run.sweep import SweepProgress, apply_tuning_defaults, current_sweeper, is_tuning, mark_interrupted
 from bench.spec import BOOKKEEPING, CONF_DIR, conf_groups
 
@@ -63,6 +64,18 @@ def _interrupted() -> str:
             "run the same command again to finish the rest")
 
 
+def _lost_job(exc: UncompletedJobError) -> int:
+    """The sweep stops on a Slurm job that ended without its result: the final counts, runs it
+    left ``running`` marked interrupted, one line, exit code 1."""
+    if SweepProgress.reporter is not None:
+        SweepProgress.reporter.finish()
+        SweepProgress.reporter = None
+    marked = mark_interrupted(SweepProgress.results_dir) if SweepProgress.results_dir else []
+    print(f"error: {lost_job_line(exc)}{f'; {len(marked)} run(s) marked interrupted' if marked else ''}; "
+          "run the same command again to finish the rest", file=sys.stderr, flush=True)
+    return 1
+
+
 def _raised_by_hydra(exc: BaseException) -> bool:
     """Hydra raised it (bad input), not our code: told by the innermost frame's module, never by
     its file's path, which a checkout inside a folder named ``hydra`` would match too."""
@@ -101,6 +114,8 @@ def _run() -> int:
         where = SweepProgress.results_dir or exc.filename or "results_dir"
         print(f"error: {where}: no space left on device", file=sys.stderr, flush=True)
         return 1
+    except UncompletedJobError as exc:  # a Slurm job ended without its result; the others have ended
+        return _lost_job(exc)
     if SweepProgress.failed is not None:  # a sweep: the jobs ran in workers
         if SweepProgress.failed:
             print(f"error: {SweepProgress.failed} run(s) failed; see run.json of each", file=sys.stderr)

@@ -1,18 +1,20 @@
-"""What a Slurm cluster says about a stopped or warned job, and quieter submitit polling.
+"""What a Slurm cluster says about a stopped or warned job, and how a sweep follows its jobs.
 
 Framework-neutral and light: imported by the sweep callback and by every run's parent. Asks
-Slurm's ``scontrol`` (a tool, not a python child) only inside a Slurm job.
+Slurm's tools, not python children: ``scontrol`` inside a Slurm job, ``sacct`` or ``squeue`` in
+the parent of a Slurm sweep.
 """
 from __future__ import annotations
 
-import logging
 import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 
 from submitit.core.utils import UncompletedJobError
+from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJob
 
 # Slurm job states (squeue/scontrol) -> the reason recorded in run.json of a run it stopped.
 SLURM_REASONS = {
@@ -60,35 +62,122 @@ def _seconds(text: str) -> int | None:
         return None  # UNLIMITED, or a format this version does not write
 
 
-class _OnceSacct(logging.Filter):
-    """submitit polls ``sacct`` and warns each time it fails (a cluster without accounting):
-    the first warning is said once, in plain words; the rest are dropped."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seen = False
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if "Bypassing sacct error" not in record.getMessage():
-            return True
-        if not self.seen:  # printed here: submitit's logger has several handlers, each would repeat it
-            print("[slurm] sacct cannot read job states (no Slurm accounting on this cluster?); the sweep "
-                  "goes on from submitit's own files (said once)", file=sys.stderr, flush=True)
-            self.seen = True
-        return False
+# Not listed by squeue any more: the job ended (over MinJobAge ago, or a pending array task
+# cancelled on its own), and how is not known here.
+GONE = "GONE"
+PENDING_SAY_S = 120.0  # a job pending this long gets one line with Slurm's reason
 
 
-def quiet_sacct() -> None:
-    """Install the filter, and keep sacct's own stderr line out of the terminal (the warning says it)."""
-    log = logging.getLogger("submitit")
-    if not any(isinstance(f, _OnceSacct) for f in log.filters):
-        log.addFilter(_OnceSacct())
-    from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJob
+class SweepWatcher(SlurmInfoWatcher):
+    """submitit's poller of job states, for clusters with or without accounting.
 
-    class _Watcher(SlurmInfoWatcher):
-        def _make_command(self) -> list[str] | None:
-            cmd = super()._make_command()
-            return None if cmd is None else ["sh", "-c", 'exec "$0" "$@" 2>/dev/null', *cmd]
+    submitit asks ``sacct``, and on a cluster without accounting it gets nothing: a job that
+    ended without writing its result (cancelled before it started, killed at its time limit
+    before Python ran, lost with its node) then looks unfinished forever and the sweep hangs.
+    Here ``squeue -t all`` answers instead (the controller remembers ended jobs for MinJobAge;
+    a job it no longer lists has ended). sacct's failure is said once, in plain words.
 
-    if type(SlurmJob.watcher) is SlurmInfoWatcher:
-        SlurmJob.watcher = _Watcher(delay_s=SlurmJob.watcher._delay_s)
+    A job that ended without its result is reported done only once every other job of the
+    sweep has ended too, so they all finish before the sweep stops on it. A job pending for
+    ``PENDING_SAY_S`` gets one line with Slurm's reason (held, a node down, no resources).
+    """
+
+    def __init__(self, delay_s: int) -> None:
+        super().__init__(delay_s=delay_s)
+        self.sacct: bool | None = None  # None until tried
+        self._pending_since: dict[str, float] = {}
+        self._said: set[str] = set()
+
+    def update(self) -> None:
+        ids = sorted({job.split("_")[0] for job in self._registered - self._finished})
+        if not ids:
+            return
+        self._num_calls += 1
+        info = self._from_sacct(ids) if self.sacct is not False else None
+        if info is None:
+            info = self._from_squeue(ids)
+        self._info_dict.update(info or {})
+        self._last_status_check = time.time()
+        for job in self._registered - self._finished:
+            if self.is_done(job, mode="cache"):
+                self._finished.add(job)
+        self._say_pending()
+
+    def is_done(self, job_id: str, mode: str = "standard") -> bool:
+        # submitit asks only while the job's result file is missing: an ended job here has none.
+        if not super().is_done(job_id, mode=mode):
+            return False
+        return all(super(SweepWatcher, self).is_done(job, mode="cache") for job in self._registered)
+
+    def _from_sacct(self, ids: list[str]) -> dict[str, dict[str, str]] | None:
+        command = ["sacct", "-o", "JobID,State,NodeList", "--parsable2", *(f"-j{i}" for i in ids)]
+        out = _ask(command)
+        if out is None or out.returncode != 0:
+            if self.sacct is None:
+                print("[slurm] sacct cannot read job states (no Slurm accounting on this cluster?); the sweep "
+                      "follows its jobs with squeue instead (said once)", file=sys.stderr, flush=True)
+            self.sacct = False
+            return None
+        self.sacct = True
+        return self.read_info(out.stdout)
+
+    def _from_squeue(self, ids: list[str]) -> dict[str, dict[str, str]] | None:
+        out = _ask(["squeue", "-h", "-t", "all", "-r", "-j", ",".join(ids), "-o", "%i|%T|%r"])
+        if out is None or (out.returncode != 0 and "Invalid job id" not in out.stderr):
+            return None  # the controller did not answer: keep what was known
+        info: dict[str, dict[str, str]] = {}
+        for line in out.stdout.splitlines():
+            job, state, reason = (line.strip().split("|") + ["", ""])[:3]
+            info[job] = {"JobID": job, "State": state, "Reason": reason}
+        for job in self._registered - self._finished:
+            if job not in info and job.split("_")[0] in ids:
+                info[job] = {"JobID": job, "State": GONE}
+        return info
+
+    def _say_pending(self) -> None:
+        now = time.time()
+        long_pending: dict[str, list[str]] = {}
+        for job in sorted(self._registered - self._finished):
+            info = self._info_dict.get(job, {})
+            if info.get("State") != "PENDING":
+                self._pending_since.pop(job, None)
+                continue
+            if now - self._pending_since.setdefault(job, now) >= PENDING_SAY_S:
+                long_pending.setdefault(info.get("Reason") or "no reason given", []).append(job)
+        for reason, jobs in long_pending.items():
+            if reason not in self._said:
+                self._said.add(reason)
+                print(f"[slurm] {len(jobs)} job(s) pending for over {PENDING_SAY_S:.0f} s ({jobs[0]} first), "
+                      f"Slurm's reason: {reason}", file=sys.stderr, flush=True)
+
+
+def _ask(command: list[str]) -> subprocess.CompletedProcess | None:
+    """A Slurm client command's answer; None when it could not run or did not answer in a minute."""
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+POLL_S = 60  # at most this long between two questions to Slurm (submitit's own: 600 s)
+
+
+def watch_jobs() -> None:
+    """Make :class:`SweepWatcher` the poller of every Slurm job submitit follows in this process.
+
+    submitit asks at 2, 4, 8 … s after the last submission, then every half of the time since,
+    up to ``POLL_S``: a job that ends without its result is seen within a minute.
+    """
+    if not isinstance(SlurmJob.watcher, SweepWatcher):
+        SlurmJob.watcher = SweepWatcher(delay_s=min(SlurmJob.watcher._delay_s, POLL_S))
+
+
+def lost_job_line(exc: UncompletedJobError) -> str:
+    """One line for a job that ended without a result (submitit's several-line message)."""
+    text = str(exc)
+    job = re.search(r"Job (\S+) \(task", text)
+    found = re.search(r"state: ([^)]+)\)", text)
+    state = found.group(1) if found else "unknown"
+    said = "no longer in Slurm's queue" if state == GONE else f"state {state}"
+    return (f"Slurm job {job.group(1) if job else '?'} ended without a result ({said}); "
+            "the sweep's other jobs have ended")

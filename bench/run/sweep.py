@@ -22,7 +22,7 @@ from bench.exits import EXIT_BAD_INPUT, BadInput
 from bench.machine import resolve_device
 from bench.results import run_status, update_run_json, write_json
 from bench.run.progress import SweepReporter
-from bench.run.slurm import quiet_sacct
+from bench.run.slurm import watch_jobs
 from bench.spec import conf_group, unknown_keys
 
 OBJECTIVES = ("val_acc",)  # what a tuning sweep (hydra/sweeper=tune_lr) maximises
@@ -176,7 +176,7 @@ class SweepProgress(Callback):
             raise BadInput(f"jobs={lanes} x threads={threads} = {lanes * threads} threads on {cores} cores "
                            f"would oversubscribe them: lower jobs or threads")
         if "Slurm" in launcher:
-            quiet_sacct()
+            watch_jobs()
         # A tuning sweep's trials would all fail the same way: say it once, before the first one.
         sweeper = str(config.hydra.sweeper.get("_target_", ""))
         task = OmegaConf.create({k: v for k, v in OmegaConf.to_container(config, resolve=False).items()
