@@ -79,6 +79,10 @@ def test_launcher_choices_compose() -> None:
     slurm = _hydra_cfg("hydra/launcher=slurm", "hydra.launcher.partition=gpu").hydra.launcher
     assert slurm._target_.endswith("SlurmLauncher")
     assert (slurm.partition, slurm.gpus_per_node, slurm.timeout_min, slurm.array_parallelism) == ("gpu", 1, 60, 32)
+    assert slurm.signal_delay_s == 120  # Slurm's warning before the limit
+    # Slurm may warn a minute early, and a warning before Python set its handler kills the job.
+    short = [_hydra_cfg("hydra/launcher=slurm", f"hydra.launcher.timeout_min={m}").hydra.launcher for m in (1, 2, 4)]
+    assert [launcher.signal_delay_s for launcher in short] == [0, 30, 120]
     local = _hydra_cfg("hydra/launcher=submitit_local").hydra.launcher
     assert local._target_.endswith("LocalLauncher")
 
