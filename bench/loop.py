@@ -131,6 +131,7 @@ def _base_row(spec: dict[str, Any], data: Dataset, batch_size: int) -> dict[str,
         "seed": spec["seed"], "dataset": data.name, "n_train": data.n_train, "n_test": data.n_test,
         "device": spec["device"], "model": spec.get("model", {}).get("name", "mlp"),
         "framework_version": frameworks.get(spec["framework"]["name"]).installed_version(),
+        "precision": spec.get("precision", "fp32"),
     }
 
 

@@ -33,6 +33,7 @@ METRIC_COLUMNS = (
     "samples_per_s", "step_time_s", "overhead_s", "overhead_frac", "status", "cpu_time_s", "contention",
     "model",  # appended later: readers take a file without it as the tutorial's "mlp"
     "framework_version",  # appended later: the version the run's child imported (package metadata)
+    "precision",  # appended later: fp32 | tf32 | fp64; readers take a file without it as fp32
 )
 STEP_COLUMNS = ("run_id", "framework", "optimizer", "epoch", "step", "loss")
 

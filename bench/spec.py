@@ -27,7 +27,8 @@ DEVICES = ("cpu", "cuda", "auto")
 MODES = ("eager", "compiled")
 IMPLS = ("native", "reference")
 INITS = ("shared", "native")
-PRECISIONS = ("fp32", "tf32")
+# fp64: every framework in float64, where rounding leaves the adaptive rules nothing to amplify.
+PRECISIONS = ("fp32", "tf32", "fp64")
 # The bookkeeping keys: they do not change what is computed, so they stay out of the run_id. The one
 # list of them: ``--help`` marks them, tests hold docs/ARCHITECTURE.md to it. ``python`` is
 # framework.python; of the others only ``progress`` reaches a spec, but each is bookkeeping all the same.

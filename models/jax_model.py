@@ -17,19 +17,19 @@ from models.layers import INPUT_SHAPE, Model
 Params = dict[str, jax.Array]
 
 
-def load_shared(weights: dict[str, np.ndarray], device: jax.Device) -> Params:
-    return {name: jax.device_put(np.asarray(w, np.float32), device) for name, w in weights.items()}
+def load_shared(weights: dict[str, np.ndarray], device: jax.Device, dtype: type = np.float32) -> Params:
+    return {name: jax.device_put(np.asarray(w, dtype), device) for name, w in weights.items()}
 
 
-def native_init(model: Model, seed: int, device: jax.Device) -> Params:
+def native_init(model: Model, seed: int, device: jax.Device, dtype: type = np.float32) -> Params:
     """JAX has no layer library of its own; this is flax's default (LeCun-normal kernel, zero
     bias) for dense and conv layers alike, drawn from ``jax.random.key(seed)``."""
     params = model.params
     keys = jax.random.split(jax.random.key(seed), len(params) // 2)
     out: Params = {}
     for key, kernel, bias in zip(keys, params[::2], params[1::2]):
-        out[kernel.name] = jax.nn.initializers.lecun_normal()(key, kernel.shape, jnp.float32)
-        out[bias.name] = jnp.zeros(bias.shape, jnp.float32)
+        out[kernel.name] = jax.nn.initializers.lecun_normal()(key, kernel.shape, dtype)
+        out[bias.name] = jnp.zeros(bias.shape, dtype)
     return jax.device_put(out, device)
 
 

@@ -65,7 +65,7 @@ KEYS = {
     "device": lambda v: v == "cpu",  # cuda/auto need a GPU, which this test does not assume
     "mode": lambda v: v in ("eager", "compiled"),
     "init": lambda v: v in ("shared", "native"),
-    "precision": lambda v: v in ("fp32", "tf32"),
+    "precision": lambda v: v in ("fp32", "tf32", "fp64"),
     "progress": lambda v: v in ("auto", "bar", "lines", "none"),
     "optimizer.impl": lambda v: v in ("native", "reference"),
     "objective": lambda v: v is None,  # val_acc needs a validation split

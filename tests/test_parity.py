@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from bench.frameworks import NAMES
 from bench.optimizers import METHODS, NumpyStep, computed_rule, get_rule
 from bench.parity.compare import COLUMNS, TOLERANCE, compare, isolated, param_diff, result_rows, verdict
-from bench.parity.run import job_data, make_job, result_name, run_jobs
+from bench.parity.run import job_data, job_pairs, make_job, result_name, run_jobs
 from bench.parity.section import report_section
 from bench.results import METRIC_COLUMNS, write_csv
 from bench.spec import conf_group
@@ -204,6 +204,42 @@ def test_report_section_explains_the_native_residuals(batch: dict, tmp_path: Pat
     assert "init=native" in section.text
     assert section.figures and section.figures[0].is_file()
     assert report_section(tmp_path / "nothing") is None
+
+
+# Every model but the tutorial's MLP, in float64. In float32 the adaptive rules on these deeper
+# models turn rounding into full-size steps (docs/parity.md); in float64 nothing is left to amplify,
+# so the frameworks must agree with each other and with the numpy reference to near float64's
+# own precision: the same layers, layouts, start, batches and rule, for every method.
+OTHER_MODELS = sorted(p.stem for p in (ROOT / "conf" / "model").glob("*.yaml") if p.stem != "mlp")
+F64_STEPS, F64_BOUND = 10, 1e-9
+
+
+@pytest.fixture(scope="module")
+def float64(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        jobs = [make_job(f"{model}-{name}", OmegaConf.to_container(compose(config_name="parity", overrides=[
+                    f"model={model}", f"optimizer={name}", "impl=reference", "precision=fp64", "seed=7",
+                    f"steps={F64_STEPS}", "batch_size=32"]), resolve=True))
+                for model in OTHER_MODELS for name in METHODS]
+    results = run_jobs(jobs, tmp_path_factory.mktemp("parity64"))  # a process per framework, all in float64
+    out = {}
+    for job in jobs:
+        exact: dict = {}
+        out[job["key"]] = {tuple(pair): compare(job, results[job["key"]], job_data(job), pair, exact)
+                           for pair in job_pairs(job)}
+    return out
+
+
+@pytest.mark.parametrize("model", OTHER_MODELS)
+@pytest.mark.parametrize("name", list(METHODS))
+def test_in_float64_every_pair_of_frameworks_computes_the_same_steps(float64: dict, model: str, name: str) -> None:
+    for pair, rows in float64[f"{model}-{name}"].items():
+        for row in rows:
+            if "param_max_rel_diff" in row:
+                assert row["param_max_rel_diff"] < F64_BOUND, (pair, row)
+                assert max(row["param_a_vs_f64"], row["param_b_vs_f64"]) < F64_BOUND, (pair, row)
+            if row["step"]:
+                assert row["loss_rel_diff"] < F64_BOUND, (pair, row)
 
 
 @pytest.mark.parametrize("args, message", [

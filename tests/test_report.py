@@ -33,14 +33,16 @@ EVIL = "<script>alert('x')</script>"
 
 def make_run(results: Path, framework: str, optimizer: str, seed: int, accs: list[float],
              epoch_times: list[float] | None = None, status: str = "completed", step_losses: list[float] | None = None,
-             dataset: str = "mnist_embedded", batch_size: int | None = None, info: dict | None = None) -> str:
+             dataset: str = "mnist_embedded", batch_size: int | None = None, info: dict | None = None,
+             precision: str | None = None) -> str:
     """Write run.json, metrics.csv and steps.csv as the harness does; returns the run_id."""
     batch = batch_size or OWN_BATCH[optimizer]
     run_id = f"{framework}-{optimizer}-bs{batch}-s{seed}-{dataset}"
     folder = results / "runs" / run_id
     epoch_times = epoch_times or [0.5] * (len(accs) - 1)
     base = dict(run_id=run_id, framework=framework, optimizer=optimizer, impl="native", mode="eager",
-                lr=0.01, batch_size=batch, seed=seed, dataset=dataset, n_train=N_TRAIN, n_test=100, device="cpu")
+                lr=0.01, batch_size=batch, seed=seed, dataset=dataset, n_train=N_TRAIN, n_test=100, device="cpu",
+                **({"precision": precision} if precision else {}))
     rows, wall = [], 0.0
     accs = [float(a) for a in accs]  # numpy scalars would be written as "np.float64(...)"
     for epoch, acc in enumerate(accs):
@@ -92,6 +94,17 @@ def test_seeds_fold_into_mean_and_std(tmp_path: Path) -> None:
     last = curves[curves["epoch"] == 2].iloc[0]
     assert (last["n"], last["test_acc_min"], last["test_acc_max"]) == (2, 0.90, 0.94)
     assert last["test_acc_mean"] == pytest.approx(0.92)
+
+
+def test_float64_runs_never_fold_into_float32_ones(tmp_path: Path) -> None:
+    """precision is a configuration key; a metrics.csv from before it was recorded is float32."""
+    make_run(tmp_path, "torch", "adam", 0, [0.1, 0.80, 0.90])  # no precision written: fp32
+    make_run(tmp_path, "torch", "adam", 1, [0.1, 0.84, 0.94], precision="fp64")
+    runs = load.load_runs(tmp_path)
+    summary = aggregate.summarize(aggregate.run_stats(runs.metrics, runs.steps)).set_index("precision")
+    assert sorted(summary.index) == ["fp32", "fp64"] and set(summary["runs"]) == {1}
+    assert summary.loc["fp64", "final_acc_mean"] == pytest.approx(0.94)
+    assert "precision" in aggregate.GROUP_KEYS and aggregate.GROUP_KEYS[-1] == "framework_version"
 
 
 def test_time_to_target_never_reached_is_nan(tmp_path: Path) -> None:

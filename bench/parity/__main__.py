@@ -47,7 +47,7 @@ from bench.results import write_csv, write_json
 def _process_key(job: Mapping[str, Any]) -> str:
     """Jobs that can share one child process per member: same interpreters, versions and environment."""
     return json.dumps({fw: [spec["framework"].get("python"), spec["framework"].get("version"), spec["threads"],
-                            spec["device"], spec["deterministic"]]
+                            spec["device"], spec["deterministic"], spec["precision"]]
                        for fw, spec in job["specs"].items()}, sort_keys=True)
 
 

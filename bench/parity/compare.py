@@ -140,7 +140,7 @@ def compare(job: Mapping[str, Any], result: Mapping[str, Any], data: Dataset,
     names = model.param_names
     saved = [int(s) for s in a["param_steps"]]
     batches = batch_plan(spec["seed"], data.n_train, job["batch_size"], job["steps"])
-    x = as_float(data.x_train)
+    x = as_float(data.x_train, spec["precision"])
     exact = {} if exact is None else exact
     # numpy's BLAS gets the frameworks' thread budget: many threads on a busy machine cost more than they give
     with threadpool_limits(limits=int(spec["threads"])):

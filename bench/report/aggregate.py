@@ -40,7 +40,7 @@ LAST_PART = 0.25  # stability: spread of the step loss over this last share of t
 # a framework: the seeds of jax 0.9.2 never fold into jax 0.10.2's (the release comes last, so the
 # other keys keep their places; summary.csv still ends with it).
 GROUP_KEYS = ("dataset", "model", "device", "framework", "optimizer", "batch_size", "impl", "mode", "lr", "n_train",
-              "framework_version")
+              "precision", "framework_version")
 SHOWN_ALWAYS = ("framework", "optimizer", "batch_size")
 # What tells two frameworks' rows of one configuration apart; every other key of GROUP_KEYS is the configuration.
 FRAMEWORK_KEYS = ("framework", "framework_version")

@@ -97,6 +97,9 @@ def read_metrics(path: Path) -> tuple[pd.DataFrame | None, str]:
     if "model" not in df.columns:  # written before models were selectable: load_runs asks run.json
         df["model"] = np.nan
     df["model"] = df["model"].astype(object)
+    if "precision" not in df.columns:  # written before float64 runs: every run was float32
+        df["precision"] = "fp32"
+    df["precision"] = df["precision"].astype(object).fillna("fp32").astype(str)
     df["mode"] = df["mode"].fillna("eager").astype(str)
     df["impl"] = df["impl"].fillna("native").astype(str)
     df["device"] = df["device"].fillna("cpu").astype(str)

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from bench.data import Dataset, as_float
+from bench.data import FLOATS, Dataset, as_float
 from bench.loop import steps_per_epoch
 from bench.machine import cpu_name
 from bench.optimizers import METHODS, get_rule, native_kwargs
@@ -43,15 +43,19 @@ class JaxRunner:
         # JAX's GPU default for float32 matmuls is TF32; "highest" is true float32, as in the others.
         jax.config.update("jax_default_matmul_precision",
                           "tensorfloat32" if spec["precision"] == "tf32" else "highest")
+        # float64 needs x64 on, a process-wide switch: a process runs one precision (bench.parity groups so).
+        jax.config.update("jax_enable_x64", spec["precision"] == "fp64")
+        self.dtype = FLOATS[spec["precision"]]
         put = lambda a: jax.device_put(a, self.device)  # noqa: E731
-        self.splits = {"train": (put(as_float(data.x_train)), put(data.y_train.astype(np.int32))),
-                       "test": (put(as_float(data.x_test)), put(data.y_test.astype(np.int32)))}
+        pixels = lambda x: put(as_float(x, spec["precision"]))  # noqa: E731
+        self.splits = {"train": (pixels(data.x_train), put(data.y_train.astype(np.int32))),
+                       "test": (pixels(data.x_test), put(data.y_test.astype(np.int32)))}
         if data.y_val is not None:
-            self.splits["val"] = (put(as_float(data.x_val)), put(data.y_val.astype(np.int32)))
+            self.splits["val"] = (pixels(data.x_val), put(data.y_val.astype(np.int32)))
         model = parse_model(spec["model"])
         self._forward, self._loss = jax_model.make_forward(model), jax_model.make_loss(model)
-        params = (jax_model.load_shared(weights, self.device) if spec["init"] == "shared"
-                  else jax_model.native_init(model, spec["seed"], self.device))
+        params = (jax_model.load_shared(weights, self.device, self.dtype) if spec["init"] == "shared"
+                  else jax_model.native_init(model, spec["seed"], self.device, self.dtype))
         self.tx = make_optimizer(spec)
         self.state = (params, jax.device_put(self.tx.init(params), self.device))
         # The data are arguments, not closed-over constants (those would be baked into the program).
@@ -104,7 +108,7 @@ class JaxRunner:
 
     def _carry(self, n_steps: int) -> tuple:
         # Host arrays moved over, not jnp.zeros: no program to compile per epoch length.
-        fresh = jax.device_put((np.zeros(n_steps, np.float32), np.int32(0)), self.device)
+        fresh = jax.device_put((np.zeros(n_steps, self.dtype), np.int32(0)), self.device)
         return (*self.state, *fresh)
 
     def warm_up(self, order: np.ndarray, batch_size: int) -> float:

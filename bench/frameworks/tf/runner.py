@@ -50,6 +50,9 @@ def configure(spec: dict[str, Any]) -> None:
     tf.config.experimental.enable_tensor_float_32_execution(spec["precision"] == "tf32")
     if spec["deterministic"]:
         tf.config.experimental.enable_op_determinism()
+    import keras
+
+    keras.config.set_floatx("float64" if spec["precision"] == "fp64" else "float32")  # layers built from here on
     _configured = wanted
 
 
@@ -91,12 +94,12 @@ class TFRunner:
         self._step = tf.function(self._step_fn, jit_compile=self.jit)
         self._epochs: dict[int, Any] = {}  # batch size -> whole-epoch tf.function
         n_in = int(self.splits["train"][0].shape[1])  # flat rows; an image model reshapes them itself
-        sig_batch = (tf.TensorSpec([None, n_in], tf.float32), tf.TensorSpec([None], tf.int64))
+        sig_batch = (tf.TensorSpec([None, n_in], self.splits["train"][0].dtype), tf.TensorSpec([None], tf.int64))
         self._eval = tf.function(self._eval_fn, input_signature=sig_batch)
         self.step_time_s = 0.0  # seconds inside step/epoch calls (and the final sync) in the last epoch
 
     def _tensors(self, x: np.ndarray, y: np.ndarray) -> tuple[tf.Tensor, tf.Tensor]:
-        return tf.constant(as_float(x)), tf.constant(y.astype(np.int64))
+        return tf.constant(as_float(x, self.spec["precision"])), tf.constant(y.astype(np.int64))
 
     def _step_fn(self, idx: tf.Tensor | None) -> tf.Tensor:
         """One update from a batch of row indices (None = the whole resident training set)."""
@@ -116,7 +119,7 @@ class TFRunner:
         """All whole batches of ``order`` in one graph; ``batch_size`` is a Python int, so
         every batch has a static shape (XLA needs that)."""
         n_steps = tf.shape(order)[0] // batch_size
-        losses = tf.TensorArray(tf.float32, size=n_steps)
+        losses = tf.TensorArray(self.splits["train"][0].dtype, size=n_steps)
         for k in tf.range(n_steps):
             losses = losses.write(k, self._step_fn(tf.slice(order, [k * batch_size], [batch_size])))
         return losses.stack()

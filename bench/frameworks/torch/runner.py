@@ -54,6 +54,7 @@ class TorchRunner:
             torch.backends.cuda.matmul.allow_tf32 = spec["precision"] == "tf32"
             torch.backends.cudnn.allow_tf32 = spec["precision"] == "tf32"
         self.spec = spec
+        self.dtype = torch.float64 if spec["precision"] == "fp64" else torch.float32
         self.splits = {
             "train": self._tensors(data.x_train, data.y_train),
             "test": self._tensors(data.x_test, data.y_test),
@@ -61,7 +62,7 @@ class TorchRunner:
         if data.y_val is not None:
             self.splits["val"] = self._tensors(data.x_val, data.y_val)
         torch.manual_seed(spec["seed"])  # only init=native draws from it
-        self.model = torch_model.build(parse_model(spec["model"])).to(self.device)
+        self.model = torch_model.build(parse_model(spec["model"])).to(self.device, self.dtype)
         if spec["init"] == "shared":
             torch_model.load_shared(self.model, weights)
         self.optimizer = make_optimizer(self.model.parameters(), spec)
@@ -72,7 +73,7 @@ class TorchRunner:
         self.step_time_s = 0.0  # seconds inside step calls (and the final sync) in the last epoch
 
     def _tensors(self, x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        return (torch.from_numpy(as_float(x)).to(self.device),
+        return (torch.from_numpy(as_float(x, self.spec["precision"])).to(self.device),
                 torch.from_numpy(y.astype(np.int64)).to(self.device))
 
     def _make_step(self, mode: str):
