@@ -16,7 +16,7 @@ from bench.optimizers import METHODS, get_rule
 from models.layers import Model, parse_model
 
 MIB = 2**20
-FLOAT_BYTES = 4  # every framework trains in float32 here
+FLOAT_BYTES = {"fp32": 4, "tf32": 4, "fp64": 8}  # a run's precision -> bytes per number it stores
 
 
 def _status_kib(field: str, path: Path = Path("/proc/self/status")) -> int | None:
@@ -46,18 +46,19 @@ def rss_peak_mib() -> float:
     return peak / MIB if sys.platform == "darwin" else peak / 1024
 
 
-def floor_bytes(model: Model, n_slots: int, batch_size: int) -> int:
-    """The least any framework could hold to train ``model``: float32 parameters, their gradients,
-    ``n_slots`` optimizer-state copies of them, and one batch's activations (input included).
-    Not a prediction of the resident size: the framework's own code and buffers come on top."""
+def floor_bytes(model: Model, n_slots: int, batch_size: int, precision: str = "fp32") -> int:
+    """The least any framework could hold to train ``model``: the parameters, their gradients,
+    ``n_slots`` optimizer-state copies of them, and one batch's activations (input included), in
+    ``precision``'s numbers (float32, or float64 for fp64). Not a prediction of the resident size:
+    the framework's own code and buffers come on top."""
     params = model.n_params
-    return FLOAT_BYTES * (params * (2 + n_slots) + batch_size * model.activation_floats())
+    return FLOAT_BYTES[precision] * (params * (2 + n_slots) + batch_size * model.activation_floats())
 
 
 def floor_mib(spec: dict[str, Any], batch_size: int) -> float:
     """:func:`floor_bytes` of a run's spec, in MiB."""
     slots = len(get_rule(METHODS[spec["optimizer"]["name"]].rule).slots)
-    return floor_bytes(parse_model(spec["model"]), slots, batch_size) / MIB
+    return floor_bytes(parse_model(spec["model"]), slots, batch_size, spec.get("precision", "fp32")) / MIB
 
 
 def after_training(ready_mib: float | None, device_peak_bytes: int | None) -> dict[str, float | None]:

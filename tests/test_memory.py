@@ -30,6 +30,7 @@ def test_the_mlp_floor_is_counted_by_hand() -> None:
     # sgd keeps no state; adam two slots (m, v): parameters + gradients + slots, float32
     assert memory.floor_bytes(model, 0, 1) == 4 * (2 * 101_770 + 1834)
     assert memory.floor_bytes(model, 2, 32) == 4 * (4 * 101_770 + 32 * 1834)
+    assert memory.floor_bytes(model, 2, 32, "fp64") == 2 * memory.floor_bytes(model, 2, 32)  # float64: 8 bytes
 
 
 def test_the_floor_of_a_spec_follows_its_method_and_batch() -> None:

@@ -46,8 +46,8 @@ INTRO = ("The answer first, per model and method group; every number comes from 
          "every framework, paired by round, with its 95 % interval; *per configuration*: its lowest and highest "
          "value, method by method. Medians over the group's runs: *peak*, the run process's peak resident memory; "
          "*training*, what training added to it once the framework, the data and the model were ready; *floor*, "
-         "the model's float32 minimum (parameters, gradients, optimizer state, one batch's activations); *first "
-         "step s*, seconds from the run's start to the end of its first step, compiling and tracing included.")
+         "the model's minimum in its precision (parameters, gradients, optimizer state, one batch's activations); "
+         "*first step s*, seconds from the run's start to the end of its first step, compiling and tracing included.")
 
 
 # ------------------------------------------------------------------ speed
