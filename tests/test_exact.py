@@ -312,6 +312,10 @@ def test_the_nudged_start_is_one_float32_rounding_away() -> None:
     for name, w in start.items():
         rel = np.abs(moved[name] / w.astype(np.float64) - 1)[w != 0]
         assert np.allclose(rel, 2.0**-24) and moved[name].dtype == np.float64
+    moved = nudged(start, precision="fp64")  # a float64 check: one float64 rounding
+    for name, w in start.items():
+        rel = np.abs(moved[name] / w.astype(np.float64) - 1)[w != 0]
+        assert np.all(rel < 2.0**-50) and np.any(rel > 0)
 
 
 def test_sensitivity_tells_chaos_from_a_framework_gap() -> None:

@@ -64,11 +64,15 @@ LATER_COLUMNS = ("model", "n_params", "param_f64_ulp_start", "version_a", "versi
 ULP_KEY = "float64 from a start one float32 rounding away"  # its float64 run in ``exact``
 
 
-def nudged(start: Mapping[str, np.ndarray], seed: int = 1) -> dict[str, np.ndarray]:
-    """``start`` with every weight moved by one float32 rounding (relative 2⁻²⁴), up or down at random:
-    the smallest difference two float32 implementations can have, as a float64 start."""
+ROUNDING = {"fp32": 2.0**-24, "tf32": 2.0**-24, "fp64": 2.0**-53}  # a precision's relative rounding
+
+
+def nudged(start: Mapping[str, np.ndarray], seed: int = 1, precision: str = "fp32") -> dict[str, np.ndarray]:
+    """``start`` with every weight moved by one rounding of ``precision`` (relative 2⁻²⁴ for float32,
+    2⁻⁵³ for float64), up or down at random: the smallest difference two implementations in that
+    precision can have, as a float64 start."""
     rng = np.random.default_rng(seed)
-    return {name: np.asarray(w, np.float64) * (1 + rng.choice([-1.0, 1.0], np.shape(w)) * 2.0**-24)
+    return {name: np.asarray(w, np.float64) * (1 + rng.choice([-1.0, 1.0], np.shape(w)) * ROUNDING[precision])
             for name, w in start.items()}
 
 
@@ -151,8 +155,9 @@ def compare(job: Mapping[str, Any], result: Mapping[str, Any], data: Dataset,
             exact[fw] = exact[same[0]] if same else float64_trajectory(
                 start, x, data.y_train, batches, computes, opt, saved, model)
         if job.get("sensitivity") and ULP_KEY not in exact:  # how much the problem itself amplifies rounding
-            exact[ULP_KEY] = float64_trajectory(nudged(_at(a, 0, names)), x, data.y_train, batches,
-                                                _rule(job, rule, fa), opt, saved, model)
+            one_off = nudged(_at(a, 0, names), precision=spec["precision"])
+            exact[ULP_KEY] = float64_trajectory(one_off, x, data.y_train, batches, _rule(job, rule, fa), opt, saved,
+                                                model)
     index = {step: i for i, step in enumerate(saved)}
     rows = []
     for step in range(job["steps"] + 1):
