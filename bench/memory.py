@@ -12,11 +12,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from bench.data import FLOATS
 from bench.optimizers import METHODS, get_rule
 from models.layers import Model, parse_model
 
 MIB = 2**20
-FLOAT_BYTES = {"fp32": 4, "tf32": 4, "fp64": 8}  # a run's precision -> bytes per number it stores
+# A run's precision -> bytes per number it stores, from the one table of precisions' float types.
+FLOAT_BYTES = {precision: np.dtype(dtype).itemsize for precision, dtype in FLOATS.items()}
 
 
 def _status_kib(field: str, path: Path = Path("/proc/self/status")) -> int | None:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from bench.data import Dataset, as_float
+from bench.data import FLOATS, Dataset, as_float
 from bench.optimizers import METHODS, RESIDUAL, computed_rule
 from bench.parity.exact import float64_trajectory
 from bench.parity.run import batch_plan, job_model, label, lead_spec, member_framework, member_version
@@ -64,7 +64,8 @@ LATER_COLUMNS = ("model", "n_params", "param_f64_ulp_start", "version_a", "versi
 ULP_KEY = "float64 from a start one float32 rounding away"  # its float64 run in ``exact``
 
 
-ROUNDING = {"fp32": 2.0**-24, "tf32": 2.0**-24, "fp64": 2.0**-53}  # a precision's relative rounding
+# A precision's relative rounding (half its machine epsilon): 2⁻²⁴ for float32, 2⁻⁵³ for float64.
+ROUNDING = {precision: float(np.finfo(dtype).eps) / 2 for precision, dtype in FLOATS.items()}
 
 
 def nudged(start: Mapping[str, np.ndarray], seed: int = 1, precision: str = "fp32") -> dict[str, np.ndarray]:

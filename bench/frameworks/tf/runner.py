@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from bench.data import Dataset, as_float
+from bench.data import FLOATS, Dataset, as_float
 from bench.machine import cpu_name
 from bench.optimizers import METHODS, get_rule, native_kwargs
 from models import tf_model
@@ -52,7 +52,7 @@ def configure(spec: dict[str, Any]) -> None:
         tf.config.experimental.enable_op_determinism()
     import keras
 
-    keras.config.set_floatx("float64" if spec["precision"] == "fp64" else "float32")  # layers built from here on
+    keras.config.set_floatx(np.dtype(FLOATS[spec["precision"]]).name)  # layers built from here on
     _configured = wanted
 
 

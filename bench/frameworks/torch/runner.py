@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.data import Dataset, as_float
+from bench.data import FLOATS, Dataset, as_float
 from bench.machine import cpu_name
 from bench.optimizers import METHODS, get_rule, native_kwargs
 from models import torch_model
@@ -54,7 +54,7 @@ class TorchRunner:
             torch.backends.cuda.matmul.allow_tf32 = spec["precision"] == "tf32"
             torch.backends.cudnn.allow_tf32 = spec["precision"] == "tf32"
         self.spec = spec
-        self.dtype = torch.float64 if spec["precision"] == "fp64" else torch.float32
+        self.dtype = getattr(torch, np.dtype(FLOATS[spec["precision"]]).name)  # torch.float32 or torch.float64
         self.splits = {
             "train": self._tensors(data.x_train, data.y_train),
             "test": self._tensors(data.x_test, data.y_test),
