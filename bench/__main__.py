@@ -56,23 +56,24 @@ def expand_seeds(argv: list[str]) -> list[str]:
     return out
 
 
+def _marked_and_rerun() -> str:
+    """Mark the stopped sweep's unfinished runs interrupted; the end of the line that says so."""
+    marked = mark_interrupted(SweepProgress.results_dir) if SweepProgress.results_dir else []
+    said = f"; {len(marked)} run(s) marked interrupted" if marked else ""
+    return f"{said}; run the same command again to finish the rest"
+
+
 def _interrupted() -> str:
     """Ctrl-C or SIGTERM: end every process of the sweep, mark its unfinished runs."""
     stop_sweep_processes(os.getpid())
-    marked = mark_interrupted(SweepProgress.results_dir) if SweepProgress.results_dir else []
-    return (f"interrupted{f'; {len(marked)} run(s) marked interrupted' if marked else ''}; "
-            "run the same command again to finish the rest")
+    return f"interrupted{_marked_and_rerun()}"
 
 
 def _lost_job(exc: UncompletedJobError) -> int:
     """The sweep stops on a Slurm job that ended without its result: the final counts, runs it
     left ``running`` marked interrupted, one line, exit code 1."""
-    if SweepProgress.reporter is not None:
-        SweepProgress.reporter.finish()
-        SweepProgress.reporter = None
-    marked = mark_interrupted(SweepProgress.results_dir) if SweepProgress.results_dir else []
-    print(f"error: {lost_job_line(exc)}{f'; {len(marked)} run(s) marked interrupted' if marked else ''}; "
-          "run the same command again to finish the rest", file=sys.stderr, flush=True)
+    SweepProgress.stop_reporter()
+    print(f"error: {lost_job_line(exc)}{_marked_and_rerun()}", file=sys.stderr, flush=True)
     return 1
 
 

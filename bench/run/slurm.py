@@ -110,11 +110,12 @@ class SweepWatcher(SlurmInfoWatcher):
         self._said: set[str] = set()
 
     def update(self) -> None:
-        ids = sorted({job.split("_")[0] for job in self._registered - self._finished})
-        if not ids:
+        command = self._make_command()  # submitit's sacct call for the unfinished jobs; None: nothing to ask
+        if command is None:
             return
+        ids = sorted({job.split("_")[0] for job in self._registered - self._finished})
         self._num_calls += 1
-        info = self._from_sacct(ids) if self.sacct is not False else None
+        info = self._from_sacct(command) if self.sacct is not False else None
         if info is None:
             info = self._from_squeue(ids)
         self._info_dict.update(info or {})
@@ -130,8 +131,7 @@ class SweepWatcher(SlurmInfoWatcher):
             return False
         return all(super(SweepWatcher, self).is_done(job, mode="cache") for job in self._registered)
 
-    def _from_sacct(self, ids: list[str]) -> dict[str, dict[str, str]] | None:
-        command = ["sacct", "-o", "JobID,State,NodeList", "--parsable2", *(f"-j{i}" for i in ids)]
+    def _from_sacct(self, command: list[str]) -> dict[str, dict[str, str]] | None:
         out = _ask(command)
         if out is None or out.returncode != 0:
             if self.sacct is None:

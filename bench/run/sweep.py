@@ -147,6 +147,13 @@ class SweepProgress(Callback):
     # launcher pickles this callback into every job, and a thread cannot be pickled.
     reporter: SweepReporter | None = None
 
+    @staticmethod
+    def stop_reporter() -> None:
+        """Print the progress line's final counts and stop its thread (none before the first run)."""
+        if SweepProgress.reporter is not None:
+            SweepProgress.reporter.finish()
+            SweepProgress.reporter = None
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
             self._start(config)
@@ -209,9 +216,7 @@ class SweepProgress(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         pdir = sweep_dir / ".progress"
-        if SweepProgress.reporter is not None:  # None when the sweep stopped before its first run
-            SweepProgress.reporter.finish()
-            SweepProgress.reporter = None
+        SweepProgress.stop_reporter()
         count = {s: len(list(pdir.glob(f"*{s}"))) if pdir.is_dir() else 0 for s in (".done", ".skipped", ".failed")}
         SweepProgress.failed = count[".failed"]
         print(f"[sweep] finished: {count['.done']} ran, {count['.skipped']} skipped (already done), "
