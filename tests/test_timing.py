@@ -121,6 +121,7 @@ def test_timing_pass_end_to_end(results: Path, tmp_path: Path) -> None:
         assert int(r["steps"]) >= 1
         share = float(r["contention"])
         assert math.isnan(share) or 0.0 <= share <= 1.0
+        assert 0 < float(r["pace_s"]) < 1  # the pace loop beside every sample (about 1 ms a repeat)
     assert {"command", "started", "host", "cpu", "rounds", "warmup_rounds", "budget_s", "configs",
             "contention_threshold", "processes", "passes", "pin", "aslr", "summary"} <= set(meta)
     assert meta["rounds"] == 3 and meta["processes"] == 2 and meta["passes"] == 2 and len(meta["configs"]) == 4
@@ -138,6 +139,7 @@ def test_timing_pass_end_to_end(results: Path, tmp_path: Path) -> None:
     for entry in meta["summary"]:  # how many processes and samples stand behind each number
         assert entry["processes"] == 4 and entry["n"] + entry["contended"] + entry["slow_slot"] == entry["samples"]
     assert "tensorflow/torch" in proc.stdout  # the ratio table
+    assert set(meta["pace_s"]) == {"torch", "tensorflow"} and "the interpreter's pace" in proc.stdout
     assert "processes)" in proc.stdout and "honesty check, 2 passes" in proc.stdout
     check = json.loads((results / "timing" / "honesty.json").read_text())
     assert check["passes"] == 2 and len(check["time_per_step"]) == 4 and len(check["ratios"]) == 2

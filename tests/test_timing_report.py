@@ -192,3 +192,58 @@ def test_a_slot_in_which_the_machine_slowed_is_named_and_left_out(tmp_path: Path
     text = speed.protocol_text(timing.rows, {}, slow=rounds.slow)
     assert "slow stretch: process slot 4 took 1.8" in text and "left out" in text
     assert speed.round_times(pd.DataFrame(timing_rows(1.2, processes=5, rounds=3, seed=9))).slow == []
+
+
+def _paced(rows: list[dict], seed: int, slow: dict[int, float] | None = None, dispatch: dict[int, float] | None = None,
+           pace_s: float = 2e-3) -> list[dict]:
+    """The rows with each worker's pace loop beside every sample (``pace_s``, 1 % noise); in the
+    process slots of ``slow`` the interpreter ran that much slower, and in those of ``dispatch`` torch's
+    steps (Python dispatch) slowed by that factor while TensorFlow's (here a compiled loop) did not."""
+    rng = np.random.default_rng(seed)
+    for row in rows:
+        row["pace_s"] = pace_s * (slow or {}).get(row["process"], 1.0) * (1 + 0.01 * rng.standard_normal())
+        if row["framework"] == "torch":
+            f = (dispatch or {}).get(row["process"], 1.0)
+            row["time_per_step_s"] *= f
+            row["time_s"] *= f
+    return rows
+
+
+def test_a_slot_in_which_only_python_slowed_is_found_by_the_pace_loop_and_left_out(tmp_path: Path) -> None:
+    """In slot 3 the machine ran interpreted code 1.4 times slower: torch's dispatch-bound step slowed
+    by 1.3, TensorFlow's compiled one not at all. The median over configurations (1.15) is under the
+    slow-slot factor, so the times alone miss it; the workers' pace loop finds it, the slot is left
+    out and named, and the ratio from the other slots is the machine's usual 1.2."""
+    rows = _paced(timing_rows(1.2, processes=5, rounds=3, seed=4), seed=5, slow={3: 1.4}, dispatch={3: 1.3})
+    write(tmp_path, rows, list(COLUMNS))
+    timing, _ = load_timing(tmp_path)
+    rounds = timing.rounds()
+    (slow,) = rounds.slow
+    assert (slow["process"], slow["by"], slow["configurations"]) == (3, "pace", 2)
+    assert slow["factor"] == pytest.approx(1.4, rel=0.03)
+    key = next(k for k in rounds if speed.key_framework(k) == "tensorflow")
+    ratio = speed.time_ratio(rounds, key, speed.with_framework(key, "torch"))
+    assert ratio.groups == 4 and ratio.lo <= 1.2 <= ratio.hi
+    assert "process slot 3 ran Python 1.4" in speed.slow_slots_text(rounds.slow)
+    assert timing.pace == pytest.approx({"torch": 2e-3, "tensorflow": 2e-3}, rel=0.02)
+    # without the pace (a file from before it) the same times keep slot 3: nothing tells it apart
+    for row in rows:
+        row["pace_s"] = float("nan")
+    assert speed.round_times(pd.DataFrame(rows)).slow == []
+
+
+@pytest.mark.parametrize("slower, said", [(1.0, False), (1.25, True)])
+def test_compare_names_the_machine_when_its_pace_moved_between_runs(tmp_path: Path, slower: float,
+                                                                      said: bool) -> None:
+    """B ran on a machine whose interpreter was a quarter slower in every slot: torch's steps slowed with
+    it, the ratio moved, and compare still disagrees, but says the machine moved, by how much; at the
+    same pace it says nothing of the kind."""
+    a = write(tmp_path / "a", _paced(timing_rows(1.2, processes=5, rounds=3, seed=1), seed=2), list(COLUMNS))
+    b_rows = _paced(timing_rows(1.2, processes=5, rounds=3, seed=3), seed=4, slow=dict.fromkeys(range(1, 6), slower),
+                    dispatch=dict.fromkeys(range(1, 6), slower))
+    b = write(tmp_path / "b", b_rows, list(COLUMNS))
+    proc = run_cli(str(a), str(b), module="bench.report.compare", timeout=120)
+    assert proc.returncode == (1 if said else 0), proc.stdout + proc.stderr
+    assert "the interpreter's pace" in proc.stdout
+    assert ("B/A 1.2" if said else "B/A 1.0") in proc.stdout
+    assert ("the machine ran Python 25% slower in B than in A" in proc.stdout) is said

@@ -16,7 +16,9 @@ their timing passes and their checked claims:
   "inconclusive" and a decision and fails only on "supported" against "not supported";
 * when both folders hold a batch-size scaling pass (``scaling/scaling.csv``), every point of it
   (framework, model, mode, batch size): samples per second within ``--tolerance`` with
-  overlapping intervals. Two folders that hold only scaling passes are compared on those alone.
+  overlapping intervals. Two folders that hold only scaling passes are compared on those alone;
+* the interpreter's pace of both timing passes (:mod:`bench.report.pace`): when it moved by more than
+  5 %, the machine is named as a cause. It changes no verdict: a ratio that moved still disagrees.
 
 Folders written before models were selectable have no model column: their rows are the tutorial's MLP;
 folders timed before releases were recorded have no framework_version column: their rows are the
@@ -41,6 +43,7 @@ from bench.cli import entry
 from bench.exits import BadInput
 from bench.options import Option, Options, choice, number
 from bench.report.load import load_timing
+from bench.report.pace import change_text, pace_change, pace_text
 from bench.report.speed import (
     BASELINE,
     baseline_twin,
@@ -54,6 +57,12 @@ from bench.stats import Interval
 from models.layers import DEFAULT_MODEL
 
 DECIDED = {"supported", "not supported"}
+
+
+def paces(results_dir: Path) -> dict[str, float]:
+    """Each framework's median interpreter pace in a folder's timing pass ({} before the pace)."""
+    timing, _ = load_timing(results_dir)
+    return timing.pace if timing is not None else {}
 
 
 def ratios(results_dir: Path, baseline: str = BASELINE) -> dict[tuple, Interval]:
@@ -178,8 +187,15 @@ def _compare_timing(args: SimpleNamespace, said: list[str]) -> bool:
               f"{int(claims['flip'].sum())} flipped between supported and not supported")
         if len(changed):
             print(changed.to_string(index=False))
+    pace_a, pace_b = paces(args.a), paces(args.b)
+    moved = pace_change(pace_a, pace_b)
+    if moved is not None:
+        print(f"\nthe interpreter's pace (the workers' fixed Python loop, median): A {pace_text(pace_a)}; "
+              f"B {pace_text(pace_b)}; B/A {1 + moved:.3f}")
     worst = speed["difference"].max() if len(speed) else float("nan")
     counted = claims["flip"] if args.claims == "flips" else claims["verdict A"] != claims["verdict B"]
+    if change_text(moved):
+        said.append(change_text(moved))
     said.append(f"largest ratio difference {worst:.1%} (tolerance {args.tolerance:.0%}), "
                 f"{int((~speed['agree']).sum()) if len(speed) else 0} ratio(s) outside it or without overlapping "
                 f"intervals, {len(changed)} claim verdict(s) changed, {int(claims['flip'].sum())} flipped")

@@ -18,7 +18,8 @@ from bench.clock import CONTENTION_THRESHOLD, drift_of
 from bench.exits import BadInput
 from bench.optimizers import METHODS
 from bench.report.groups import ModelInfo, default_version, known, model_infos, model_name, pinned_version
-from bench.report.speed import Rounds, round_times
+from bench.report.pace import pace_medians
+from bench.report.speed import Rounds, contended, round_times, samples
 from bench.results import STATUSES, read_json
 from bench.spec import conf_group
 from models.layers import DEFAULT_MODEL
@@ -237,6 +238,15 @@ class Timing:
         """The between-run allowances the pass recorded (timing.json ``drift``: ``time`` and ``ratio``);
         none for a pass from before them, whose intervals were its own spread only."""
         return drift_of(self.meta)
+
+    @property
+    def pace(self) -> dict[str, float]:
+        """Each framework's median interpreter pace (seconds of the workers' fixed Python loop) over the
+        samples the pass kept from contention (:mod:`bench.report.pace`); {} for a pass from before it."""
+        if self.rows is None or self.rows.empty:
+            return {}
+        df = samples(self.rows)
+        return pace_medians(df[~contended(df["contention"], self.threshold)])
 
     def rounds(self) -> Rounds:
         """The clean samples per configuration as every reader of this pass must see them: the pass's

@@ -32,6 +32,7 @@ from bench.clock import CONTENTION_THRESHOLD
 from bench.envs import public
 from bench.frameworks import BASE
 from bench.report.groups import default_version, known, newest, pinned_version
+from bench.report.pace import pace_rounds
 from bench.stats import NAN_INTERVAL, Interval, median_ci, ratio_ci, widen
 from models.layers import DEFAULT_MODEL
 
@@ -164,9 +165,13 @@ def round_times(timing: pd.DataFrame, threshold: float = CONTENTION_THRESHOLD, d
         key = config_key(grp.iloc[0])
         found[key] = grp.groupby(list(SAMPLE_KEYS))["time_per_step_s"].median().dropna()
     factor = SLOW_SLOT if slow_factor is None else slow_factor
+    paces = pace_rounds(clean)
     for p in sorted({int(i[0]) for times in found.values() for i in times.index}):
         one = {k: t[[int(i[0]) == p for i in t.index]] for k, t in found.items()}
         found.slow += slow_slots(one, factor)
+        seen = {(d["pass"], d["process"]) for d in found.slow}
+        paced = {k: t[[int(i[0]) == p for i in t.index]] for k, t in paces.items()}
+        found.slow += [{**d, "by": "pace"} for d in slow_slots(paced, factor) if (d["pass"], d["process"]) not in seen]
     if found.slow:
         gone = {(d["pass"], d["process"]) for d in found.slow}
         for key, times in found.items():
@@ -205,10 +210,14 @@ def slow_slots_text(slow: Sequence[Mapping]) -> str:
     """"slow stretch: process slot 5 took 1.77x the other slots' time per step (...)" or ""."""
     if not slow:
         return ""
-    said = "; ".join(f"process slot {d['process']}" + (f" of pass {d['pass']}" if d["pass"] > 1 else "")
-                     + f" took {d['factor']:.2f}x the other slots' time per step" for d in slow)
-    return (f"slow stretch: {said} (median over configurations, every framework alike): the machine itself "
-            "slowed while nothing inside it was measured busy; those samples are left out, like contended ones")
+    def one(d: Mapping) -> str:
+        slot = f"process slot {d['process']}" + (f" of pass {d['pass']}" if d["pass"] > 1 else "")
+        if d.get("by") == "pace":
+            return f"{slot} ran Python {d['factor']:.2f}x slower than the other slots (the workers' pace loop)"
+        return f"{slot} took {d['factor']:.2f}x the other slots' time per step (every framework alike)"
+
+    return (f"slow stretch: {'; '.join(one(d) for d in slow)}: the machine itself slowed while nothing "
+            "inside it was measured busy; those samples are left out, like contended ones")
 
 
 def time_interval(times: pd.Series, drift: float = 0.0) -> Interval:

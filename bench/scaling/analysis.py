@@ -19,7 +19,7 @@ from bench.stats import Interval, median_ci, ratio_ci, widen
 
 COLUMNS = ("framework", "model", "mode", "optimizer", "impl", "batch_size", "n_train", "process", "round",
            "steps", "time_s", "time_per_step_s", "samples_per_s", "cpu_time_s", "contention", "dataset",
-           "threads", "device")
+           "threads", "device", "pace_s")  # pace_s appended later (bench.report.pace)
 KEY = ("framework", "model", "mode", "batch_size")  # one point of a curve
 
 

@@ -274,7 +274,8 @@ class Pass:
                         "time_per_step_s": got["time_s"] / got["steps"],
                         "samples_per_s": got["steps"] * b / got["time_s"] if got["time_s"] > 0 else math.nan,
                         "cpu_time_s": got["cpu_time_s"], "contention": got["contention"],
-                        "dataset": spec["data"]["name"], "threads": spec["threads"], "device": spec["device"]})
+                        "dataset": spec["data"]["name"], "threads": spec["threads"], "device": spec["device"],
+                        "pace_s": got.get("pace_s", math.nan)})
         return rows
 
 

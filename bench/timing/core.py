@@ -42,6 +42,7 @@ from bench.frameworks import BASE
 from bench.machine import cpu_name
 from bench.options import Option, Options, boolean, choice, integer, number
 from bench.report.groups import pinned_version
+from bench.report.pace import pace_medians, pace_text
 from bench.report.speed import (
     TIMING_KEYS,
     Rounds,
@@ -79,6 +80,7 @@ COLUMNS = (
     "model",  # appended later: a timing.csv without it timed the tutorial's "mlp"
     "process", "pass",  # appended later: a timing.csv without them is one pass of one worker process
     "framework_version",  # appended later: a timing.csv without it timed each framework's pinned release
+    "pace_s",  # appended later: the worker's interpreter pace beside the sample (bench.report.pace); none before
 )
 # What makes two runs the same configuration for speed; lr, seed and epochs do not change a step's cost,
 # the model and the framework's release do. The framework comes first (print_table swaps it for the baseline's).
@@ -248,9 +250,13 @@ def timing_pass(opts: dict[str, Any], command: str) -> int:
     meta["drift"] = drift
     meta["summary"], rounds = summary(rows, opts["contention_threshold"], drift)
     meta["slow_slots"] = rounds.slow
+    meta["pace_s"] = pace_medians(clean_samples(rows, opts["contention_threshold"]))
     write_csv(out / "timing.csv", rows, COLUMNS)
     write_json(out / "timing.json", meta)
     print_table(meta["summary"], opts["contention_threshold"], rounds.slow, drift)
+    if meta["pace_s"]:
+        print(f"\nthe interpreter's pace (a fixed Python loop beside every sample, median): "
+              f"{pace_text(meta['pace_s'])}")
     if opts["passes"] > 1 and rows:
         timed = samples(pd.DataFrame(rows))
         check = honesty(timed, opts["contention_threshold"], key_labeller(rounds), BASELINE, drift=drift)
@@ -261,6 +267,14 @@ def timing_pass(opts: dict[str, Any], command: str) -> int:
 
 
 # ------------------------------------------------------------------ the numbers and the table
+def clean_samples(rows: list[dict[str, Any]], threshold: float) -> pd.DataFrame:
+    """The samples of ``rows`` no other process contended (with pass, process and round)."""
+    if not rows:
+        return pd.DataFrame()
+    df = samples(pd.DataFrame(rows))
+    return df[~contended(df["contention"], threshold)]
+
+
 def summary(rows: list[dict[str, Any]], threshold: float,
             drift: Mapping[str, float] | None = None) -> tuple[list[dict[str, Any]], Rounds]:
     """Per configuration: the median time per step, its interval, and what stands behind it (clean

@@ -295,7 +295,8 @@ class Session:
                 self.rows.append({**w.config["row"], "process": step.process, "round": step.round,
                                   "steps": got["steps"], "time_s": got["time_s"],
                                   "time_per_step_s": got["time_s"] / got["steps"],
-                                  "cpu_time_s": got["cpu_time_s"], "contention": got["contention"]})
+                                  "cpu_time_s": got["cpu_time_s"], "contention": got["contention"],
+                                  "pace_s": got.get("pace_s", math.nan)})
 
 
 def measure(workers: list[Worker], opts: dict[str, Any], spent_s: float = 0.0,

@@ -7,7 +7,8 @@ inherit the pinning). It then builds the runner exactly as a run's child does (t
 the same model, the shared initial weights, the same batch order function), warms it up, says
 it is ready (with the CPUs it runs on and whether its address space is laid out without
 randomisation), and answers each ``{"steps": k}`` line on stdin with the wall time, process CPU
-time and contention of running ``k`` steps. Between commands it blocks on stdin, so an idle
+time and contention of running ``k`` steps, and the interpreter's pace right after them
+(:func:`pace`). Between commands it blocks on stdin, so an idle
 worker uses no CPU while another one is timed. Replies are stdout lines starting with
 :data:`TAG`; the framework is imported here only, through ``bench.run.child.make_runner``.
 
@@ -19,8 +20,10 @@ framework is imported once per process instead of once per configuration.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -66,6 +69,27 @@ def probe() -> int:
     return 0
 
 
+PACE_LOOPS, PACE_REPEATS = 10_000, 3  # about 1 ms a repeat on the machines of docs/PERFORMANCE.md
+
+
+def pace() -> float:
+    """Seconds of a fixed pure-Python loop (the best of :data:`PACE_REPEATS`): how fast this process's
+    interpreter runs on its core right now. Timed beside every sample, outside its clock: a time per
+    step that is Python dispatch (torch or TensorFlow at small batches) moves with it, a compiled
+    loop need not, so a change of the machine that slows only interpreted code is seen, not guessed
+    (:mod:`bench.report.pace`)."""
+    best = math.inf
+    for _ in range(PACE_REPEATS):
+        table: dict[int, int] = {}
+        acc = 0
+        start = time.perf_counter()
+        for i in range(PACE_LOOPS):
+            acc += len(str(i))
+            table[i & 255] = acc
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def reply(obj: dict[str, Any]) -> None:
     print(TAG + json.dumps(obj), flush=True)
 
@@ -98,7 +122,8 @@ class Stepper:
         for order in chunks:
             self.runner.train_epoch(order, self.batch)  # returns after the device is synchronised
         used = Snapshot.take().since(before)
-        return {"steps": steps, "time_s": used.wall_s, "cpu_time_s": used.cpu_s, "contention": used.contention}
+        return {"steps": steps, "time_s": used.wall_s, "cpu_time_s": used.cpu_s, "contention": used.contention,
+                "pace_s": pace()}
 
 
 def _build(spec: dict[str, Any], datasets: dict[str, Any]) -> tuple[Stepper, dict[str, Any]]:
