@@ -226,6 +226,8 @@ def test_a_slot_in_which_only_python_slowed_is_found_by_the_pace_loop_and_left_o
     assert ratio.groups == 4 and ratio.lo <= 1.2 <= ratio.hi
     assert "process slot 3 ran Python 1.4" in speed.slow_slots_text(rounds.slow)
     assert timing.pace == pytest.approx({"torch": 2e-3, "tensorflow": 2e-3}, rel=0.02)
+    text = speed.protocol_text(timing.rows, {}, slow=rounds.slow)
+    assert "ran Python 1.4" in text and "The interpreter's pace" in text and "tensorflow 2.00 ms" in text
     # without the pace (a file from before it) the same times keep slot 3: nothing tells it apart
     for row in rows:
         row["pace_s"] = float("nan")

@@ -32,7 +32,7 @@ from bench.clock import CONTENTION_THRESHOLD
 from bench.envs import public
 from bench.frameworks import BASE
 from bench.report.groups import default_version, known, newest, pinned_version
-from bench.report.pace import pace_rounds
+from bench.report.pace import pace_medians, pace_rounds, pace_text
 from bench.stats import NAN_INTERVAL, Interval, median_ci, ratio_ci, widen
 from models.layers import DEFAULT_MODEL
 
@@ -300,6 +300,7 @@ def protocol_text(rows: pd.DataFrame, meta: Mapping, baseline: str = BASELINE,
     extras = [f"workers pinned to {'their own cores' if meta.get('pin') else 'no core'}" if "pin" in meta else "",
               f"ASLR {'off' if (meta.get('aslr') or {}).get('used') else 'on'}" if "aslr" in meta else ""]
     extra = ", ".join(e for e in extras if e)
+    paced = pace_medians(rows[~contended(rows["contention"], threshold)])
     return (f"Speed from the timing pass ({meta.get('started', 'start not recorded')}, host {meta.get('host', '?')}): "
             f"{how}" + (f" ({extra})" if extra else "") + ". "
             f"ms/step: median over clean samples with its 95 % interval, a two-level bootstrap (processes, then "
@@ -311,7 +312,9 @@ def protocol_text(rows: pd.DataFrame, meta: Mapping, baseline: str = BASELINE,
                "rounds; the ratios against the baseline compare each framework's default release, the others are "
                "compared with their framework's newest in the section Versions." if several else "")
             + (f" Note the {slow_slots_text(slow)}." if slow else "")
-            + (f" {drift_text(drift)}" if drift_text(drift) else ""))
+            + (f" {drift_text(drift)}" if drift_text(drift) else "")
+            + (f" The interpreter's pace (a fixed Python loop each worker timed beside every sample; compare it "
+               f"with another run's before comparing their speeds): {pace_text(paced)}." if paced else ""))
 
 
 def drift_text(drift: Mapping[str, float] | None) -> str:
