@@ -313,8 +313,9 @@ def protocol_text(rows: pd.DataFrame, meta: Mapping, baseline: str = BASELINE,
                "compared with their framework's newest in the section Versions." if several else "")
             + (f" Note the {slow_slots_text(slow)}." if slow else "")
             + (f" {drift_text(drift)}" if drift_text(drift) else "")
-            + (f" The interpreter's pace (a fixed Python loop each worker timed beside every sample; compare it "
-               f"with another run's before comparing their speeds): {pace_text(paced)}." if paced else ""))
+            + (f" The interpreter's pace (a fixed Python loop each worker timed beside every sample; where another "
+               f"run's differs, the machine did, though the same pace does not prove the same machine): "
+               f"{pace_text(paced)}." if paced else ""))
 
 
 def drift_text(drift: Mapping[str, float] | None) -> str:
