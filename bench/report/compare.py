@@ -42,7 +42,7 @@ import pandas as pd
 from bench.cli import entry
 from bench.exits import BadInput
 from bench.options import Option, Options, choice, number
-from bench.report.load import load_timing
+from bench.report.load import Timing, load_timing
 from bench.report.pace import change_text, pace_change, pace_text
 from bench.report.speed import (
     BASELINE,
@@ -59,19 +59,20 @@ from models.layers import DEFAULT_MODEL
 DECIDED = {"supported", "not supported"}
 
 
-def paces(results_dir: Path) -> dict[str, float]:
-    """Each framework's median interpreter pace in a folder's timing pass ({} before the pace)."""
-    timing, _ = load_timing(results_dir)
-    return timing.pace if timing is not None else {}
-
-
-def ratios(results_dir: Path, baseline: str = BASELINE) -> dict[tuple, Interval]:
-    """Configuration (its framework and release included) and what it is divided by -> the time ratio:
-    ``key + (baseline,)`` for a framework at its default release against ``baseline`` at its own,
-    ``key + ("jax 0.10.2",)`` for another release against its framework's newest."""
+def timed(results_dir: Path) -> Timing:
+    """A folder's timing pass; bad input when it has none."""
     timing, _ = load_timing(results_dir)
     if timing is None or timing.rows is None or timing.rows.empty:
         raise BadInput(f"{results_dir}: no timing pass (timing/timing.csv); run python -m bench.timing {results_dir}")
+    return timing
+
+
+def ratios(results_dir: Path | Timing, baseline: str = BASELINE) -> dict[tuple, Interval]:
+    """Configuration (its framework and release included) and what it is divided by -> the time ratio:
+    ``key + (baseline,)`` for a framework at its default release against ``baseline`` at its own,
+    ``key + ("jax 0.10.2",)`` for another release against its framework's newest. ``results_dir``:
+    a folder, or its timing pass already read (:func:`timed`)."""
+    timing = results_dir if isinstance(results_dir, Timing) else timed(results_dir)
     rounds = timing.rounds()
     defaults = default_versions(rounds)
     out: dict[tuple, Interval] = {}
@@ -173,7 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _compare_timing(args: SimpleNamespace, said: list[str]) -> bool:
-    ra, rb = ratios(args.a, args.baseline), ratios(args.b, args.baseline)
+    ta, tb = timed(args.a), timed(args.b)
+    ra, rb = ratios(ta, args.baseline), ratios(tb, args.baseline)
     speed = compare_ratios(ra, rb, args.tolerance)
     claims = compare_claims(args.a, args.b)
     releases = any(key[-1] != args.baseline for key in (*ra, *rb))
@@ -187,15 +189,16 @@ def _compare_timing(args: SimpleNamespace, said: list[str]) -> bool:
               f"{int(claims['flip'].sum())} flipped between supported and not supported")
         if len(changed):
             print(changed.to_string(index=False))
-    pace_a, pace_b = paces(args.a), paces(args.b)
+    pace_a, pace_b = ta.pace, tb.pace
     moved = pace_change(pace_a, pace_b)
     if moved is not None:
         print(f"\nthe interpreter's pace (the workers' fixed Python loop, median): A {pace_text(pace_a)}; "
               f"B {pace_text(pace_b)}; B/A {1 + moved:.3f}")
     worst = speed["difference"].max() if len(speed) else float("nan")
     counted = claims["flip"] if args.claims == "flips" else claims["verdict A"] != claims["verdict B"]
-    if change_text(moved):
-        said.append(change_text(moved))
+    machine = change_text(moved)
+    if machine:
+        said.append(machine)
     said.append(f"largest ratio difference {worst:.1%} (tolerance {args.tolerance:.0%}), "
                 f"{int((~speed['agree']).sum()) if len(speed) else 0} ratio(s) outside it or without overlapping "
                 f"intervals, {len(changed)} claim verdict(s) changed, {int(claims['flip'].sum())} flipped")

@@ -19,7 +19,7 @@ from bench.exits import BadInput
 from bench.optimizers import METHODS
 from bench.report.groups import ModelInfo, default_version, known, model_infos, model_name, pinned_version
 from bench.report.pace import pace_medians
-from bench.report.speed import Rounds, contended, round_times, samples
+from bench.report.speed import Rounds, round_times, samples, uncontended
 from bench.results import STATUSES, read_json
 from bench.spec import conf_group
 from models.layers import DEFAULT_MODEL
@@ -245,8 +245,7 @@ class Timing:
         samples the pass kept from contention (:mod:`bench.report.pace`); {} for a pass from before it."""
         if self.rows is None or self.rows.empty:
             return {}
-        df = samples(self.rows)
-        return pace_medians(df[~contended(df["contention"], self.threshold)])
+        return pace_medians(uncontended(samples(self.rows), self.threshold))
 
     def rounds(self) -> Rounds:
         """The clean samples per configuration as every reader of this pass must see them: the pass's

@@ -53,6 +53,11 @@ def contended(contention: pd.Series | Sequence[float], threshold: float = CONTEN
     return np.nan_to_num(c, nan=0.0) > threshold
 
 
+def uncontended(frame: pd.DataFrame, threshold: float = CONTENTION_THRESHOLD) -> pd.DataFrame:
+    """The rows of ``frame`` no other process contended above ``threshold`` (no contention column: all)."""
+    return frame[~contended(frame.get("contention", pd.Series(np.nan, index=frame.index)), threshold)]
+
+
 def config_key(row: Mapping) -> tuple:
     """The timing configuration a summary row or timing row belongs to (no model: the tutorial's MLP;
     no release: the pinned one; a release's local label, ``+cpu``, is left out as a run_id leaves it)."""
@@ -160,7 +165,7 @@ def round_times(timing: pd.DataFrame, threshold: float = CONTENTION_THRESHOLD, d
     if timing is None or timing.empty:
         return found
     timing = samples(timing)
-    clean = timing[~contended(timing.get("contention", pd.Series(np.nan, index=timing.index)), threshold)]
+    clean = uncontended(timing, threshold)
     for _, grp in clean.groupby(list(TIMING_KEYS), sort=False):
         key = config_key(grp.iloc[0])
         found[key] = grp.groupby(list(SAMPLE_KEYS))["time_per_step_s"].median().dropna()
@@ -300,7 +305,7 @@ def protocol_text(rows: pd.DataFrame, meta: Mapping, baseline: str = BASELINE,
     extras = [f"workers pinned to {'their own cores' if meta.get('pin') else 'no core'}" if "pin" in meta else "",
               f"ASLR {'off' if (meta.get('aslr') or {}).get('used') else 'on'}" if "aslr" in meta else ""]
     extra = ", ".join(e for e in extras if e)
-    paced = pace_medians(rows[~contended(rows["contention"], threshold)])
+    paced = pace_medians(uncontended(rows, threshold))
     return (f"Speed from the timing pass ({meta.get('started', 'start not recorded')}, host {meta.get('host', '?')}): "
             f"{how}" + (f" ({extra})" if extra else "") + ". "
             f"ms/step: median over clean samples with its 95 % interval, a two-level bootstrap (processes, then "

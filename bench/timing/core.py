@@ -57,6 +57,7 @@ from bench.report.speed import (
     slow_slots_text,
     time_interval,
     time_ratio,
+    uncontended,
     version_ratios,
 )
 from bench.results import FINISHED, read_json, write_csv, write_json
@@ -250,7 +251,8 @@ def timing_pass(opts: dict[str, Any], command: str) -> int:
     meta["drift"] = drift
     meta["summary"], rounds = summary(rows, opts["contention_threshold"], drift)
     meta["slow_slots"] = rounds.slow
-    meta["pace_s"] = pace_medians(clean_samples(rows, opts["contention_threshold"]))
+    timed = samples(pd.DataFrame(rows)) if rows else pd.DataFrame()
+    meta["pace_s"] = pace_medians(uncontended(timed, opts["contention_threshold"]))
     write_csv(out / "timing.csv", rows, COLUMNS)
     write_json(out / "timing.json", meta)
     print_table(meta["summary"], opts["contention_threshold"], rounds.slow, drift)
@@ -258,7 +260,6 @@ def timing_pass(opts: dict[str, Any], command: str) -> int:
         print(f"\nthe interpreter's pace (a fixed Python loop beside every sample, median): "
               f"{pace_text(meta['pace_s'])}")
     if opts["passes"] > 1 and rows:
-        timed = samples(pd.DataFrame(rows))
         check = honesty(timed, opts["contention_threshold"], key_labeller(rounds), BASELINE, drift=drift)
         write_json(out / "honesty.json", {"command": command, "started": started, **check})
         print_honesty(check)
@@ -267,14 +268,6 @@ def timing_pass(opts: dict[str, Any], command: str) -> int:
 
 
 # ------------------------------------------------------------------ the numbers and the table
-def clean_samples(rows: list[dict[str, Any]], threshold: float) -> pd.DataFrame:
-    """The samples of ``rows`` no other process contended (with pass, process and round)."""
-    if not rows:
-        return pd.DataFrame()
-    df = samples(pd.DataFrame(rows))
-    return df[~contended(df["contention"], threshold)]
-
-
 def summary(rows: list[dict[str, Any]], threshold: float,
             drift: Mapping[str, float] | None = None) -> tuple[list[dict[str, Any]], Rounds]:
     """Per configuration: the median time per step, its interval, and what stands behind it (clean
