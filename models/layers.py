@@ -130,8 +130,46 @@ class Model:
         (nothing needs the gradient of the input). Biases, activations and pooling are left out:
         they are a few per cent of the multiply-adds and no matmul unit runs them.
         """
-        macs = [_macs(layer) for layer in self.layers if layer.has_params]
-        return 2 * (2 * sum(macs) + sum(macs[1:]))
+        return sum(self.step_flops())
+
+    def step_flops(self) -> list[int]:
+        """:meth:`flops_per_sample` layer by layer: one entry per layer (0 for a layer without
+        parameters)."""
+        macs = [_macs(layer) if layer.has_params else 0 for layer in self.layers]
+        first = next((i for i, layer in enumerate(self.layers) if layer.has_params), len(macs))
+        return [2 * (2 * m + (m if i > first else 0)) for i, m in enumerate(macs)]
+
+    def gemms(self, batch: int) -> list[list[tuple[int, int, int]]]:
+        """Each layer's step as matrix products ``(m, k, n)``, one list per layer (empty without
+        parameters): the forward, the weight gradient and, but for the first layer with parameters,
+        the input gradient, a convolution written as its im2col product. ``2·m·k·n`` summed over a
+        layer is its :meth:`step_flops` times ``batch``; ``bench.perf layers=true`` times each shape
+        with the machine's own GEMM for a floor that knows the shapes."""
+        first = next((i for i, layer in enumerate(self.layers) if layer.has_params), len(self.layers))
+        out: list[list[tuple[int, int, int]]] = []
+        for i, layer in enumerate(self.layers):
+            if not layer.has_params:
+                out.append([])
+                continue
+            if layer.type == "dense":
+                rows, inner, cols = batch, layer.in_shape[0], layer["units"]
+            else:
+                h, w, c = layer.out_shape
+                rows, inner, cols = batch * h * w, layer["kernel"] ** 2 * layer.in_shape[2], c
+            mine = [(rows, inner, cols), (inner, rows, cols)]  # forward; weight gradient
+            out.append(mine + ([(rows, cols, inner)] if i > first else []))  # input gradient
+        return out
+
+    def blocks(self) -> list[tuple[int, int]]:
+        """The layer list cut into blocks, ``(start, end)`` slices of :attr:`layers`: one layer each,
+        but the first block runs up to the first layer with parameters (before it nothing has a
+        gradient to take). ``bench.perf layers=true`` times a step block by block."""
+        first = next((i for i, layer in enumerate(self.layers) if layer.has_params), len(self.layers) - 1)
+        return [(0, first + 1)] + [(i, i + 1) for i in range(first + 1, len(self.layers))]
+
+    def prefix(self, end: int) -> Model:
+        """The model cut after its first ``end`` layers (its output need not be the logits)."""
+        return Model(self.name, self.layers[:end])
 
     def activation_floats(self) -> int:
         """Floats one sample's forward pass holds: its input and every layer's output (what the

@@ -37,6 +37,26 @@ def test_flops_per_sample_match_hand_counts() -> None:
     assert model("lenet5").flops_per_sample() == 2 * (2 * fwd + fwd - 28 * 28 * 6 * 25) == 2_263_920
 
 
+def test_blocks_cut_the_list_at_each_layer() -> None:
+    lenet = model("lenet5")
+    assert lenet.blocks() == [(0, 1), *[(i, i + 1) for i in range(1, 12)]]
+    assert model("mlp").blocks() == [(0, 2), (2, 3), (3, 4)]  # flatten has nothing to differentiate alone
+    # each layer's share of a step: the first with parameters has no input gradient, the rest do
+    # (3 × 2 × its MACs); layers without parameters count none
+    assert [f for f in lenet.step_flops() if f] == [
+        4 * 28 * 28 * 6 * 25, 6 * 10 * 10 * 16 * 150, 6 * 400 * 120, 6 * 120 * 84, 6 * 840]
+    for name in MODELS:
+        m = model(name)
+        assert sum(m.step_flops()) == m.flops_per_sample()
+        assert len(m.step_flops()) == len(m.layers) and m.blocks()[-1][1] == len(m.layers)
+        assert [bool(f) for f in m.step_flops()] == [layer.has_params for layer in m.layers]
+        assert [e for _, e in m.blocks()[:-1]] == [s for s, _ in m.blocks()[1:]]  # contiguous, in order
+        assert m.layers[m.blocks()[0][1] - 1].has_params
+        assert [sum(2 * a * b * c for a, b, c in g) for g in m.gemms(32)] == [32 * f for f in m.step_flops()]
+    assert lenet.gemms(32)[0] == [(32 * 28 * 28, 25, 6), (25, 32 * 28 * 28, 6)]  # no input gradient
+    assert lenet.gemms(32)[3] == [(3200, 150, 16), (150, 3200, 16), (3200, 16, 150)]
+
+
 def test_shapes_and_parameters_follow_the_layer_list() -> None:
     lenet = model("lenet5")
     assert [layer.out_shape for layer in lenet.layers][:7] == [
