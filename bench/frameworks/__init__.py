@@ -8,8 +8,8 @@ determinism and JAX's XLA flags, set before the import), ``bench.perf.worker`` (
 takes a device), ``bench.perf.gpu_check`` (torch and JAX on a bare GPU box) and the parity CSV's
 first pair of loss columns (named before there was a third framework).
 
-Adding a framework is its folder (``bench/frameworks/<package>/`` with runner, reference, naive
-and toy modules), its builder ``models/<package>_model.py``, one entry here,
+Adding a framework is its folder (``bench/frameworks/<package>/`` with runner, reference, naive,
+toy and profile modules), its builder ``models/<package>_model.py``, one entry here,
 ``conf/framework/<name>.yaml`` and its pinned packages; docs/extending.md has the steps. Native
 optimizer calls per rule are in ``bench/optimizers.py`` (``NATIVE``); a framework without them runs
 ``optimizer.impl=reference`` only.
@@ -46,7 +46,7 @@ class Framework:
     companions: tuple[str, ...] = ()
 
     def module(self, part: str) -> str:
-        """``bench.frameworks.<package>.<part>``: runner, reference, naive, toy, device."""
+        """``bench.frameworks.<package>.<part>``: runner, reference, naive, toy, device, profile."""
         return f"{__name__}.{self.package}.{part}"
 
     def prepare_process(self) -> None:
