@@ -9,12 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from bench import frameworks
 from bench.optimizers import METHODS
+from bench.perf import layers
 from bench.perf.cases import COLUMNS, build_rows
 from bench.perf.section import report_section
 from bench.report.sections import ReportSection
 from bench.spec import build_spec
 from bench.spec import compose as compose_plain
+from models.layers import parse_model
 from tests.conftest import ROOT, SMALL, run_cli
 
 
@@ -108,6 +111,57 @@ def test_every_time_and_ratio_has_an_interval_around_its_median() -> None:
     assert row["vs_naive_torch_lo"] > 5  # the samples barely spread: the interval stays near 6x
 
 
+def test_blocks_are_differences_of_prefixes_paired_by_round() -> None:
+    """Prefix k's pass less prefix k-1's, round by round; the rest is the harness step less all layers."""
+    job = {"framework": "jax", "mode": "eager", "batch": 32, "model": LENET}
+    rounds = 5
+    block_s = [4e-4, 1e-4, 2e-4, 6e-4, 5e-5, 6e-5, 1e-5, 1e-4, 3e-5, 5e-5, 1e-5, 2e-5]  # LeNet-5's 12 layers
+    drift = [1.0, 1.1, 0.9, 1.05, 1.2]  # a machine getting slower and faster round by round
+    call_s = 3e-5  # what every pass pays: the empty prefix
+    prefixes = [[(call_s + sum(block_s[:k])) * d for d in drift] for k in range(len(block_s) + 1)]
+    harness = {"epoch_times": [0.2, 0.21, 0.19], "steps": 100}  # 2 ms a step
+    lenet = parse_model(LENET)
+    gemm = {shape: 2 * math.prod(shape) / 50e9 for g in lenet.gemms(32) for shape in g}  # 50 GFLOP/s at every shape
+    rows = layers.rows(job, {"pass_times": prefixes}, harness, {"gflop": 17.18, "times": [0.1, 0.1]}, gemm)
+    assert [r["block"] for r in rows] == [layers.CALL, *range(1, 13), layers.WHOLE, layers.REST, layers.STEP]
+    assert [r["layers"] for r in rows[1:5]] == ["conv2d 6@5x5 same", "relu", "maxpool2d 2", "conv2d 16@5x5 valid"]
+    call, rows = rows[0], rows[1:]
+    assert call["time_us"] == pytest.approx(call_s * 1.05e6) and math.isnan(call["x_gemm"])
+    for row, t in zip(rows, block_s):
+        assert row["time_us"] == pytest.approx(t * 1e6 * 1.05)  # the median round's drift, paired
+        assert row["time_us_lo"] <= row["time_us"] <= row["time_us_hi"] and row["rounds"] == rounds
+    for row, flops in zip(rows, lenet.step_flops()):  # 171.8 GFLOP/s: the rate is FLOPs over time
+        assert row["flop_per_sample"] == flops
+        if not flops:  # relu, pooling, flatten: time but no rate, no floor
+            assert math.isnan(row["gflops"]) and math.isnan(row["x_floor"]) and math.isnan(row["x_gemm"])
+            continue
+        assert row["gflops"] == pytest.approx(flops * 32 / (row["time_us"] * 1e-6) / 1e9)
+        assert row["x_floor"] == pytest.approx(171.8 / row["gflops"])
+        assert row["gemm_floor_us"] == pytest.approx(flops * 32 / 50e3)  # its products at their shapes' rate
+        assert row["x_gemm"] == pytest.approx(50 / row["gflops"])
+    whole, rest, step = rows[12:]
+    assert whole["time_us"] == pytest.approx((call_s + sum(block_s)) * 1.05e6) and whole["flop_per_sample"] == 2_263_920
+    assert step["time_us"] == pytest.approx(2000) and rest["time_us"] == pytest.approx(2000 - whole["time_us"])
+    assert rest["time_us_lo"] <= rest["time_us"] <= rest["time_us_hi"] and math.isnan(rest["gflops"])
+    assert rest["share_of_step"] + whole["share_of_step"] == pytest.approx(1)
+    assert whole["gemm_floor_us"] == step["gemm_floor_us"] == pytest.approx(2_263_920 * 32 / 50e3)
+    missing = layers.rows(job, {"pass_times": prefixes}, harness, {"gflop": 17.18, "times": [0.1]},
+                          dict(list(gemm.items())[1:]))  # a shape not timed: no shape-aware floor, not a wrong one
+    assert math.isnan(missing[13]["x_gemm"]) and sum(math.isfinite(r["x_gemm"]) for r in missing) < 5
+    failed = layers.rows(job, {"error": "boom"}, harness, {})
+    assert failed == [{"framework": "jax", "mode": "eager", "model": "lenet5", "batch_size": 32,
+                       "block": layers.WHOLE, "error": "boom"}]
+
+
+def test_passes_are_interleaved_round_by_round_after_a_warm_up() -> None:
+    calls: list[str] = []
+    passes = [lambda name=name: calls.append(name) for name in "abc"]
+    out = layers.time_passes(passes, rounds=3, sample_s=0)
+    assert calls[:9] == list("aaabbbccc")  # two warm-up calls and one sizing call each
+    assert calls[9:] == list("abc") * 3  # then one sample of each per round (one call: sample_s=0)
+    assert [len(t) for t in out] == [3, 3, 3] and all(x >= 0 for t in out for x in t)
+
+
 def test_compose_reads_the_conf_files_as_hydra_does(compose) -> None:
     """bench.spec.compose (no omegaconf: make gpu-check uses it) gives Hydra's config, so the same spec."""
     for fw in ("torch", "tensorflow"):
@@ -122,6 +176,30 @@ def test_perf_bad_input_is_one_line_and_exit_2(args: list[str]) -> None:
     proc = run_cli(*args, module="bench.perf", timeout=60)
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("error:")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["lenet5", "mlp_deep"])
+def test_perf_layers_splits_every_frameworks_step_into_layers(tmp_path: Path, model: str) -> None:
+    """Each registered framework's prefix pass builds and times every cut of the model, through the CLI."""
+    proc = run_cli("quick=true", "batches=32", "modes=eager", "naive=false", "layers=true", f"model={model}",
+                   f"results_dir={tmp_path}", module="bench.perf", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with open(tmp_path / "perf" / "layers.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == list(layers.COLUMNS)
+    n_blocks = len(parse_model(compose_plain("torch", "adam", "mnist_embedded", model)["model"]).blocks())
+    for fw in frameworks.NAMES:
+        mine = [r for r in rows if r["framework"] == fw]
+        assert [r["block"] for r in mine] == [layers.CALL, *map(str, range(1, n_blocks + 1)), layers.WHOLE,
+                                              layers.REST, layers.STEP], (fw, mine)
+        assert all(r["error"] == "" and r["model"] == model and r["batch_size"] == "32" for r in mine)
+        whole = next(r for r in mine if r["block"] == layers.WHOLE)
+        assert float(whole["time_us"]) > 0 and float(whole["gflops"]) > 0 and float(whole["x_floor"]) > 0
+        # the shape-aware floor: every product shape of the model was timed
+        assert 0 < float(whole["gemm_floor_us"]) and float(whole["x_gemm"]) > 0
+        assert all(math.isfinite(float(r["time_us"])) for r in mine)
+    assert "Where each step's time goes" in proc.stdout and "rest of the step" in proc.stdout
 
 
 @pytest.mark.slow

@@ -10,7 +10,8 @@ frameworks share a process, and no two cases run at once):
 * the harness's runners, through the real training loop (``bench.loop.train``), in each
   execution mode;
 
-for batch 1 (a capped number of steps), 32 and the full batch, all with the MLP and Adam.
+for batch 1 (a capped number of steps), 32 and the full batch, all with the MLP and Adam; and with
+``layers=true``, each harness case's step layer by layer (``bench.perf.layers``).
 Every time is the median of ``reps`` epochs after a warm-up (compile / trace / first
 allocations), clocks read after the device is synchronised, with a 95 % bootstrap interval;
 every ratio has one too (``bench.perf.cases``). The table is printed and written to
@@ -35,6 +36,7 @@ from typing import Any
 
 from bench.cli import entry
 from bench.machine import cpu_name
+from bench.perf import layers
 from bench.perf.cases import (
     COLUMNS,
     MATMUL_REPS,
@@ -100,6 +102,7 @@ def main(argv: Sequence[str]) -> int:
         print(f"[perf] bs {job['batch']:>5} {label(job):26s} {shown}  [{time.perf_counter() - t0:.0f} s]", flush=True)
     rows = build_rows(results, matmul, data["name"])
     write_csv(out_dir / "perf.csv", rows, COLUMNS)
+    block_rows = _layers(cfg, results, matmul) if cfg["layers"] else []
     write_json(out_dir / "perf.json", {
         "command": "python -m bench.perf " + " ".join(argv), "started": started,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
@@ -112,8 +115,36 @@ def main(argv: Sequence[str]) -> int:
     })
     print()
     print_table(rows)
-    print(f"\nwrote {out_dir / 'perf.csv'}")
+    if block_rows:
+        write_csv(out_dir / "layers.csv", block_rows, layers.COLUMNS)
+        print("\nWhere each step's time goes (bench.perf.layers): each layer's forward and backward pass, "
+              "the harness's step less all layers, with 95 % intervals")
+        print("\n".join(layers.table(block_rows)))
+    print(f"\nwrote {out_dir / 'perf.csv'}" + (f" and {out_dir / 'layers.csv'}" if block_rows else ""))
     return 0
+
+
+def _layers(cfg: Mapping[str, Any], results: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]],
+            matmul: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Each harness case's step, layer by layer (``bench.perf.layers``), one child per case, and one
+    more that times the products' shapes."""
+    harness = {(job["framework"], job["mode"], job.get("xla"), job["batch"]): res for job, res in results}
+    jobs = layers.jobs([job for job, _ in results], bool(cfg["quick"]), int(cfg["reps"]))
+    t0 = time.perf_counter()
+    gemm = run_case(layers.gemm_job(jobs, cfg["device"], cfg["threads"]))
+    print(f"[perf] the layers' matrix products, {len(gemm.get('shapes') or [])} shapes"
+          + (f" ERROR {gemm['error']}" if gemm.get("error") else "") + f"  [{time.perf_counter() - t0:.0f} s]",
+          flush=True)
+    out = []
+    for job in jobs:
+        t0 = time.perf_counter()
+        res = run_case(job)
+        print(f"[perf] bs {job['batch']:>5} {label(job):26s} layer by layer"
+              + (f" ERROR {res['error']}" if res.get("error") else "") + f"  [{time.perf_counter() - t0:.0f} s]",
+              flush=True)
+        out += layers.rows(job, res, harness.get((job["framework"], job["mode"], job.get("xla"), job["batch"]), {}),
+                           matmul, layers.gemm_seconds(gemm))
+    return out
 
 
 if __name__ == "__main__":

@@ -78,6 +78,8 @@ OPTIONS = Options(
         "modes": Option(list(MODES), "execution modes of the harness, comma-separated", names(MODES)),
         "xla": Option(False, "true: adds TensorFlow compiled + XLA", boolean),
         "naive": Option(True, "false: leaves out the tutorial's loops", boolean),
+        "layers": Option(False, "true: adds where each harness step's time goes, layer by layer "
+                         "(layers.csv; bench.perf.layers)", boolean),
         "limit_train": Option(None, "train on the first N images (null: all)", nullable(integer(2))),
         "quick": Option(False, f"toy size for tests: {', '.join(f'{k}={v}' for k, v in QUICK.items())} "
                         "unless given", boolean),

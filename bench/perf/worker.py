@@ -48,8 +48,17 @@ def run_case(job: Mapping[str, Any]) -> dict[str, Any]:
         from bench.frameworks.torch.device import matmul_rate
 
         return matmul_rate(job["device"], job["threads"], job["reps"])
+    if job["kind"] == "gemms":
+        from bench.frameworks.torch.device import gemm_times
+
+        return gemm_times(job["device"], job["threads"], job["shapes"], job["rounds"], job["sample_s"])
+    framework = frameworks.get(job["framework"])
+    framework.prepare_process()  # before any kind of case imports it
+    if job["kind"] == "layers":
+        from bench.perf.layers import profile
+
+        return profile(job, framework.load("profile", "prefix_pass"))
     data = load_dataset(job["data"], log=lambda *_: None)
-    frameworks.get(job["framework"]).prepare_process()  # before either kind of case imports it
     return _naive(job, data) if job["kind"] == "naive" else _harness(job, data)
 
 

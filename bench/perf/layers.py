@@ -1,0 +1,185 @@
+"""Where a training step's time goes, layer by layer: ``python -m bench.perf layers=true``.
+
+A block is one layer, but the first runs up to the first layer with parameters (``models.layers``
+``Model.blocks``: the MLPs' first is flatten → dense; alone, flatten has no gradient to take). For
+each framework,
+mode and batch size (not the full batch), one child builds with the framework's own builder the
+model cut before its first block (no layers: one scalar weight, what every pass pays for the call
+and the gradient machinery), after its first block, after its second, …, and the whole model, and
+times one forward
+and backward pass of each (the value and gradient of ``sum(output · g)`` for a fixed random ``g``:
+the forward, every weight gradient and every input gradient but the model's input, as in a
+training step; each framework's ``profile.prefix_pass``), the prefixes interleaved round by round.
+Block k's time is prefix k's minus prefix k−1's, paired by round, so the call and the blocks
+add up to the whole pass exactly. It is the block's marginal cost: its forward, its weight gradients and, but
+for the first, its input gradient, plus whatever adding it changes in how the framework computes
+the blocks before it (a layout, a fusion, a kernel choice).
+
+The harness's own step time at that batch (the same bench.perf run) less the whole pass is the
+rest of a step: the loss, the optimizer's update and the loop around them. Each block's rate is
+its FLOPs (``Model.step_flops``) over its time, and its ratio to the floor its time over what those
+FLOPs take at the run's matrix-product rate (2048², the best case). A second floor knows the shapes:
+each layer's products as they are (``Model.gemms``: a convolution as its im2col product, 25 × 6
+for LeNet-5's first), each timed with the machine's own GEMM in one more child (``gemm_floor_us``,
+``x_gemm``): what a framework that spent nothing beyond its matrix products would take. Written to
+``results_dir/perf/layers.csv``.
+
+Framework-neutral: the framework's code is the one function its child imports through the registry.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from bench.stats import NAN_INTERVAL, Interval, median_ci
+from models.layers import Model, parse_model
+
+COLUMNS = ("framework", "mode", "model", "batch_size", "block", "layers", "flop_per_sample", "time_us",
+           "time_us_lo", "time_us_hi", "share_of_step", "gflops", "x_floor", "gemm_floor_us", "x_gemm", "rounds",
+           "error")
+ROUNDS = 7  # interleaved rounds of every prefix (at least: bench.perf's reps when more)
+SAMPLE_S = 0.1  # seconds of back-to-back passes per sample, well past a scheduler tick
+QUICK_SAMPLE_S = 0.005  # quick=true: the tests' toy size
+CALL, WHOLE, REST, STEP = "the call", "all layers", "rest of the step", "harness step"
+
+
+def jobs(harness_jobs: Sequence[Mapping[str, Any]], quick: bool, reps: int) -> list[dict[str, Any]]:
+    """One ``layers`` job per harness case that trains in mini-batches (the full batch is left out:
+    a 60,000-image pass of a CNN holds gigabytes of activations)."""
+    return [{**job, "kind": "layers", "rounds": max(ROUNDS, reps),
+             "sample_s": QUICK_SAMPLE_S if quick else SAMPLE_S}
+            for job in harness_jobs if job["kind"] == "harness" and job["batch"] != "full"]
+
+
+def gemm_job(layer_jobs: Sequence[Mapping[str, Any]], device: str, threads: int) -> dict[str, Any]:
+    """The one child that times every product shape the layer jobs' models make at their batches."""
+    shapes = sorted({shape for job in layer_jobs
+                     for per_layer in parse_model(job["model"]).gemms(int(job["batch"])) for shape in per_layer})
+    first = layer_jobs[0] if layer_jobs else {}
+    return {"kind": "gemms", "framework": "torch", "device": device, "threads": threads,
+            "shapes": [list(s) for s in shapes], "rounds": first.get("rounds", ROUNDS),
+            "sample_s": first.get("sample_s", SAMPLE_S)}
+
+
+def gemm_seconds(result: Mapping[str, Any]) -> dict[tuple[int, int, int], float]:
+    """``gemm_job``'s result as seconds per product, the median of its rounds, by shape."""
+    if result.get("error"):
+        return {}
+    return {tuple(shape): statistics.median(t) for shape, t in zip(result["shapes"], result["times"])}
+
+
+def time_passes(passes: Sequence[Callable[[], None]], rounds: int, sample_s: float) -> list[list[float]]:
+    """Seconds per call of each pass, one sample per round, the passes interleaved in every round.
+
+    Each pass runs twice first (tracing, compiling, first allocations), then a sample is as many
+    back-to-back calls as fill ``sample_s``, sized by a third call.
+    """
+    calls = []
+    for one in passes:
+        one()
+        one()
+        t0 = time.perf_counter()
+        one()
+        calls.append(max(1, math.ceil(sample_s / max(time.perf_counter() - t0, 1e-7))))
+    out: list[list[float]] = [[] for _ in passes]
+    for _ in range(rounds):
+        for k, (one, n) in enumerate(zip(passes, calls)):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                one()
+            out[k].append((time.perf_counter() - t0) / n)
+    return out
+
+
+def profile(job: Mapping[str, Any], prefix_pass: Callable[[dict[str, Any], Model, int], Callable[[], None]]
+            ) -> dict[str, Any]:
+    """Inside the framework's child: the pass times of every prefix (``pass_times[k][round]``)."""
+    model = parse_model(job["model"])
+    ends = [0] + [end for _, end in model.blocks()]  # 0: no layers, what every pass pays
+    passes = [prefix_pass(job["spec"], model.prefix(end), int(job["batch"])) for end in ends]
+    return {"pass_times": time_passes(passes, int(job["rounds"]), float(job["sample_s"]))}
+
+
+def _rate(matmul: Mapping[str, Any]) -> float:
+    """The matrix-product rate in FLOP/s (NaN without one)."""
+    times = [t for t in matmul.get("times") or [] if t > 0]
+    return matmul["gflop"] * 1e9 / statistics.median(times) if times and matmul.get("gflop") else math.nan
+
+
+def rows(job: Mapping[str, Any], result: Mapping[str, Any], harness: Mapping[str, Any],
+         matmul: Mapping[str, Any], gemm: Mapping[tuple[int, int, int], float] | None = None
+         ) -> list[dict[str, Any]]:
+    """layers.csv's rows of one case: each block, all layers, the rest of the step and the step.
+
+    ``harness`` is the harness case's result at the same framework, mode and batch (its epoch times
+    and steps), ``matmul`` the run's matrix-product result, ``gemm`` seconds per product shape
+    (:func:`gemm_seconds`; none: no shape-aware floor).
+    """
+    model = parse_model(job["model"])
+    batch = int(job["batch"])
+    base = {"framework": job["framework"], "mode": job["mode"] + ("+xla" if job.get("xla") else ""),
+            "model": model.name, "batch_size": batch}
+    if result.get("error"):
+        return [{**base, "block": WHOLE, "error": result["error"]}]
+    times = result["pass_times"]
+    rate = _rate(matmul)
+    steps = harness.get("steps")
+    step = median_ci([t / steps for t in harness.get("epoch_times") or []]) if steps else NAN_INTERVAL
+
+    products = model.gemms(batch)
+
+    def gemm_floor(start: int, end: int) -> float:
+        shapes = [shape for per_layer in products[start:end] for shape in per_layer]
+        known = gemm is not None and all(shape in gemm for shape in shapes)
+        return sum(gemm[shape] for shape in shapes) if known and shapes else math.nan
+
+    def row(block: Any, layers: str, flops: int, iv: Interval, gemm_s: float = math.nan) -> dict[str, Any]:
+        floor = flops * batch / rate
+        return {**base, "block": block, "layers": layers, "flop_per_sample": flops, "time_us": iv.est * 1e6,
+                "time_us_lo": iv.lo * 1e6, "time_us_hi": iv.hi * 1e6, "share_of_step": iv.est / step.est,
+                "gflops": flops * batch / iv.est / 1e9 if flops and iv.est > 0 else math.nan,
+                "x_floor": iv.est / floor if flops else math.nan, "gemm_floor_us": gemm_s * 1e6,
+                "x_gemm": iv.est / gemm_s, "rounds": iv.n, "error": ""}
+
+    out = [row(CALL, "a pass with no layers: one scalar weight", 0, median_ci(times[0]))]
+    previous = times[0]
+    per_layer = model.step_flops()
+    for k, ((start, end), samples) in enumerate(zip(model.blocks(), times[1:])):
+        flops = sum(per_layer[start:end])
+        diffs = [a - b for a, b in zip(samples, previous)]
+        out.append(row(k + 1, Model(model.name, model.layers[start:end]).describe(), flops, median_ci(diffs),
+                       gemm_floor(start, end)))
+        previous = samples
+    whole = median_ci(times[-1])
+    everything = gemm_floor(0, len(model.layers))
+    out.append(row(WHOLE, model.describe(), model.flops_per_sample(), whole, everything))
+    if math.isfinite(step.est) and math.isfinite(whole.est):  # timed apart: each end takes the other's far end
+        rest = Interval(step.est - whole.est, step.lo - whole.hi, step.hi - whole.lo, min(step.n, whole.n))
+        out.append(row(REST, "loss, optimizer update, loop", 0, rest))
+    if not math.isnan(step.est):
+        out.append(row(STEP, "the harness's training step (bench.loop)", model.flops_per_sample(), step, everything))
+    return out
+
+
+def table(rows_: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The printed table: one line per row, grouped by case."""
+    from bench.perf.cases import fmt
+
+    lines = []
+    last = None
+    for r in rows_:
+        case = (r["framework"], r["mode"], r["batch_size"])
+        if case != last:
+            lines.append(f"\n{r['framework']} {r['mode']}, batch {r['batch_size']}, {r['model']}:"
+                         + (f"  ERROR: {r['error']}" if r.get("error") else ""))
+            last = case
+        if r.get("error"):
+            continue
+        lines.append(f"  {str(r['block']):17s} {fmt(r['time_us']):>7s} µs [{fmt(r['time_us_lo'])}, "
+                     f"{fmt(r['time_us_hi'])}]  {r['share_of_step']:6.1%} of the step  "
+                     f"{fmt(r['gflops']):>6s} GFLOP/s  {fmt(r['x_floor']):>6s}× floor  {fmt(r['x_gemm']):>6s}× GEMM  "
+                     f"{r['layers']}")
+    return lines
