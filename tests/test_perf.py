@@ -145,6 +145,11 @@ def test_blocks_are_differences_of_prefixes_paired_by_round() -> None:
     assert rest["time_us_lo"] <= rest["time_us"] <= rest["time_us_hi"] and math.isnan(rest["gflops"])
     assert rest["share_of_step"] + whole["share_of_step"] == pytest.approx(1)
     assert whole["gemm_floor_us"] == step["gemm_floor_us"] == pytest.approx(2_263_920 * 32 / 50e3)
+    said = layers.summary([call, *rows])
+    assert said == [f"Where the step goes (lenet5, batch 32; bench.perf.layers): jax eager: 2,000 µs a step, "
+                    f"{step['x_gemm']:.3g}× the floor its products' shapes allow ({step['x_floor']:.3g}× the FLOP "
+                    "floor); costliest: conv2d 16@5x5 valid 32%, conv2d 6@5x5 same 21%, maxpool2d 2 10%; "
+                    "the call 2%, the rest of the step 13%."]
     missing = layers.rows(job, {"pass_times": prefixes}, harness, {"gflop": 17.18, "times": [0.1]},
                           dict(list(gemm.items())[1:]))  # a shape not timed: no shape-aware floor, not a wrong one
     assert math.isnan(missing[13]["x_gemm"]) and sum(math.isfinite(r["x_gemm"]) for r in missing) < 5
@@ -200,6 +205,9 @@ def test_perf_layers_splits_every_frameworks_step_into_layers(tmp_path: Path, mo
         assert 0 < float(whole["gemm_floor_us"]) and float(whole["x_gemm"]) > 0
         assert all(math.isfinite(float(r["time_us"])) for r in mine)
     assert "Where each step's time goes" in proc.stdout and "rest of the step" in proc.stdout
+    section = report_section(tmp_path)  # the report's Speed section says where the step goes
+    assert section is not None and f"Where the step goes ({model}, batch 32" in section.text
+    assert all(f" {fw} " in section.text or f": {fw} " in section.text for fw in frameworks.NAMES)
 
 
 @pytest.mark.slow

@@ -183,3 +183,41 @@ def table(rows_: Sequence[Mapping[str, Any]]) -> list[str]:
                      f"{fmt(r['gflops']):>6s} GFLOP/s  {fmt(r['x_floor']):>6s}× floor  {fmt(r['x_gemm']):>6s}× GEMM  "
                      f"{r['layers']}")
     return lines
+
+
+def summary(rows_: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One sentence per model and batch for the report: each framework's fastest mode, its step
+    against both floors, its three costliest layers and what the call and the rest take."""
+    from bench.perf.cases import fmt
+
+    def num(r: Mapping[str, Any], key: str) -> float:
+        try:
+            return float(r.get(key))
+        except (TypeError, ValueError):
+            return math.nan
+
+    cases: dict[tuple, dict[str, list[Mapping[str, Any]]]] = {}
+    for r in rows_:
+        if not r.get("error"):
+            key = (str(r["model"]), str(r["batch_size"]), str(r["framework"]))
+            cases.setdefault(key, {}).setdefault(str(r["mode"]), []).append(r)
+    lines: dict[tuple[str, str], list[str]] = {}
+    for (model, batch, fw), modes in cases.items():
+        def step_of(rs: list[Mapping[str, Any]]) -> float:
+            return next((num(r, "time_us") for r in rs if r["block"] == STEP), math.inf)
+
+        mode, rs = min(modes.items(), key=lambda kv: step_of(kv[1]))
+        step = next((r for r in rs if r["block"] == STEP), None)
+        if step is None:
+            continue
+        by = {str(r["block"]): r for r in rs}
+        layer_rows = sorted((r for r in rs if str(r["block"]).isdigit()), key=lambda r: -num(r, "share_of_step"))
+        costly = ", ".join(f"{r['layers']} {num(r, 'share_of_step'):.0%}" for r in layer_rows[:3])
+        text = (f"{fw} {mode}: {num(step, 'time_us'):,.0f} µs a step, {fmt(num(step, 'x_gemm'))}× the floor "
+                f"its products' shapes allow ({fmt(num(step, 'x_floor'))}× the FLOP floor); costliest: {costly}")
+        if CALL in by and REST in by:
+            text += (f"; the call {num(by[CALL], 'share_of_step'):.0%}, the rest of the step "
+                     f"{num(by[REST], 'share_of_step'):.0%}")
+        lines.setdefault((model, batch), []).append(text)
+    return [f"Where the step goes ({model}, batch {batch}; bench.perf.layers): " + "; ".join(t) + "."
+            for (model, batch), t in lines.items()]

@@ -1,10 +1,12 @@
-"""The report's "Speed" section, from ``results_dir/perf/perf.csv`` and ``perf.json``."""
+"""The report's "Speed" section, from ``results_dir/perf/perf.csv`` and ``perf.json`` (and
+``layers.csv``, where the step goes, when ``bench.perf`` ran with ``layers=true``)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Any
 
+from bench.perf import layers
 from bench.perf.cases import BASE_FRAMEWORK, fmt
 from bench.report.sections import ReportSection
 from bench.stats import Interval
@@ -97,6 +99,12 @@ def report_section(results_dir: Path) -> ReportSection | None:
             best.append(text)
         if best:
             lines.append(f"Batch {batch}, best mode — " + "; ".join(best) + ".")
+    layers_csv = path.parent / "layers.csv"
+    if layers_csv.is_file():  # python -m bench.perf layers=true
+        frame = pd.read_csv(layers_csv, keep_default_na=False, na_values=["nan", ""],
+                            dtype={"block": str, "error": str})
+        frame["error"] = frame["error"].fillna("")
+        lines += layers.summary(frame.to_dict("records"))
     if meta.get("data_note"):
         lines.append(meta["data_note"])
     failed = df[df["error"] != ""]
