@@ -257,12 +257,18 @@ def build_spec(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _supported(spec: Mapping[str, Any]) -> None:
-    """The framework's registry entry lists the modes and devices its runner has."""
+    """The framework's registry entry lists the modes and devices its runner has, and the layers
+    its compiler has no deterministic gradient for."""
     entry = frameworks.get(spec["framework"]["name"])
     for key, allowed in (("mode", entry.modes), ("device", entry.devices)):
         if spec[key] not in allowed:
             raise BadInput(f"{key}={spec[key]} is not available for framework={entry.name}; "
                            f"it has {', '.join(allowed)}")
+    if spec["framework"].get("jit_compile") and spec["deterministic"]:
+        used = {layer["type"] for layer in spec["model"]["layers"]}
+        if missing := [t for t in entry.jit_nondeterministic if t in used]:
+            raise BadInput(f"framework={entry.name} with framework.jit_compile=true has no deterministic "
+                           f"gradient for {', '.join(missing)}: set deterministic=false, or leave jit_compile off")
 
 
 def _hparam(key: str, value: Any) -> float:

@@ -114,3 +114,18 @@ def test_unknown_choice_lists_the_valid_ones() -> None:
     proc = run_cli("optimizer=adamax", "results_dir=/nonexistent/never")
     assert proc.returncode == 2
     assert "adam" in proc.stderr and "rmsprop" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_compiler_without_a_deterministic_gradient_is_refused_before_training() -> None:
+    """The registry's ``jit_nondeterministic`` layers: refused up front with deterministic=true (the
+    framework would fail inside its child with a traceback), accepted once determinism is off."""
+    for entry in frameworks.FRAMEWORKS.values():
+        for layer in entry.jit_nondeterministic:
+            model = next(m for m in MODELS if any(lay["type"] == layer for lay in
+                                                  compose_config(f"model={m}")["model"]["layers"]))
+            args = (f"framework={entry.name}", "framework.jit_compile=true", f"model={model}")
+            with pytest.raises(BadInput, match=f"no deterministic gradient for {layer}"):
+                build_spec(compose_config(*args))
+            assert build_spec(compose_config(*args, "deterministic=false"))["deterministic"] is False
+            assert build_spec(compose_config(*args[:2], "model=mlp"))["framework"]["jit_compile"] is True
+    assert frameworks.get("tensorflow").jit_nondeterministic == ("maxpool2d",)

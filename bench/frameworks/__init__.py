@@ -44,6 +44,9 @@ class Framework:
     pip_cpu: str = ""
     pip_cuda: str = ""
     companions: tuple[str, ...] = ()
+    # Layer types whose gradient the framework's compiler (``framework.jit_compile=true``) has no
+    # deterministic kernel for: with ``deterministic=true`` such a model is refused up front.
+    jit_nondeterministic: tuple[str, ...] = ()
 
     def module(self, part: str) -> str:
         """``bench.frameworks.<package>.<part>``: runner, reference, naive, toy, device, profile."""
@@ -87,7 +90,8 @@ FRAMEWORKS: dict[str, Framework] = {f.name: f for f in (
               ("torch", "torchvision"), distributions=("torch",), pip_cpu="torch=={v}", pip_cuda="torch=={v}"),
     Framework("tensorflow", "tf", "#1c7ed6", "TFRunner", "naive keras fit", "vs_naive_tf",
               ("tensorflow", "keras", "tf_keras"), distributions=("tensorflow-cpu", "tensorflow"),
-              pip_cpu="tensorflow-cpu=={v}", pip_cuda="tensorflow[and-cuda]=={v}", companions=("keras",)),
+              pip_cpu="tensorflow-cpu=={v}", pip_cuda="tensorflow[and-cuda]=={v}", companions=("keras",),
+              jit_nondeterministic=("maxpool2d",)),  # XLA: "MaxPool gradient ops do not yet have a deterministic ..."
     Framework("jax", "jax", "#2b8a3e", "JaxRunner", "naive jax loop", "vs_naive_jax",
               ("jax", "jaxlib", "optax", "flax"), prepare="bench.frameworks.jax:pin_to_threads",
               distributions=("jax",), pip_cpu="jax[cpu]=={v}", pip_cuda="jax[cuda12]=={v}", companions=("optax",)),
