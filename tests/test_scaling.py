@@ -11,7 +11,7 @@ from conftest import run_cli
 
 from bench.clock import drift_of
 from bench.frameworks import NAMES
-from bench.scaling.analysis import COLUMNS, crossings, pair_ratios, summarise
+from bench.scaling.analysis import COLUMNS, crossings, pair_ratios, slow_processes, summarise
 from bench.scaling.core import resolve_batches
 
 
@@ -71,6 +71,26 @@ def test_contended_samples_are_left_out_and_counted() -> None:
     rows = _rows({"a": {1: 1e-3}}, contended=2)
     (point,) = summarise(rows, {"contention_threshold": 0.1})
     assert point["left_out"] == 2 and point["rounds"] == 10 and not point["all_contended"]
+
+
+def test_a_slow_process_slot_is_left_out_of_points_and_ratios_and_counted() -> None:
+    """Slot 3 of every curve ran 1.5x slower (the machine, for a stretch): the points and the paired
+    ratios keep slots 1, 2 and 4; the same slot slowed by the pace probe alone is found too."""
+    curves = {"a": {1: 1e-3, 64: 2e-3}, "b": {1: 2e-3, 64: 2e-3}}
+    rows = _rows(curves, processes=4, spread=0.004)
+    for r in rows:
+        r["pace_s"] = 1e-3
+    slowed = [{**r, "time_per_step_s": r["time_per_step_s"] * (1.5 if r["process"] == 3 else 1.0),
+               "samples_per_s": r["samples_per_s"] / (1.5 if r["process"] == 3 else 1.0)} for r in rows]
+    (found,) = slow_processes(slowed)
+    assert found["process"] == 3 and found["factor"] == pytest.approx(1.5, rel=0.03) and "by" not in found
+    for clean, slow in zip(summarise(rows, {}), summarise(slowed, {})):
+        assert slow["processes"] == 3 and slow["slow_slots"] == 1 and clean["slow_slots"] == 0
+        assert slow["samples_per_s"] == pytest.approx(clean["samples_per_s"], rel=0.02)
+    assert pair_ratios(slowed, "mlp", "a", "b")[1].n == 12  # 3 slots x 4 rounds, paired
+    paced = [{**r, "pace_s": 1.4e-3 if r["process"] == 2 else 1e-3} for r in rows]
+    assert [(d["process"], d["by"]) for d in slow_processes(paced)] == [(2, "pace")]
+    assert slow_processes(_rows(curves, processes=4, spread=0.004)) == []  # noise alone is not a slow slot
 
 
 def test_a_point_whose_every_sample_was_contended_is_kept_and_flagged() -> None:

@@ -33,6 +33,44 @@ def usable(rows: Sequence[Mapping[str, Any]], threshold: float) -> tuple[list[Ma
     return kept, len(rows) - len(kept), False
 
 
+def slow_processes(rows: Sequence[Mapping[str, Any]], threshold: float = CONTENTION_THRESHOLD,
+                   factor: float | None = None) -> list[dict[str, Any]]:
+    """Process slots in which the machine itself ran slow, found as the timing pass finds them
+    (:func:`bench.report.speed.slow_slots`, by time per step and then by the pace probe beside each
+    sample): slot k of every curve ran in the same stretch of time, so a slot in which the points
+    ran ``factor`` (1.2) or more slower than in the others is the machine, not a framework."""
+    import pandas as pd
+
+    from bench.report.speed import SLOW_SLOT, slow_slots
+
+    groups: dict[tuple, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in KEY), []).append(r)
+    by_time, by_pace = {}, {}
+    for key, group in groups.items():
+        kept = usable(group, threshold)[0]
+        index = [(0, int(r["process"]), int(r["round"])) for r in kept]
+        if index:
+            by_time[key] = pd.Series([float(r["time_per_step_s"]) for r in kept],
+                                     index=pd.MultiIndex.from_tuples(index))
+        paced = [(i, float(r.get("pace_s", math.nan))) for i, r in zip(index, kept)]
+        paced = [(i, v) for i, v in paced if math.isfinite(v)]
+        if paced:
+            by_pace[key] = pd.Series([v for _, v in paced], index=pd.MultiIndex.from_tuples([i for i, _ in paced]))
+    factor = SLOW_SLOT if factor is None else factor
+    slow = slow_slots(by_time, factor)
+    seen = {d["process"] for d in slow}
+    return slow + [{**d, "by": "pace"} for d in slow_slots(by_pace, factor) if d["process"] not in seen]
+
+
+def without_slow(rows: Sequence[Mapping[str, Any]], threshold: float = CONTENTION_THRESHOLD
+                 ) -> tuple[list[Mapping[str, Any]], list[dict[str, Any]]]:
+    """The rows outside the slow process slots (:func:`slow_processes`), and those slots."""
+    slow = slow_processes(rows, threshold)
+    gone = {d["process"] for d in slow}
+    return [r for r in rows if int(r["process"]) not in gone], slow
+
+
 def _by_process(rows: Sequence[Mapping[str, Any]], value: str) -> dict[int, dict[int, float]]:
     out: dict[int, dict[int, float]] = {}
     for r in rows:
@@ -42,8 +80,10 @@ def _by_process(rows: Sequence[Mapping[str, Any]], value: str) -> dict[int, dict
 
 def summarise(rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One point per (framework, model, mode, batch size): samples per second with its interval,
-    time per step, the FLOP floor's samples per second, how many processes and rounds stand behind it."""
+    time per step, the FLOP floor's samples per second, how many processes and rounds stand behind it
+    (slow process slots left out, as the timing pass leaves them out, and counted in ``slow_slots``)."""
     threshold = float(meta.get("contention_threshold", CONTENTION_THRESHOLD))
+    rows, slow = without_slow(rows, threshold)
     groups: dict[tuple, list[Mapping[str, Any]]] = {}
     for r in rows:
         groups.setdefault(tuple(r[k] for k in KEY), []).append(r)
@@ -62,15 +102,15 @@ def summarise(rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> lis
                        "time_per_step_s": int(batch) / sps.est if sps.est > 0 else math.nan,
                        "floor_samples_per_s": floor, "x_floor": floor / sps.est if sps.est > 0 else math.nan,
                        "processes": len(per_process), "rounds": len(group), "left_out": left_out,
-                       "all_contended": contended})
+                       "all_contended": contended, "slow_slots": len(slow)})
     return points
 
 
 def pair_ratios(rows: Sequence[Mapping[str, Any]], model: str, a: str, b: str,
                 threshold: float = CONTENTION_THRESHOLD, drift: float = 0.0) -> dict[int, Interval]:
     """Per batch size: a's time per step over b's, paired by (process slot, round), two-level interval
-    (with the between-run allowance ``drift`` for a ratio)."""
-    mine = [r for r in rows if r["model"] == model]
+    (with the between-run allowance ``drift`` for a ratio); slow process slots left out."""
+    mine = [r for r in without_slow(rows, threshold)[0] if r["model"] == model]
     out = {}
     for batch in sorted({int(r["batch_size"]) for r in mine}):
         num = _by_process(usable([r for r in mine if r["framework"] == a and int(r["batch_size"]) == batch],
@@ -134,6 +174,7 @@ def print_table(points: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) ->
         print(f"{p['model']:<8} {p['framework']:<11} {p['mode']:<9} {p['batch_size']:>6}  {iv:<30} "
               f"{_fmt(p['x_floor']):>8}  {p['processes']}×{p['rounds'] // max(1, p['processes'])}"
               + (f" ({p['left_out']} contended left out)" if p["left_out"] else "")
+              + (f" ({p['slow_slots']} slow process slot(s) left out)" if p.get("slow_slots") else "")
               + (" (every sample contended: kept, not trustworthy)" if p["all_contended"] else ""))
     print(flush=True)
 

@@ -15,7 +15,8 @@ from typing import Any
 from bench.clock import CONTENTION_THRESHOLD, drift_of
 from bench.frameworks import FRAMEWORKS, NAMES
 from bench.report.sections import ReportSection
-from bench.scaling.analysis import crossings, summarise
+from bench.report.speed import slow_slots_text
+from bench.scaling.analysis import crossings, summarise, without_slow
 
 
 def load(results_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
@@ -145,6 +146,10 @@ def report_section(results_dir: Path) -> ReportSection | None:
                      "interval of the time ratio lies wholly on its side of 1): " + " ".join(said))
     lines.append(f"{left_out} sample(s) ran while other processes used more than {threshold:.0%} of the CPUs "
                  "and are left out." if left_out else "No sample was left out for contention.")
+    slow = without_slow(rows, threshold)[1]
+    if slow:  # as the timing pass finds and leaves them out
+        text = slow_slots_text(slow)
+        lines.append(text[0].upper() + text[1:] + ".")
     busy = [p for p in points if p["all_contended"]]
     if busy:
         lines.append(f"**{len(busy)} of {len(points)} points had every sample contended** (the machine was shared "
