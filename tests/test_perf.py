@@ -145,6 +145,9 @@ def test_blocks_are_differences_of_prefixes_paired_by_round() -> None:
     assert rest["time_us_lo"] <= rest["time_us"] <= rest["time_us_hi"] and math.isnan(rest["gflops"])
     assert rest["share_of_step"] + whole["share_of_step"] == pytest.approx(1)
     assert whole["gemm_floor_us"] == step["gemm_floor_us"] == pytest.approx(2_263_920 * 32 / 50e3)
+    split = layers.parts([call, *rows])  # the figure's stacked parts of the step
+    assert list(split) == [name for name, _ in layers.PARTS]
+    assert list(split.values()) == pytest.approx([31.5, 1050, 178.5, 483, 2000 - 1743])
     said = layers.summary([call, *rows])
     assert said == [f"Where the step goes (lenet5, batch 32; bench.perf.layers): jax eager: 2,000 µs a step, "
                     f"{step['x_gemm']:.3g}× the floor its products' shapes allow ({step['x_floor']:.3g}× the FLOP "
@@ -205,8 +208,9 @@ def test_perf_layers_splits_every_frameworks_step_into_layers(tmp_path: Path, mo
         assert 0 < float(whole["gemm_floor_us"]) and float(whole["x_gemm"]) > 0
         assert all(math.isfinite(float(r["time_us"])) for r in mine)
     assert "Where each step's time goes" in proc.stdout and "rest of the step" in proc.stdout
-    section = report_section(tmp_path)  # the report's Speed section says where the step goes
+    section = report_section(tmp_path)  # the report's Speed section says and draws where the step goes
     assert section is not None and f"Where the step goes ({model}, batch 32" in section.text
+    assert [p.name for p in section.figures] == [f"layers_{model}_bs32.png"]
     assert all(f" {fw} " in section.text or f": {fw} " in section.text for fw in frameworks.NAMES)
 
 

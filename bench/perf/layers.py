@@ -32,6 +32,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from bench.stats import NAN_INTERVAL, Interval, median_ci
@@ -221,3 +222,80 @@ def summary(rows_: Sequence[Mapping[str, Any]]) -> list[str]:
         lines.setdefault((model, batch), []).append(text)
     return [f"Where the step goes ({model}, batch {batch}; bench.perf.layers): " + "; ".join(t) + "."
             for (model, batch), t in lines.items()]
+
+
+# The figure's parts of a step, in the order they are stacked, with their colours.
+PARTS = (("the call", "#adb5bd"), ("convolutions", "#5c7cfa"), ("dense layers", "#20c997"),
+         ("activations, pooling, reshapes", "#fcc419"), ("loss, update, loop", "#ff8787"))
+
+
+def parts(case_rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """One case's step in :data:`PARTS`, µs each (a part's negative sum, which compiled modes can
+    give, counts as 0: see the module's note on marginal costs)."""
+    def us(r: Mapping[str, Any]) -> float:
+        try:
+            return float(r["time_us"])
+        except (TypeError, ValueError):
+            return math.nan
+
+    out = dict.fromkeys((name for name, _ in PARTS), 0.0)
+    for r in case_rows:
+        block, t = str(r["block"]), us(r)
+        if not math.isfinite(t):
+            continue
+        if block == CALL:
+            out["the call"] += t
+        elif block == REST:
+            out["loss, update, loop"] += t
+        elif block.isdigit():
+            flops = float(r.get("flop_per_sample") or 0)
+            kind = "convolutions" if flops and "conv2d" in str(r["layers"]) else "dense layers" if flops \
+                else "activations, pooling, reshapes"
+            out[kind] += t
+    return {k: max(v, 0.0) for k, v in out.items()}
+
+
+def figure(rows_: Sequence[Mapping[str, Any]], out: Path) -> list[Path]:
+    """One PNG per model and batch size: each case's step as stacked parts, fastest first, with the
+    FLOP floor (dashed) and the floor of the products at their own shapes (dotted)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    groups: dict[tuple[str, str], dict[str, list[Mapping[str, Any]]]] = {}
+    for r in rows_:
+        if not r.get("error"):
+            groups.setdefault((str(r["model"]), str(r["batch_size"])), {}).setdefault(
+                f"{r['framework']} {r['mode']}", []).append(r)
+    paths = []
+    for (model, batch), cases in groups.items():
+        steps = {name: next((r for r in rs if r["block"] == STEP), None) for name, rs in cases.items()}
+        names = sorted((n for n in cases if steps[n] is not None), key=lambda n: float(steps[n]["time_us"]),
+                       reverse=True)  # barh draws bottom-up: the fastest ends on top
+        if not names:
+            continue
+        fig = Figure(figsize=(8.5, 0.5 * len(names) + 2.2), layout="constrained")
+        ax = fig.subplots()
+        left = [0.0] * len(names)
+        split = [parts(cases[n]) for n in names]
+        for label, colour in PARTS:
+            widths = [s[label] for s in split]
+            ax.barh(names, widths, left=left, color=colour, label=label, height=0.6)
+            left = [a + b for a, b in zip(left, widths)]
+        step = steps[names[-1]]
+        x_floor = float(step.get("x_floor") or math.nan)
+        floor = float(step["time_us"]) / x_floor if x_floor > 0 else math.nan
+        gemm = float(step.get("gemm_floor_us") or math.nan)
+        if math.isfinite(floor):
+            ax.axvline(floor, color="#212529", linestyle="--", linewidth=1.0, label="FLOP floor (2048² rate)")
+        if math.isfinite(gemm):
+            ax.axvline(gemm, color="#212529", linestyle=":", linewidth=1.2, label="its products at their shapes")
+        ax.set_xlabel("µs per training step (medians; the parts are marginal costs)")
+        ax.set_title(f"{model}, batch {batch}: where each step goes")
+        ax.grid(True, axis="x", alpha=0.25)
+        fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="outside lower center", ncol=4)
+        path = out / f"layers_{model}_bs{batch}.png"
+        fig.savefig(path, dpi=110)
+        paths.append(path)
+    return paths

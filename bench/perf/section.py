@@ -100,15 +100,17 @@ def report_section(results_dir: Path) -> ReportSection | None:
         if best:
             lines.append(f"Batch {batch}, best mode — " + "; ".join(best) + ".")
     layers_csv = path.parent / "layers.csv"
+    figures = []
     if layers_csv.is_file():  # python -m bench.perf layers=true
         frame = pd.read_csv(layers_csv, keep_default_na=False, na_values=["nan", ""],
                             dtype={"block": str, "error": str})
         frame["error"] = frame["error"].fillna("")
         lines += layers.summary(frame.to_dict("records"))
+        figures = layers.figure(frame.to_dict("records"), path.parent)
     if meta.get("data_note"):
         lines.append(meta["data_note"])
     failed = df[df["error"] != ""]
     if len(failed):
         lines.append("Failed cases: " + "; ".join(f"{c} (bs {b}): {e}" for c, b, e in
                                                   zip(failed["case"], failed["batch_size"], failed["error"])))
-    return ReportSection(title="Speed", text="\n\n".join(lines), table=table)
+    return ReportSection(title="Speed", text="\n\n".join(lines), table=table, figures=figures)
