@@ -16,7 +16,8 @@ for the first, its input gradient, plus whatever adding it changes in how the fr
 the blocks before it (a layout, a fusion, a kernel choice).
 
 The harness's own step time at that batch (the same bench.perf run) less the whole pass is the
-rest of a step: the loss, the optimizer's update and the loop around them. Each block's rate is
+rest of a step: the loss, the optimizer's update and the loop around them, and what running
+inside that loop changes in the layers (a compiled epoch's own layouts). Each block's rate is
 its FLOPs (``Model.step_flops``) over its time, and its ratio to the floor its time over what those
 FLOPs take at the run's matrix-product rate (2048², the best case). A second floor knows the shapes:
 each layer's products as they are (``Model.gemms``: a convolution as its im2col product, 25 × 6
