@@ -134,18 +134,15 @@ class Model:
 
     def step_flops(self) -> list[int]:
         """:meth:`flops_per_sample` layer by layer: one entry per layer (0 for a layer without
-        parameters)."""
-        macs = [_macs(layer) if layer.has_params else 0 for layer in self.layers]
-        first = next((i for i, layer in enumerate(self.layers) if layer.has_params), len(macs))
-        return [2 * (2 * m + (m if i > first else 0)) for i, m in enumerate(macs)]
+        parameters), 2 FLOPs per multiply-add of its products (:meth:`gemms`)."""
+        return [sum(2 * m * k * n for m, k, n in products) for products in self.gemms(1)]
 
     def gemms(self, batch: int) -> list[list[tuple[int, int, int]]]:
         """Each layer's step as matrix products ``(m, k, n)``, one list per layer (empty without
         parameters): the forward, the weight gradient and, but for the first layer with parameters,
-        the input gradient, a convolution written as its im2col product. ``2·m·k·n`` summed over a
-        layer is its :meth:`step_flops` times ``batch``; ``bench.perf layers=true`` times each shape
-        with the machine's own GEMM for a floor that knows the shapes."""
-        first = next((i for i, layer in enumerate(self.layers) if layer.has_params), len(self.layers))
+        the input gradient, a convolution written as its im2col product. ``bench.perf layers=true``
+        times each shape with the machine's own GEMM for a floor that knows the shapes."""
+        first = self._first_with_params()
         out: list[list[tuple[int, int, int]]] = []
         for i, layer in enumerate(self.layers):
             if not layer.has_params:
@@ -160,11 +157,15 @@ class Model:
             out.append(mine + ([(rows, cols, inner)] if i > first else []))  # input gradient
         return out
 
+    def _first_with_params(self) -> int:
+        """The index of the first layer with parameters (the list's length if none has any)."""
+        return next((i for i, layer in enumerate(self.layers) if layer.has_params), len(self.layers))
+
     def blocks(self) -> list[tuple[int, int]]:
         """The layer list cut into blocks, ``(start, end)`` slices of :attr:`layers`: one layer each,
         but the first block runs up to the first layer with parameters (before it nothing has a
         gradient to take). ``bench.perf layers=true`` times a step block by block."""
-        first = next((i for i, layer in enumerate(self.layers) if layer.has_params), len(self.layers) - 1)
+        first = min(self._first_with_params(), len(self.layers) - 1)
         return [(0, first + 1)] + [(i, i + 1) for i in range(first + 1, len(self.layers))]
 
     def prefix(self, end: int) -> Model:
@@ -185,13 +186,6 @@ class Model:
     def as_config(self) -> dict[str, Any]:
         """The JSON-able form that goes into a run's spec (and back through :func:`parse_model`)."""
         return {"name": self.name, "layers": [{"type": lay.type, **lay.args} for lay in self.layers]}
-
-
-def _macs(layer: Layer) -> int:
-    if layer.type == "dense":
-        return layer.in_shape[0] * layer["units"]
-    h, w, c = layer.out_shape
-    return h * w * c * layer["kernel"] ** 2 * layer.in_shape[2]
 
 
 def _label(layer: Layer) -> str:
