@@ -122,7 +122,7 @@ def test_blocks_are_differences_of_prefixes_paired_by_round() -> None:
     harness = {"epoch_times": [0.2, 0.21, 0.19], "steps": 100}  # 2 ms a step
     lenet = parse_model(LENET)
     gemm = {shape: 2 * math.prod(shape) / 50e9 for g in lenet.gemms(32) for shape in g}  # 50 GFLOP/s at every shape
-    rows = layers.rows(job, {"pass_times": prefixes}, harness, {"gflop": 17.18, "times": [0.1, 0.1]}, gemm)
+    rows = layers.rows(job, {"pass_times": prefixes}, harness, {"gflops": 171.8}, gemm)
     assert [r["block"] for r in rows] == [layers.CALL, *range(1, 13), layers.WHOLE, layers.REST, layers.STEP]
     assert [r["layers"] for r in rows[1:5]] == ["conv2d 6@5x5 same", "relu", "maxpool2d 2", "conv2d 16@5x5 valid"]
     call, rows = rows[0], rows[1:]
@@ -153,7 +153,7 @@ def test_blocks_are_differences_of_prefixes_paired_by_round() -> None:
                     f"{step['x_gemm']:.3g}× the floor its products' shapes allow ({step['x_floor']:.3g}× the FLOP "
                     "floor); costliest: conv2d 16@5x5 valid 32%, conv2d 6@5x5 same 21%, maxpool2d 2 10%; "
                     "the call 2%, the rest of the step 13%."]
-    missing = layers.rows(job, {"pass_times": prefixes}, harness, {"gflop": 17.18, "times": [0.1]},
+    missing = layers.rows(job, {"pass_times": prefixes}, harness, {"gflops": 171.8},
                           dict(list(gemm.items())[1:]))  # a shape not timed: no shape-aware floor, not a wrong one
     assert math.isnan(missing[13]["x_gemm"]) and sum(math.isfinite(r["x_gemm"]) for r in missing) < 5
     failed = layers.rows(job, {"error": "boom"}, harness, {})

@@ -105,10 +105,12 @@ def profile(job: Mapping[str, Any], prefix_pass: Callable[[dict[str, Any], Model
     return {"pass_times": time_passes(passes, int(job["rounds"]), float(job["sample_s"]))}
 
 
-def _rate(matmul: Mapping[str, Any]) -> float:
-    """The matrix-product rate in FLOP/s (NaN without one)."""
-    times = [t for t in matmul.get("times") or [] if t > 0]
-    return matmul["gflop"] * 1e9 / statistics.median(times) if times and matmul.get("gflop") else math.nan
+def _num(r: Mapping[str, Any], key: str) -> float:
+    """A row's figure as a float: NaN when it is missing or empty (rows read back from layers.csv)."""
+    try:
+        return float(r.get(key))
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def rows(job: Mapping[str, Any], result: Mapping[str, Any], harness: Mapping[str, Any],
@@ -127,7 +129,7 @@ def rows(job: Mapping[str, Any], result: Mapping[str, Any], harness: Mapping[str
     if result.get("error"):
         return [{**base, "block": WHOLE, "error": result["error"]}]
     times = result["pass_times"]
-    rate = _rate(matmul)
+    rate = (matmul.get("gflops") or math.nan) * 1e9  # the 2048² product's rate: the FLOP floor
     steps = harness.get("steps")
     step = median_ci([t / steps for t in harness.get("epoch_times") or []]) if steps else NAN_INTERVAL
 
@@ -192,12 +194,6 @@ def summary(rows_: Sequence[Mapping[str, Any]]) -> list[str]:
     against both floors, its three costliest layers and what the call and the rest take."""
     from bench.perf.cases import fmt
 
-    def num(r: Mapping[str, Any], key: str) -> float:
-        try:
-            return float(r.get(key))
-        except (TypeError, ValueError):
-            return math.nan
-
     cases: dict[tuple, dict[str, list[Mapping[str, Any]]]] = {}
     for r in rows_:
         if not r.get("error"):
@@ -206,20 +202,20 @@ def summary(rows_: Sequence[Mapping[str, Any]]) -> list[str]:
     lines: dict[tuple[str, str], list[str]] = {}
     for (model, batch, fw), modes in cases.items():
         def step_of(rs: list[Mapping[str, Any]]) -> float:
-            return next((num(r, "time_us") for r in rs if r["block"] == STEP), math.inf)
+            return next((_num(r, "time_us") for r in rs if r["block"] == STEP), math.inf)
 
         mode, rs = min(modes.items(), key=lambda kv: step_of(kv[1]))
         step = next((r for r in rs if r["block"] == STEP), None)
         if step is None:
             continue
         by = {str(r["block"]): r for r in rs}
-        layer_rows = sorted((r for r in rs if str(r["block"]).isdigit()), key=lambda r: -num(r, "share_of_step"))
-        costly = ", ".join(f"{r['layers']} {num(r, 'share_of_step'):.0%}" for r in layer_rows[:3])
-        text = (f"{fw} {mode}: {num(step, 'time_us'):,.0f} µs a step, {fmt(num(step, 'x_gemm'))}× the floor "
-                f"its products' shapes allow ({fmt(num(step, 'x_floor'))}× the FLOP floor); costliest: {costly}")
+        layer_rows = sorted((r for r in rs if str(r["block"]).isdigit()), key=lambda r: -_num(r, "share_of_step"))
+        costly = ", ".join(f"{r['layers']} {_num(r, 'share_of_step'):.0%}" for r in layer_rows[:3])
+        text = (f"{fw} {mode}: {_num(step, 'time_us'):,.0f} µs a step, {fmt(_num(step, 'x_gemm'))}× the floor "
+                f"its products' shapes allow ({fmt(_num(step, 'x_floor'))}× the FLOP floor); costliest: {costly}")
         if CALL in by and REST in by:
-            text += (f"; the call {num(by[CALL], 'share_of_step'):.0%}, the rest of the step "
-                     f"{num(by[REST], 'share_of_step'):.0%}")
+            text += (f"; the call {_num(by[CALL], 'share_of_step'):.0%}, the rest of the step "
+                     f"{_num(by[REST], 'share_of_step'):.0%}")
         lines.setdefault((model, batch), []).append(text)
     return [f"Where the step goes ({model}, batch {batch}; bench.perf.layers): " + "; ".join(t) + "."
             for (model, batch), t in lines.items()]
@@ -233,15 +229,9 @@ PARTS = (("the call", "#adb5bd"), ("convolutions", "#5c7cfa"), ("dense layers", 
 def parts(case_rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     """One case's step in :data:`PARTS`, µs each (a part's negative sum, which compiled modes can
     give, counts as 0: see the module's note on marginal costs)."""
-    def us(r: Mapping[str, Any]) -> float:
-        try:
-            return float(r["time_us"])
-        except (TypeError, ValueError):
-            return math.nan
-
     out = dict.fromkeys((name for name, _ in PARTS), 0.0)
     for r in case_rows:
-        block, t = str(r["block"]), us(r)
+        block, t = str(r["block"]), _num(r, "time_us")
         if not math.isfinite(t):
             continue
         if block == CALL:
@@ -249,7 +239,7 @@ def parts(case_rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
         elif block == REST:
             out["loss, update, loop"] += t
         elif block.isdigit():
-            flops = float(r.get("flop_per_sample") or 0)
+            flops = _num(r, "flop_per_sample") > 0  # NaN (missing) counts as none, like 0
             kind = "convolutions" if flops and "conv2d" in str(r["layers"]) else "dense layers" if flops \
                 else "activations, pooling, reshapes"
             out[kind] += t
@@ -272,7 +262,7 @@ def figure(rows_: Sequence[Mapping[str, Any]], out: Path) -> list[Path]:
     paths = []
     for (model, batch), cases in groups.items():
         steps = {name: next((r for r in rs if r["block"] == STEP), None) for name, rs in cases.items()}
-        names = sorted((n for n in cases if steps[n] is not None), key=lambda n: float(steps[n]["time_us"]),
+        names = sorted((n for n in cases if steps[n] is not None), key=lambda n: _num(steps[n], "time_us"),
                        reverse=True)  # barh draws bottom-up: the fastest ends on top
         if not names:
             continue
@@ -285,9 +275,9 @@ def figure(rows_: Sequence[Mapping[str, Any]], out: Path) -> list[Path]:
             ax.barh(names, widths, left=left, color=colour, label=label, height=0.6)
             left = [a + b for a, b in zip(left, widths)]
         step = steps[names[-1]]
-        x_floor = float(step.get("x_floor") or math.nan)
-        floor = float(step["time_us"]) / x_floor if x_floor > 0 else math.nan
-        gemm = float(step.get("gemm_floor_us") or math.nan)
+        x_floor = _num(step, "x_floor")
+        floor = _num(step, "time_us") / x_floor if x_floor > 0 else math.nan
+        gemm = _num(step, "gemm_floor_us")
         if math.isfinite(floor):
             ax.axvline(floor, color="#212529", linestyle="--", linewidth=1.0, label="FLOP floor (2048² rate)")
         if math.isfinite(gemm):

@@ -105,8 +105,9 @@ def report_section(results_dir: Path) -> ReportSection | None:
         frame = pd.read_csv(layers_csv, keep_default_na=False, na_values=["nan", ""],
                             dtype={"block": str, "error": str})
         frame["error"] = frame["error"].fillna("")
-        lines += layers.summary(frame.to_dict("records"))
-        figures = layers.figure(frame.to_dict("records"), path.parent)
+        records = frame.to_dict("records")
+        lines += layers.summary(records)
+        figures = layers.figure(records, path.parent)
     if meta.get("data_note"):
         lines.append(meta["data_note"])
     failed = df[df["error"] != ""]

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import json
-import math
 import statistics
 import time
 from typing import Any
@@ -52,30 +51,23 @@ def matmul_rate(device: str, threads: int, reps: int) -> dict[str, Any]:
 
 
 def gemm_times(device: str, threads: int, shapes: list[list[int]], rounds: int, sample_s: float) -> dict[str, Any]:
-    """Seconds per fp32 product ``(m, k) @ (k, n)`` for each shape, one sample per round, the
-    shapes interleaved in every round (each sample as many products as fill ``sample_s``)."""
+    """Seconds per fp32 product ``(m, k) @ (k, n)`` for each shape, the shapes interleaved round by
+    round as ``bench.perf.layers`` times the layers' passes (:func:`bench.perf.layers.time_passes`)."""
+    from bench.perf.layers import time_passes
+
     torch.set_num_threads(threads)
     dev = torch.device(device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    pairs = [(torch.randn(m, k, device=dev), torch.randn(k, n, device=dev)) for m, k, n in shapes]
-    calls = []
-    for a, b in pairs:
-        torch.mm(a, b)
-        sync()
-        t0 = time.perf_counter()
-        torch.mm(a, b)
-        sync()
-        calls.append(max(1, math.ceil(sample_s / max(time.perf_counter() - t0, 1e-7))))
-    times: list[list[float]] = [[] for _ in shapes]
-    for _ in range(rounds):
-        for k, ((a, b), n) in enumerate(zip(pairs, calls)):
+
+    def product(m: int, k: int, n: int) -> Any:
+        a, b = torch.randn(m, k, device=dev), torch.randn(k, n, device=dev)
+
+        def one() -> None:
+            torch.mm(a, b)
             sync()
-            t0 = time.perf_counter()
-            for _ in range(n):
-                torch.mm(a, b)
-            sync()
-            times[k].append((time.perf_counter() - t0) / n)
-    return {"shapes": shapes, "times": times}
+        return one
+
+    return {"shapes": shapes, "times": time_passes([product(*shape) for shape in shapes], rounds, sample_s)}
 
 
 if __name__ == "__main__":
