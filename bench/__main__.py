@@ -99,10 +99,21 @@ def check_group_overrides(argv: list[str]) -> None:
                            f"(sweep several with -m {key}=a,b)")
 
 
+def check_cfg_request(argv: list[str]) -> None:
+    """``--cfg hydra --resolve`` cannot work: Hydra resolves its own node apart from the job's keys,
+    and its run and sweep folders point at ``results_dir``. Said in one line, with what works."""
+    words = [w for arg in argv for w in (arg.split("=", 1) if arg.startswith("--cfg=") else [arg])]
+    asked = {words[i + 1] for i, w in enumerate(words[:-1]) if w in ("--cfg", "-c")}
+    if "hydra" in asked and ("--resolve" in words):
+        raise BadInput("--cfg hydra --resolve: Hydra resolves its own settings without the job's keys, and its "
+                       "folders point at results_dir; use --cfg all --resolve (or --cfg hydra without --resolve)")
+
+
 def _run() -> int:
     os.environ[SWEEP_PID_ENV] = str(os.getpid())  # local sweep workers (joblib, submitit_local) die with us
     sys.argv[1:] = expand_seeds(sys.argv[1:])
     check_group_overrides(sys.argv[1:])
+    check_cfg_request(sys.argv[1:])
     try:
         _main()
     except ValueError as exc:

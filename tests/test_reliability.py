@@ -60,10 +60,11 @@ def _fingerprint(run: Path) -> dict[str, tuple[str, int]]:
     ("epoch=3", ["epoch"]),  # typo of an existing key
     ("+optimizer.betas=0.5", ["unknown key", "optimizer.betas"]),
     ("optimizer.lr=(", ["optimizer.lr=("]),
+    ("--cfg=hydra --resolve", ["--cfg hydra --resolve", "use --cfg all --resolve"]),  # Hydra can't: it says why
 ])
 def test_bad_config_is_one_line_exit_2_and_writes_nothing(override: str, needles: list[str], results: Path,
                                                           tmp_path: Path) -> None:
-    proc = run_cli(*FAST, f"results_dir={results}", override, env=no_framework_env(tmp_path), timeout=120)
+    proc = run_cli(*FAST, f"results_dir={results}", *override.split(), env=no_framework_env(tmp_path), timeout=120)
     assert_one_line_error(proc, *needles)
     assert run_dirs(results) == []
 
