@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 INPUT_SHAPE = (28, 28, 1)  # H, W, C of every dataset optbench reads
 N_CLASSES = 10
@@ -35,6 +35,24 @@ LAYER_KEYS: dict[str, dict[str, Any]] = {
 }
 PADDINGS = ("same", "valid")
 ACTIVATIONS = ("relu", "tanh")
+
+
+class Product(NamedTuple):
+    """One matrix product of a training step, ``C[m, n] = A[m, k] @ B[k, n]``, with the layout its
+    operands have in memory: ``a_t`` means A is held as a row-major ``[k, m]`` array and read
+    transposed, ``b_t`` the same for B. A weight gradient reduces over the batch, the leading
+    dimension of both its operands as the forward pass stored them, so its A is always read
+    transposed; an input gradient reads the ``[in, out]`` kernel transposed."""
+
+    m: int
+    k: int
+    n: int
+    a_t: bool = False
+    b_t: bool = False
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.m * self.k * self.n
 
 
 class ModelError(ValueError):
@@ -135,13 +153,14 @@ class Model:
     def step_flops(self) -> list[int]:
         """:meth:`flops_per_sample` layer by layer: one entry per layer (0 for a layer without
         parameters), 2 FLOPs per multiply-add of its products (:meth:`gemms`)."""
-        return [sum(2 * m * k * n for m, k, n in products) for products in self.gemms(1)]
+        return [sum(p.flops for p in products) for products in self.gemms(1)]
 
-    def gemms(self, batch: int) -> list[list[tuple[int, int, int]]]:
-        """Each layer's step as matrix products ``(m, k, n)``, one list per layer (empty without
-        parameters): the forward, the weight gradient and, but for the first layer with parameters,
-        the input gradient, a convolution written as its im2col product. ``bench.perf layers=true``
-        times each shape with the machine's own GEMM for a floor that knows the shapes."""
+    def gemms(self, batch: int) -> list[list[Product]]:
+        """Each layer's step as matrix products, one list per layer (empty without parameters):
+        the forward, the weight gradient and, but for the first layer with parameters, the input
+        gradient, a convolution written as its im2col product, each in the layout the canonical
+        weights give it (:class:`Product`). ``bench.perf`` times each product with the machine's
+        own GEMM for a floor that knows the shapes."""
         first = self._first_with_params()
         out: list[list[tuple[int, int, int]]] = []
         for i, layer in enumerate(self.layers):
@@ -153,8 +172,8 @@ class Model:
             else:
                 h, w, c = layer.out_shape
                 rows, inner, cols = batch * h * w, layer["kernel"] ** 2 * layer.in_shape[2], c
-            mine = [(rows, inner, cols), (inner, rows, cols)]  # forward; weight gradient
-            out.append(mine + ([(rows, cols, inner)] if i > first else []))  # input gradient
+            mine = [Product(rows, inner, cols), Product(inner, rows, cols, a_t=True)]  # forward; weight gradient
+            out.append(mine + ([Product(rows, cols, inner, b_t=True)] if i > first else []))  # input gradient
         return out
 
     def _first_with_params(self) -> int:

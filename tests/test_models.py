@@ -52,9 +52,12 @@ def test_blocks_cut_the_list_at_each_layer() -> None:
         assert [bool(f) for f in m.step_flops()] == [layer.has_params for layer in m.layers]
         assert [e for _, e in m.blocks()[:-1]] == [s for s, _ in m.blocks()[1:]]  # contiguous, in order
         assert m.layers[m.blocks()[0][1] - 1].has_params
-        assert [sum(2 * a * b * c for a, b, c in g) for g in m.gemms(32)] == [32 * f for f in m.step_flops()]
-    assert lenet.gemms(32)[0] == [(32 * 28 * 28, 25, 6), (25, 32 * 28 * 28, 6)]  # no input gradient
-    assert lenet.gemms(32)[3] == [(3200, 150, 16), (150, 3200, 16), (3200, 16, 150)]
+        assert [sum(p.flops for p in g) for g in m.gemms(32)] == [32 * f for f in m.step_flops()]
+    # the forward; the weight gradient, its stored input read transposed; the input gradient, the
+    # [in, out] kernel read transposed (none for the first layer with parameters)
+    assert lenet.gemms(32)[0] == [(32 * 28 * 28, 25, 6, False, False), (25, 32 * 28 * 28, 6, True, False)]
+    assert lenet.gemms(32)[3] == [(3200, 150, 16, False, False), (150, 3200, 16, True, False),
+                                  (3200, 16, 150, False, True)]
 
 
 def test_shapes_and_parameters_follow_the_layer_list() -> None:

@@ -61,6 +61,7 @@ def test_perf_quick_writes_a_sane_table(tmp_path: Path) -> None:
         assert float(row["epoch_time_s"]) > 0 and float(row["samples_per_s"]) > 0
         assert all(math.isfinite(float(row[k])) for k in ("vs_naive_torch", "vs_naive_tf", "vs_naive_jax"))
         assert float(row["floor_s"]) > 0 and float(row["x_floor"]) > 0
+        assert float(row["gemm_floor_s"]) > 0 and float(row["x_gemm"]) > 0  # the products at their shapes
         assert row["reps"] == "1" and math.isnan(float(row["epoch_time_s_lo"]))  # quick: one epoch, no interval
     section = report_section(tmp_path)
     assert isinstance(section, ReportSection) and section.title == "Speed" and len(section.table) == 6
@@ -109,6 +110,27 @@ def test_every_time_and_ratio_has_an_interval_around_its_median() -> None:
         assert row[f"{key}_lo"] <= row[key] <= row[f"{key}_hi"], key
     assert row["vs_naive_torch"] == pytest.approx(12.1 / 2.02)  # the ratio of the medians
     assert row["vs_naive_torch_lo"] > 5  # the samples barely spread: the interval stays near 6x
+    assert "x_gemm" not in row  # no products timed: no second floor, not a wrong one
+
+
+def test_the_second_floor_sums_the_steps_products_round_by_round() -> None:
+    """x_gemm: the epoch against its steps' matrix products, each timed at its own shape and layout."""
+    products = [p for per_layer in parse_model(MLP).gemms(32) for p in per_layer]
+    assert [tuple(p[3:]) for p in products] == [(False, False), (True, False), (False, False), (True, False),
+                                                (False, True)]  # the weight gradients read their input transposed
+    rounds = [1.0, 1.2, 0.8, 1.1, 0.9]  # a machine speeding up and slowing down: every product with it
+    gemm = {p: [p.flops / 50e9 * r for r in rounds] for p in products}  # 50 GFLOP/s at every shape
+    assert layers.gemm_floor(gemm, products) == pytest.approx([409_088 * 32 / 50e9 * r for r in rounds])
+    harness = [2.0, 2.1, 1.9, 2.05, 2.4, 1.95, 2.02]
+    full = ({"device": "cpu", "threads": 1, "kind": "harness", "framework": "torch", "mode": "eager",
+             "batch": "full", "model": MLP}, {"epoch_times": [3.0], "steps": 1, "n_train": 320})
+    row, whole = build_rows([_case("harness", "torch", harness), full], {"gflop": 100.0, "times": [1.0]}, "x", gemm)
+    floor = 10 * 409_088 * 32 / 50e9  # ten steps of batch 32
+    assert row["gemm_floor_s"] == pytest.approx(floor) and row["x_gemm"] == pytest.approx(2.02 / floor)
+    assert row["x_gemm_lo"] < row["x_gemm"] < row["x_gemm_hi"]
+    assert "x_gemm" not in whole  # the full batch's products are not timed
+    assert "x_gemm" not in build_rows([_case("harness", "torch", harness)], {"gflop": 100.0, "times": [1.0]}, "x",
+                                      dict(list(gemm.items())[1:]))[0]  # one product missing: no floor
 
 
 def test_blocks_are_differences_of_prefixes_paired_by_round() -> None:
@@ -121,7 +143,7 @@ def test_blocks_are_differences_of_prefixes_paired_by_round() -> None:
     prefixes = [[(call_s + sum(block_s[:k])) * d for d in drift] for k in range(len(block_s) + 1)]
     harness = {"epoch_times": [0.2, 0.21, 0.19], "steps": 100}  # 2 ms a step
     lenet = parse_model(LENET)
-    gemm = {shape: 2 * math.prod(shape) / 50e9 for g in lenet.gemms(32) for shape in g}  # 50 GFLOP/s at every shape
+    gemm = {p: [p.flops / 50e9] * rounds for g in lenet.gemms(32) for p in g}  # 50 GFLOP/s at every shape
     rows = layers.rows(job, {"pass_times": prefixes}, harness, {"gflops": 171.8}, gemm)
     assert [r["block"] for r in rows] == [layers.CALL, *range(1, 13), layers.WHOLE, layers.REST, layers.STEP]
     assert [r["layers"] for r in rows[1:5]] == ["conv2d 6@5x5 same", "relu", "maxpool2d 2", "conv2d 16@5x5 valid"]

@@ -7,6 +7,8 @@ frameworks share a process, and no two cases run at once):
 * the tutorial's loops as written (``bench/frameworks/torch/naive.py``: DataLoader + per-sample
   ToTensor/Normalize; ``bench/frameworks/tf/naive.py``: Keras ``model.fit`` with defaults;
   ``bench/frameworks/jax/naive.py``: host numpy batches into a jitted optax step);
+* the products of one training step of the model at each batch size (not the full batch), each
+  at its own shape and layout, timed with the machine's GEMM: the second floor (``x_gemm``);
 * the harness's runners, through the real training loop (``bench.loop.train``), in each
   execution mode;
 
@@ -67,7 +69,8 @@ def run_case(job: Mapping[str, Any], timeout: float = 1800) -> dict[str, Any]:
 
 def print_table(rows: Sequence[Mapping[str, Any]]) -> None:
     cols = ("case", "batch_size", "steps", "epoch_time_s", "step_time_us", "samples_per_s",
-            "vs_naive_torch", "vs_naive_tf", "vs_naive_jax", "vs_torch", "x_floor", "overhead_frac", "warmup_s")
+            "vs_naive_torch", "vs_naive_tf", "vs_naive_jax", "vs_torch", "x_floor", "x_gemm", "overhead_frac",
+            "warmup_s")
     cells = [[fmt(r.get(c)) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
@@ -91,6 +94,12 @@ def main(argv: Sequence[str]) -> int:
     print(f"[perf] matrix product: {fmt(rate)} GFLOP/s fp32 on {cfg['threads']} thread(s), {cfg['device']} "
           f"({fmt(cpu_rate)} per CPU-second)"
           + (f" (error: {matmul['error']})" if matmul.get("error") else ""), flush=True)
+    t0 = time.perf_counter()
+    gemm_result = run_case(layers.gemm_job(jobs, cfg["device"], cfg["threads"], bool(cfg["quick"]), int(cfg["reps"])))
+    gemm = layers.gemm_seconds(gemm_result)
+    print(f"[perf] the models' matrix products at their own shapes: {len(gemm_result.get('shapes') or [])} products"
+          + (f" ERROR {gemm_result['error']}" if gemm_result.get("error") else "")
+          + f"  [{time.perf_counter() - t0:.0f} s]", flush=True)
     results = []
     for job in jobs:
         t0 = time.perf_counter()
@@ -100,9 +109,9 @@ def main(argv: Sequence[str]) -> int:
         shown = (f"{statistics.median(times):.3f} s/epoch ({res['steps']} steps)" if times
                  else f"ERROR {res.get('error')}")
         print(f"[perf] bs {job['batch']:>5} {label(job):26s} {shown}  [{time.perf_counter() - t0:.0f} s]", flush=True)
-    rows = build_rows(results, matmul, data["name"])
+    rows = build_rows(results, matmul, data["name"], gemm)
     write_csv(out_dir / "perf.csv", rows, COLUMNS)
-    block_rows = _layers(cfg, results, matmul) if cfg["layers"] else []
+    block_rows = _layers(cfg, results, matmul, gemm) if cfg["layers"] else []
     write_json(out_dir / "perf.json", {
         "command": "python -m bench.perf " + " ".join(argv), "started": started,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
@@ -125,27 +134,19 @@ def main(argv: Sequence[str]) -> int:
 
 
 def _layers(cfg: Mapping[str, Any], results: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]],
-            matmul: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Each harness case's step, layer by layer (``bench.perf.layers``), one child per case, and one
-    more that times the products' shapes."""
+            matmul: Mapping[str, Any], gemm: Mapping[tuple, Sequence[float]]) -> list[dict[str, Any]]:
+    """Each harness case's step, layer by layer (``bench.perf.layers``), one child per case."""
     harness = {(job["framework"], job["mode"], job.get("xla"), job["batch"]): res for job, res in results}
-    jobs = layers.jobs([job for job, _ in results], bool(cfg["quick"]), int(cfg["reps"]))
-    t0 = time.perf_counter()
-    gemm = run_case(layers.gemm_job(jobs, cfg["device"], cfg["threads"]))
-    print(f"[perf] the layers' matrix products, {len(gemm.get('shapes') or [])} shapes"
-          + (f" ERROR {gemm['error']}" if gemm.get("error") else "") + f"  [{time.perf_counter() - t0:.0f} s]",
-          flush=True)
     out = []
-    for job in jobs:
+    for job in layers.jobs([job for job, _ in results], bool(cfg["quick"]), int(cfg["reps"])):
         t0 = time.perf_counter()
         res = run_case(job)
         print(f"[perf] bs {job['batch']:>5} {label(job):26s} layer by layer"
               + (f" ERROR {res['error']}" if res.get("error") else "") + f"  [{time.perf_counter() - t0:.0f} s]",
               flush=True)
         out += layers.rows(job, res, harness.get((job["framework"], job["mode"], job.get("xla"), job["batch"]), {}),
-                           matmul, layers.gemm_seconds(gemm))
+                           matmul, gemm)
     return out
-
 
 if __name__ == "__main__":
     sys.exit(entry(lambda: main(sys.argv[1:])))

@@ -15,6 +15,7 @@ from bench import frameworks
 from bench.data import DataError, load_dataset
 from bench.exits import BadInput
 from bench.options import Option, Options, boolean, choice, integer, names, nullable, text
+from bench.perf.layers import gemm_floor
 from bench.spec import FRAMEWORKS, MODES, build_spec, compose, conf_group
 from bench.stats import Interval, median_ci, ratio_ci
 from models.layers import DEFAULT_MODEL, parse_model
@@ -42,7 +43,7 @@ COLUMNS = (
     "floor_s", "x_floor", *(f"cpu_{k}" for k in NAIVE_KEYS.values()), "cpu_x_floor", "overhead_frac",
     "warmup_s", "threads", "device", "dataset", "error", "vs_torch",
     *(f"{key}_{end}" for key in INTERVAL_KEYS for end in ("lo", "hi")),
-    "model", "flop_per_sample",
+    "model", "flop_per_sample", "gemm_floor_s", "x_gemm", "x_gemm_lo", "x_gemm_hi",
 )
 QUICK = {"limit_train": 1024, "reps": 1, "cap_steps": 64}  # toy size for tests: one rep, no interval
 MATMUL_REPS = 5
@@ -170,7 +171,7 @@ def _scaled(iv: Interval, factor: float, invert: bool = False) -> Interval:
 
 
 def build_rows(results: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]], matmul: Mapping[str, Any],
-               dataset: str) -> list[dict[str, Any]]:
+               dataset: str, gemm: Mapping[tuple, Sequence[float]] | None = None) -> list[dict[str, Any]]:
     """One perf.csv row per case: its median time and the ratios, each with a 95 % interval.
 
     ``results`` pairs each job with its worker's result (``epoch_times``, ``cpu_times``...);
@@ -178,6 +179,9 @@ def build_rows(results: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]], m
     the floor: the time the model's FLOPs per sample (``models.layers``) would take at that rate.
     The cpu_* ratios use process CPU time instead of wall time: with threads=1 they
     are what the wall ratios would be on an idle machine, and other processes barely move them.
+    ``gemm`` holds each of the models' matrix products' seconds, one per round
+    (``bench.perf.layers.gemm_seconds``): the second floor, the step's products at their own
+    shapes (``gemm_floor_s`` an epoch, ``x_gemm``); none for the full batch.
     """
     ok = [(job, res) for job, res in results if not res.get("error")]
     naive = {(job["framework"], job["batch"]): res for job, res in ok if job["kind"] == "naive"}
@@ -213,6 +217,12 @@ def build_rows(results: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]], m
         if floor:
             row["floor_s"] = median_ci(floor).est
             _put(row, "x_floor", ratio_ci(times, floor, paired=False))
+        if job["batch"] != "full":
+            # the epoch's steps, the last one counted whole: its products are timed at the full batch
+            per_step = gemm_floor(gemm, [p for per_layer in model.gemms(job["batch"]) for p in per_layer])
+            if per_step:
+                row["gemm_floor_s"] = median_ci([steps * s for s in per_step]).est
+                _put(row, "x_gemm", ratio_ci(times, [steps * s for s in per_step], paired=False))
         if cpu:
             _put(row, "cpu_time_s", median_ci(cpu))
             for fw, key in NAIVE_KEYS.items():

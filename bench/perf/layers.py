@@ -21,8 +21,10 @@ inside that loop changes in the layers (a compiled epoch's own layouts). Each bl
 its FLOPs (``Model.step_flops``) over its time, and its ratio to the floor its time over what those
 FLOPs take at the run's matrix-product rate (2048², the best case). A second floor knows the shapes:
 each layer's products as they are (``Model.gemms``: a convolution as its im2col product, 25 × 6
-for LeNet-5's first), each timed with the machine's own GEMM in one more child (``gemm_floor_us``,
-``x_gemm``): what a framework that spent nothing beyond its matrix products would take. Written to
+for LeNet-5's first; a weight gradient reading its stored input transposed), each timed with the
+machine's own GEMM in one more child, the one ``perf.csv``'s ``x_gemm`` reads too
+(``gemm_floor_us``, ``x_gemm``): what a framework that spent nothing beyond its matrix products
+would take. Written to
 ``results_dir/perf/layers.csv``.
 
 Framework-neutral: the framework's code is the one function its child imports through the registry.
@@ -37,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.stats import NAN_INTERVAL, Interval, median_ci
-from models.layers import Model, parse_model
+from models.layers import Model, Product, parse_model
 
 COLUMNS = ("framework", "mode", "model", "batch_size", "block", "layers", "flop_per_sample", "time_us",
            "time_us_lo", "time_us_hi", "share_of_step", "gflops", "x_floor", "gemm_floor_us", "x_gemm", "rounds",
@@ -56,21 +58,30 @@ def jobs(harness_jobs: Sequence[Mapping[str, Any]], quick: bool, reps: int) -> l
             for job in harness_jobs if job["kind"] == "harness" and job["batch"] != "full"]
 
 
-def gemm_job(layer_jobs: Sequence[Mapping[str, Any]], device: str, threads: int) -> dict[str, Any]:
-    """The one child that times every product shape the layer jobs' models make at their batches."""
-    shapes = sorted({shape for job in layer_jobs
-                     for per_layer in parse_model(job["model"]).gemms(int(job["batch"])) for shape in per_layer})
-    first = layer_jobs[0] if layer_jobs else {}
+def gemm_job(cases: Sequence[Mapping[str, Any]], device: str, threads: int, quick: bool, reps: int
+             ) -> dict[str, Any]:
+    """The one child that times every matrix product the cases' models make at their batch sizes
+    (``Model.gemms``; the full batch is left out, as in :func:`jobs`), round by round."""
+    shapes = sorted({tuple(product) for job in cases if job["batch"] != "full"
+                     for per_layer in parse_model(job["model"]).gemms(int(job["batch"])) for product in per_layer})
     return {"kind": "gemms", "framework": "torch", "device": device, "threads": threads,
-            "shapes": [list(s) for s in shapes], "rounds": first.get("rounds", ROUNDS),
-            "sample_s": first.get("sample_s", SAMPLE_S)}
+            "shapes": [list(s) for s in shapes], "rounds": max(ROUNDS, reps),
+            "sample_s": QUICK_SAMPLE_S if quick else SAMPLE_S}
 
 
-def gemm_seconds(result: Mapping[str, Any]) -> dict[tuple[int, int, int], float]:
-    """``gemm_job``'s result as seconds per product, the median of its rounds, by shape."""
+def gemm_seconds(result: Mapping[str, Any]) -> dict[tuple, list[float]]:
+    """``gemm_job``'s result as each product's seconds, one per round, by ``Product``."""
     if result.get("error"):
         return {}
-    return {tuple(shape): statistics.median(t) for shape, t in zip(result["shapes"], result["times"])}
+    return {tuple(shape): list(t) for shape, t in zip(result["shapes"], result["times"])}
+
+
+def gemm_floor(gemm: Mapping[tuple, Sequence[float]] | None, products: Sequence[Product]) -> list[float]:
+    """Seconds the products take together at their own shapes, one sum per round (the products were
+    timed interleaved, so a round's sum is one sample of the whole); empty when one is missing."""
+    if not gemm or not products or any(p not in gemm for p in products):
+        return []
+    return [sum(r) for r in zip(*(gemm[p] for p in products))]
 
 
 def time_passes(passes: Sequence[Callable[[], None]], rounds: int, sample_s: float) -> list[list[float]]:
@@ -114,7 +125,7 @@ def _num(r: Mapping[str, Any], key: str) -> float:
 
 
 def rows(job: Mapping[str, Any], result: Mapping[str, Any], harness: Mapping[str, Any],
-         matmul: Mapping[str, Any], gemm: Mapping[tuple[int, int, int], float] | None = None
+         matmul: Mapping[str, Any], gemm: Mapping[tuple, Sequence[float]] | None = None
          ) -> list[dict[str, Any]]:
     """layers.csv's rows of one case: each block, all layers, the rest of the step and the step.
 
@@ -135,10 +146,9 @@ def rows(job: Mapping[str, Any], result: Mapping[str, Any], harness: Mapping[str
 
     products = model.gemms(batch)
 
-    def gemm_floor(start: int, end: int) -> float:
-        shapes = [shape for per_layer in products[start:end] for shape in per_layer]
-        known = gemm is not None and all(shape in gemm for shape in shapes)
-        return sum(gemm[shape] for shape in shapes) if known and shapes else math.nan
+    def floor_of(start: int, end: int) -> float:
+        sums = gemm_floor(gemm, [p for per_layer in products[start:end] for p in per_layer])
+        return statistics.median(sums) if sums else math.nan
 
     def row(block: Any, layers: str, flops: int, iv: Interval, gemm_s: float = math.nan) -> dict[str, Any]:
         floor = flops * batch / rate
@@ -155,10 +165,10 @@ def rows(job: Mapping[str, Any], result: Mapping[str, Any], harness: Mapping[str
         flops = sum(per_layer[start:end])
         diffs = [a - b for a, b in zip(samples, previous)]
         out.append(row(k + 1, Model(model.name, model.layers[start:end]).describe(), flops, median_ci(diffs),
-                       gemm_floor(start, end)))
+                       floor_of(start, end)))
         previous = samples
     whole = median_ci(times[-1])
-    everything = gemm_floor(0, len(model.layers))
+    everything = floor_of(0, len(model.layers))
     out.append(row(WHOLE, model.describe(), model.flops_per_sample(), whole, everything))
     if math.isfinite(step.est) and math.isfinite(whole.est):  # timed apart: each end takes the other's far end
         rest = Interval(step.est - whole.est, step.lo - whole.hi, step.hi - whole.lo, min(step.n, whole.n))

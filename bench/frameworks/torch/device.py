@@ -50,17 +50,22 @@ def matmul_rate(device: str, threads: int, reps: int) -> dict[str, Any]:
             "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_name()}
 
 
-def gemm_times(device: str, threads: int, shapes: list[list[int]], rounds: int, sample_s: float) -> dict[str, Any]:
-    """Seconds per fp32 product ``(m, k) @ (k, n)`` for each shape, the shapes interleaved round by
-    round as ``bench.perf.layers`` times the layers' passes (:func:`bench.perf.layers.time_passes`)."""
+def gemm_times(device: str, threads: int, shapes: list[list[Any]], rounds: int, sample_s: float) -> dict[str, Any]:
+    """Seconds per fp32 product for each ``[m, k, n, a_t, b_t]`` (``models.layers.Product``: an
+    operand flagged ``_t`` is a row-major array read transposed, as the backward pass reads it),
+    the products interleaved round by round as ``bench.perf.layers`` times the layers' passes
+    (:func:`bench.perf.layers.time_passes`)."""
     from bench.perf.layers import time_passes
 
     torch.set_num_threads(threads)
     dev = torch.device(device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 
-    def product(m: int, k: int, n: int) -> Any:
-        a, b = torch.randn(m, k, device=dev), torch.randn(k, n, device=dev)
+    def operand(rows: int, cols: int, transposed: bool) -> Any:
+        return torch.randn(cols, rows, device=dev).t() if transposed else torch.randn(rows, cols, device=dev)
+
+    def product(m: int, k: int, n: int, a_t: bool = False, b_t: bool = False) -> Any:
+        a, b = operand(m, k, a_t), operand(k, n, b_t)
 
         def one() -> None:
             torch.mm(a, b)
@@ -68,7 +73,6 @@ def gemm_times(device: str, threads: int, shapes: list[list[int]], rounds: int, 
         return one
 
     return {"shapes": shapes, "times": time_passes([product(*shape) for shape in shapes], rounds, sample_s)}
-
 
 if __name__ == "__main__":
     print(json.dumps(facts()), flush=True)
