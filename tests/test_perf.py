@@ -254,3 +254,21 @@ def test_gpu_check_runs_its_path_on_cpu(tmp_path: Path) -> None:
     assert (tmp_path / "gpu_runs.csv").is_file() and (tmp_path / "gpu_check.json").is_file()
     assert [ln for ln in proc.stdout.splitlines() if "JAX" in ln] == [
         next(ln for ln in proc.stdout.splitlines() if ln.startswith("[gpu-check] JAX left out: jax is not importable"))]
+
+
+def test_the_speed_section_says_only_the_figures_the_run_has(tmp_path: Path) -> None:
+    """naive=false: no '- naive torch' in the sentence; both floors where both were measured."""
+    from bench.results import write_csv
+
+    products = [p for per_layer in parse_model(MLP).gemms(32) for p in per_layer]
+    gemm = {p: [p.flops / 50e9] * 3 for p in products}
+    rows = build_rows([_case("harness", "torch", [2.0, 2.1, 1.9]), _case("harness", "jax", [1.0, 1.1, 0.9])],
+                      {"gflop": 100.0, "times": [1.0, 1.0, 1.0], "cpu_times": [1.0, 1.0, 1.0]}, "x", gemm)
+    (tmp_path / "perf").mkdir()
+    write_csv(tmp_path / "perf" / "perf.csv", rows, COLUMNS)
+    section = report_section(tmp_path)
+    assert section is not None
+    (best,) = [line for line in section.text.split("\n\n") if line.startswith("Batch 32")]
+    assert "naive" not in best and "Keras" not in best and "- " not in best, best
+    assert "FLOP floor, " in best and best.count("its products' floor") == 2, best
+    assert "2× [" in best and "torch eager" in best  # jax against torch, with its interval
