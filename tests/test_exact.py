@@ -20,7 +20,15 @@ from conftest import ROOT, compose_config
 from bench.data import as_float, load_dataset
 from bench.optimizers import NumpyStep, computed_rule, get_rule
 from bench.parity.compare import COLUMNS, compare, nudged, result_rows, verdict
-from bench.parity.exact import conv2d_forward, float64_trajectory, loss_and_grads, maxpool2d_forward, pads
+from bench.parity.exact import (
+    _forward,
+    conv2d_forward,
+    first_kink,
+    float64_trajectory,
+    loss_and_grads,
+    maxpool2d_forward,
+    pads,
+)
 from bench.parity.run import batch_plan, job_data, job_model, make_job, result_name
 from bench.parity.section import report_section
 from bench.results import write_csv
@@ -329,3 +337,61 @@ def test_sensitivity_tells_chaos_from_a_framework_gap() -> None:
     assert "as rounding allows" in verdict(job, [base, {**wide, "param_f64_ulp_start": 0.2}])
     assert "DIFFER beyond rounding" in verdict(job, [base, {**wide, "param_f64_ulp_start": 1e-6}])
     assert "DIFFER beyond rounding" in verdict(job, [base, wide])  # not measured: no excuse
+
+
+def test_first_kink_finds_the_decision_the_two_runs_take_apart() -> None:
+    """A conv bias moved just past one ReLU input's kink: that step, that layer, that one decision."""
+    model = MODELS["convnet"]
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0, 1, (15, 12 * 12 * 2)).astype(np.float32)
+    batches = [np.arange(0, 5), np.arange(5, 10), np.arange(10, 15)]
+    start = initial_weights(0, model)
+    ref = {name: np.stack([w.astype(np.float64)] * 4) for name, w in start.items()}  # after steps 0 to 3
+    assert first_kink(model, ref, ref, [0, 1, 2, 3], x, batches) is None  # the same weights decide alike
+    kinks: list = []
+    _forward(model, {n: w[2] for n, w in ref.items()}, x[batches[2]].astype(np.float64).reshape(5, 12, 12, 2),
+             "first", kinks)
+    layer, _, z = kinks[0]
+    assert layer == 1 and [k[0] for k in kinks] == [1, 4, 6, 7]  # the ReLUs and the max pools, in order
+    e = np.unravel_index(np.argmin(np.abs(z[..., 0])), z[..., 0].shape)
+    z_e = z[..., 0][e]
+    run = {name: w.copy() for name, w in ref.items()}
+    run["b1"][2, 0] -= z_e * (1 + 1e-6)  # the weights after step 2: channel 0's closest input crosses 0
+    hit = first_kink(model, run, ref, [0, 1, 2, 3], x, batches)
+    assert hit is not None and (hit["step"], hit["layer"], hit["count"]) == (3, 1, 1)
+    assert hit["margin_ref"] == pytest.approx(z_e) and np.sign(hit["margin_run"]) == -np.sign(z_e)
+    assert abs(hit["margin_run"]) < 1e-5 * abs(z_e) + 1e-15
+    # a step whose weights were not saved is not judged
+    assert first_kink(model, run, ref, [0, 1, 9, 3], x, batches) is None
+
+
+def test_a_kink_rounding_tipped_is_said_not_called_a_difference() -> None:
+    job = make_job("k", compose_config("optimizer=adam", "steps=3", config_name="parity"))
+    base = {"param_max_rel_diff": 0.0, "params_over_bound": 0, "param_forms_diff": 0.0,
+            "param_torch_vs_f64": 0.0, "param_tf_vs_f64": 0.0}
+    wide = {**base, "param_max_rel_diff": 4e-3, "params_over_bound": 5_000, "param_tf_vs_f64": 4e-3}
+    kink = {"kink_step": 2, "kink_framework": "tensorflow", "kink_layer": "relu at layer 3", "kink_decisions": 1,
+            "kink_margin_f64": -4e-7, "kink_margin_fw": 1.6e-6, "kink_gap_before": 7e-5}
+    said = verdict(job, [base, base, {**base, "param_max_rel_diff": 7e-5}, {**wide, **kink}])
+    assert said.startswith("agree until a kink: within 7.0e-05 of their scale until step 2, where tensorflow's")
+    assert "input -4.0e-07 from float64's weights, 1.6e-06 from tensorflow's" in said
+    pooled = verdict(job, [base, base, base, {**wide, **kink, "kink_layer": "maxpool2d at layer 3"}])
+    assert "lead of the window's maximum -4.0e-07" in pooled
+    # the pair already apart before the kink: the kink does not explain the gap
+    assert verdict(job, [base, base, base, {**wide, **kink, "kink_gap_before": 2e-3}]).startswith(
+        "DIFFER beyond rounding")
+
+
+def test_the_report_says_where_a_kink_parted_a_pair(tmp_path: Path) -> None:
+    job = make_job("k", compose_config("optimizer=adam", "steps=3", config_name="parity"))
+    base = {"param_max_rel_diff": 0.0, "params_over_bound": 0, "param_forms_diff": 0.0, "param_rel_to_moved": 0.0,
+            "param_torch_vs_f64": 0.0, "param_tf_vs_f64": 0.0, "loss_rel_diff": 0.0}
+    kink = {"kink_step": 2, "kink_framework": "tensorflow", "kink_layer": "relu at layer 3", "kink_decisions": 1,
+            "kink_margin_f64": -4e-7, "kink_margin_fw": 1.6e-6, "kink_gap_before": 7e-5}
+    rows = [{**base, "step": k} for k in range(3)] + [
+        {**base, "step": 3, "param_max_rel_diff": 4e-3, "params_over_bound": 5_000, "param_tf_vs_f64": 4e-3, **kink}]
+    write_csv(tmp_path / "parity" / f"{result_name(job)}.csv", result_rows(job, rows), COLUMNS)
+    section = report_section(tmp_path)
+    assert section is not None and list(section.table["agree (≤1e-4)"]) == ["until a kink (step 2)"]
+    assert "until step 2, where tensorflow's rounding put a ReLU input on the other side of zero" in section.text
+    assert "look for a bug" not in section.text

@@ -18,6 +18,10 @@
 * ``param_forms_diff``   the float64 runs of the two frameworks' formulas against each other:
                          0 when both compute the same formula (reference, SGD, momentum), the
                          effect of the formula alone for native RMSProp/Adam (Keras' ε).
+* ``kink_*``             on step N's row of a pair that parts with the same formula: the first step
+                         where either framework's weights decide a ReLU side or a max pool's element
+                         differently from its float64 run's (:func:`kink`), and how far apart the
+                         pair was just before; "agree until a kink" if that was within the bound.
 """
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ from threadpoolctl import threadpool_limits
 
 from bench.data import FLOATS, Dataset, as_float
 from bench.optimizers import METHODS, RESIDUAL, computed_rule
-from bench.parity.exact import float64_trajectory
+from bench.parity.exact import first_kink, float64_trajectory
 from bench.parity.run import batch_plan, job_model, label, lead_spec, member_framework, member_version
 
 TOLERANCE = 1e-4  # the claim: reference implementations agree to this after N steps (float32)
@@ -58,9 +62,11 @@ COLUMNS = (
     # Each side's version, and its loss and distance to float64 under the side's letter: two versions
     # of one framework have no columns of their own (the framework's own columns hold its project version).
     "version_a", "version_b", "loss_a", "loss_b", "param_a_vs_f64", "param_b_vs_f64",
+    *(KINK_COLUMNS := ("kink_step", "kink_framework", "kink_layer", "kink_decisions", "kink_margin_f64",
+                       "kink_margin_fw", "kink_gap_before")),  # on step N's row of a check that parts: see kink()
 )
 LATER_COLUMNS = ("model", "n_params", "param_f64_ulp_start", "version_a", "version_b", "loss_a", "loss_b",
-                 "param_a_vs_f64", "param_b_vs_f64")
+                 "param_a_vs_f64", "param_b_vs_f64", *KINK_COLUMNS)
 ULP_KEY = "float64 from a start one float32 rounding away"  # its float64 run in ``exact``
 
 
@@ -184,7 +190,29 @@ def compare(job: Mapping[str, Any], result: Mapping[str, Any], data: Dataset,
             if ULP_KEY in exact:
                 row["param_f64_ulp_start"] = param_diff(_at(exact[fa], i, names), _at(exact[ULP_KEY], i, names))[1]
         rows.append(row)
+    last = rows[-1]
+    if (last.get("param_max_rel_diff", 0) > TOLERANCE and last.get("param_forms_diff", 1) <= TOLERANCE
+            and rows[0].get("param_max_rel_diff") == 0):  # the same formula from the same start, and they part
+        last.update(kink(job, pair, result, exact, saved, x, batches, rows))
     return rows
+
+
+def kink(job: Mapping[str, Any], pair: Sequence[str], result: Mapping[str, Any], exact: Mapping[str, Any],
+         saved: Sequence[int], x: np.ndarray, batches: Sequence[np.ndarray],
+         rows: Sequence[Mapping[str, float]]) -> dict[str, Any]:
+    """The first step at which either framework's forward pass takes a decision (a ReLU's side, a
+    max pool's element) that its float64 run takes the other way (``exact.first_kink``), and how far
+    apart the pair was just before it: columns ``kink_*`` of step N's row, empty if there is none."""
+    model = job_model(job)
+    found = [(hit["step"], fw, hit) for fw in pair
+             if (hit := first_kink(model, result[fw], exact[fw], saved, x, batches)) is not None]
+    if not found:
+        return {}
+    step, fw, hit = min(found, key=lambda f: f[0])
+    where = f"{model.layers[hit['layer']].type} at layer {hit['layer'] + 1}"
+    return {"kink_step": step, "kink_framework": label(job, fw), "kink_layer": where,
+            "kink_decisions": hit["count"], "kink_margin_f64": hit["margin_ref"], "kink_margin_fw": hit["margin_run"],
+            "kink_gap_before": rows[step - 1].get("param_max_rel_diff", math.nan)}
 
 
 def result_rows(job: Mapping[str, Any], diffs: Sequence[Mapping[str, float]],
@@ -240,6 +268,15 @@ def verdict(job: Mapping[str, Any], diffs: Sequence[Mapping[str, float]], pair: 
         return (f"agree to float32 rounding: {rel:.1e} apart after {n} steps, in {over} of {n_params} weights "
                 f"beyond the bound; {exact}: rounding in gradients that cancel to almost zero, which the "
                 f"per-weight scaling of {rule} turns into full-size steps")
+    gap = last.get("kink_gap_before", math.nan)
+    if gap <= TOLERANCE:  # not NaN: a kink was found, with the pair within the bound until then
+        what = "input" if "relu" in str(last["kink_layer"]) else "lead of the window's maximum"
+        return (f"agree until a kink: within {gap:.1e} of their scale until step {int(last['kink_step'])}, where "
+                f"{last['kink_framework']}'s weights put {int(last['kink_decisions'])} decision(s) of the "
+                f"{last['kink_layer']} on the other side from float64's (the closest: {what} "
+                f"{last['kink_margin_f64']:.1e} from float64's weights, {last['kink_margin_fw']:.1e} from "
+                f"{last['kink_framework']}'s, both in float64 arithmetic); rounding decided it, and the steps after "
+                f"it part: {rel:.1e} apart after {n} steps in {over} of {n_params} weights; {exact}")
     return (f"DIFFER beyond rounding: {rel:.1e} apart after {n} steps in {over} of {n_params} weights, with the "
             f"same formula on both sides; {exact}")
 

@@ -146,9 +146,12 @@ def _param_names(model: Model) -> dict[int, tuple[str, str]]:
     return {i: (ws[0], ws[1]) for i, ws in names.items()}
 
 
-def _pass(model: Model, params: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray, n_total: int,
-          ties: str) -> tuple[float, dict[str, np.ndarray]]:
-    """Summed loss / n_total and the gradients of that, for one chunk ``x`` [n, H, W, C] of the batch."""
+def _forward(model: Model, params: Mapping[str, np.ndarray], x: np.ndarray, ties: str,
+             kinks: list[tuple[int, np.ndarray, np.ndarray]] | None = None) -> tuple[np.ndarray, list[Any]]:
+    """The logits of ``x`` [n, H, W, C] and what each layer's backward step needs. With ``kinks`` a
+    list, each decision the pass takes is appended to it as ``(layer index, choice, margin)``: a
+    ReLU's ``input > 0`` and the input itself, a max pool's choice in each window and its lead over
+    the runner-up."""
     names = _param_names(model)
     a = x
     caches: list[Any] = []
@@ -160,6 +163,8 @@ def _pass(model: Model, params: Mapping[str, np.ndarray], x: np.ndarray, y: np.n
             a = a @ w + b
         elif kind == "relu":
             caches.append(a > 0)  # no gradient at 0
+            if kinks is not None:
+                kinks.append((i, caches[-1], a))
             a = np.maximum(a, 0.0)
         elif kind == "tanh":
             a = np.tanh(a)
@@ -172,10 +177,23 @@ def _pass(model: Model, params: Mapping[str, np.ndarray], x: np.ndarray, y: np.n
             a, cols = conv2d_forward(a, w, b, layer["stride"], pads(layer))
             caches.append(cols)
         elif kind == "maxpool2d":
+            if kinks is not None:
+                win = _windows(a, layer["size"], layer["stride"])
+                top = np.sort(win.reshape(*win.shape[:4], -1), axis=-1)
             a, arg = maxpool2d_forward(a, layer["size"], layer["stride"], ties)
             caches.append(arg)
+            if kinks is not None:
+                kinks.append((i, arg, top[..., -1] - top[..., -2]))
         else:
             raise ValueError(f"layer type {kind!r} has no float64 reference")
+    return a, caches
+
+
+def _pass(model: Model, params: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray, n_total: int,
+          ties: str) -> tuple[float, dict[str, np.ndarray]]:
+    """Summed loss / n_total and the gradients of that, for one chunk ``x`` [n, H, W, C] of the batch."""
+    names = _param_names(model)
+    a, caches = _forward(model, params, x, ties)
     # Mean softmax cross-entropy of the logits, and its gradient, over the whole batch (n_total).
     z = a
     zmax = z.max(axis=1, keepdims=True)
@@ -264,3 +282,40 @@ def float64_trajectory(start: Mapping[str, np.ndarray], x: np.ndarray, y: np.nda
             for name in names:
                 snaps[name].append(theta[name])
     return {name: np.stack(ws) for name, ws in snaps.items()}
+
+
+def first_kink(model: Model, run: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray], saved: Sequence[int],
+               x: np.ndarray, batches: Sequence[np.ndarray]) -> dict[str, Any] | None:
+    """The first step whose forward pass the parameters of ``run`` and of ``ref`` (each stacked as the
+    parity workers save them, at the steps in ``saved``) decide differently, both evaluated in float64
+    on that step's batch: a ReLU input on the other side of 0, or a max pool choosing another element.
+    Rounding can tip such a decision when the two runs are within rounding of each other, and the
+    steps after it then part for a reason no arithmetic can remove. ``None`` if none differs.
+
+    Returns the step, the layer's index, how many decisions differ, and for the one closest to its
+    kink in ``ref`` its margin from each side's parameters (the ReLU input; the max's lead over the
+    runner-up)."""
+    index = {step: i for i, step in enumerate(saved)}
+    names = model.param_names
+    image = any(layer.type in ("conv2d", "maxpool2d") for layer in model.layers)
+    for t, idx in enumerate(batches, 1):
+        if t - 1 not in index:
+            continue
+        xb = x[idx].astype(np.float64).reshape(len(idx), *model.layers[0].in_shape)
+        chunk = max(1, CHUNK_BYTES // _work_bytes(model)) if image else len(xb)
+        sides = []
+        for params in (run, ref):
+            at = {name: np.asarray(params[name][index[t - 1]], np.float64) for name in names}
+            parts: list[list[tuple[int, np.ndarray, np.ndarray]]] = []
+            for s in range(0, len(xb), chunk):
+                parts.append([])
+                _forward(model, at, xb[s:s + chunk], "first", parts[-1])
+            sides.append([(i, np.concatenate([p[k][1] for p in parts]), np.concatenate([p[k][2] for p in parts]))
+                          for k, (i, _, _) in enumerate(parts[0])])
+        for (layer, mine, mine_margin), (_, theirs, their_margin) in zip(*sides):
+            differ = mine != theirs
+            if differ.any():
+                closest = np.unravel_index(np.argmin(np.where(differ, np.abs(their_margin), np.inf)), differ.shape)
+                return {"step": t, "layer": layer, "count": int(differ.sum()),
+                        "margin_ref": float(their_margin[closest]), "margin_run": float(mine_margin[closest])}
+    return None

@@ -8,7 +8,17 @@ from typing import Any
 from bench import envs
 from bench.frameworks import BASE, FRAMEWORKS, NAMES
 from bench.optimizers import METHODS, RESIDUAL
-from bench.parity.compare import BOUND, COLUMNS, LATER_COLUMNS, PAIR, TOLERANCE, f64_key, isolated, pairs
+from bench.parity.compare import (
+    BOUND,
+    COLUMNS,
+    KINK_COLUMNS,
+    LATER_COLUMNS,
+    PAIR,
+    TOLERANCE,
+    f64_key,
+    isolated,
+    pairs,
+)
 from bench.report.groups import method_rank
 from bench.report.sections import ReportSection
 from bench.spec import conf_group
@@ -49,6 +59,8 @@ def _summary(csv_path: Path) -> dict[str, Any] | None:
     for key in ("params_over_bound", "param_rel_to_moved", "param_torch_vs_f64", "param_tf_vs_f64",
                 "param_jax_vs_f64", "param_forms_diff"):
         out[key] = at.at[n, key]
+    for key in KINK_COLUMNS:  # written since kinks are looked for; NaN/None before, or without one
+        out[key] = at.at[n, key] if key in at.columns else None
     out.update(pair=pair_label(first), a_vs_f64=_side(at, n, "a", first["framework_a"]),
                b_vs_f64=_side(at, n, "b", first["framework_b"]))
     out.update({k: first.get(k) if isinstance(first.get(k), str) else None
@@ -81,8 +93,12 @@ def _display(summary) -> Any:
         return " · ".join(model + [f"bs {r['batch']}", f"seed {r['seed']}", f"N {r['n']}", r["dataset"]]
                           + [e for e in extra if e])
 
-    return summary.assign(setup=summary.apply(setup, axis=1), agree=(summary["param@N"] <= TOLERANCE).map(
-        {True: "yes", False: "no"}))[
+    def agree(r: Mapping[str, Any]) -> str:
+        if r["param@N"] <= TOLERANCE:
+            return "yes"
+        return f"until a kink (step {int(r['kink_step'])})" if _kinked(r) else "no"
+
+    return summary.assign(setup=summary.apply(setup, axis=1), agree=summary.apply(agree, axis=1))[
         ["optimizer", "impl", "pair", "setup", "loss@1", "loss@10", "loss@N", "param@1", "param@10", "param@N",
          "params_over_bound", "param_torch_vs_f64", "param_tf_vs_f64", "param_jax_vs_f64", "param_forms_diff",
          "agree"]
@@ -138,6 +154,21 @@ def _figure(csv_paths: Sequence[Path], out: Path) -> Path | None:
     return out
 
 
+def _kinked(r: Mapping[str, Any]) -> bool:
+    """The pair was within the bound until a decision rounding tipped (``compare.kink``)."""
+    gap = r.get("kink_gap_before")
+    return gap is not None and gap == gap and float(gap) <= TOLERANCE
+
+
+def _kink_words(r: Mapping[str, Any]) -> str:
+    what = ("put a ReLU input on the other side of zero" if "relu" in str(r["kink_layer"])
+            else "made a max pool choose another element")
+    return (f"They agree (within {float(r['kink_gap_before']):.1e}) until step {int(r['kink_step'])}, where "
+            f"{r['kink_framework']}'s rounding {what} (the {r['kink_layer']}; from float64's weights the same input "
+            f"is {float(r['kink_margin_f64']):.1e}): a kink decided by rounding, after which the steps part. No "
+            "float32 implementation is safe from that; it is not a different computation.")
+
+
 def _words(summary) -> str:
     """The explanation, worded from the numbers in ``summary`` (one row per parity CSV)."""
     paras = [
@@ -175,7 +206,7 @@ def _words(summary) -> str:
                    "rounding changes it by percents, and the per-weight scaling of RMSProp/Adam turns that into "
                    "a full-size step. The bound holds for most seeds, not for every one."
                    if r["params_over_bound"] <= isolated(r["n_params"])
-                   else "That is more than rounding: look for a bug."))
+                   else _kink_words(r) if _kinked(r) else "That is more than rounding: look for a bug."))
     native = shared[shared["impl"] == "native"]
     for _, r in native.iterrows():
         rule = METHODS[r["optimizer"]].rule if r["optimizer"] in METHODS else ""
@@ -195,7 +226,8 @@ def _words(summary) -> str:
         else:
             how = " (with lr·(1−β) for the tutorial's EMA momentum)" if rule == "momentum" else ""
             paras.append(f"Native {r['optimizer']} ({r['pair']}{_model_tag(r)}): {r['param@N']:.1e} apart after "
-                         f"{r['n']} steps{versus}; the built-in optimizers compute the tutorial's update here{how}.")
+                         f"{r['n']} steps{versus}; the built-in optimizers compute the tutorial's update here{how}."
+                         + (" " + _kink_words(r) if r["param@N"] > TOLERANCE and _kinked(r) else ""))
     for _, r in summary[summary["init"] == "native"].iterrows():
         paras.append(
             f"init=native ({r['optimizer']}, {r['impl']}): each framework's own default initialisation; the "
