@@ -15,13 +15,13 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from bench.cli import entry, one_line
+from bench.cli import check_hydra_argv, entry, one_line
 from bench.exits import EXIT_BAD_INPUT, BadInput
 from bench.options import conf_help
 from bench.run.launch import SWEEP_PID_ENV, objective_value, run_job, stop_sweep_processes
 from bench.run.slurm import UncompletedJobError, lost_job_line
 from bench.run.sweep import SweepProgress, apply_tuning_defaults, current_sweeper, is_tuning, mark_interrupted
-from bench.spec import BOOKKEEPING, CONF_DIR, conf_groups
+from bench.spec import BOOKKEEPING
 
 _result: list[int] = []
 # --help (conf/hydra/help/optbench.yaml) lists the groups and keys from conf/config.yaml's comments.
@@ -42,12 +42,15 @@ def _main(cfg: DictConfig) -> int | float:
 
 
 def expand_seeds(argv: list[str]) -> list[str]:
-    """``seeds=N`` -> ``seed=range(N)`` in a sweep (``-m`` added if missing)."""
+    """``seeds=N`` -> ``seed=range(N)`` in a sweep (``-m`` added if missing); N is at least 1."""
     out, sweep = [], False
     for arg in argv:
-        match = re.fullmatch(r"seeds=(\d+)", arg)
-        if match:
-            out.append(f"seed=range({int(match.group(1))})")
+        key, eq, value = arg.partition("=")
+        if eq and key == "seeds":
+            if not re.fullmatch(r"\d+", value.strip()) or int(value) < 1:
+                raise BadInput(f"seeds={value}: give how many seeds to run, a whole number >= 1 "
+                               "(seeds=3 runs seeds 0, 1, 2; seed=a,b runs chosen ones)")
+            out.append(f"seed=range({int(value)})")
             sweep = True
         else:
             out.append(arg)
@@ -87,33 +90,10 @@ def _raised_by_hydra(exc: BaseException) -> bool:
     return module == "hydra" or module.startswith("hydra.")
 
 
-def check_group_overrides(argv: list[str]) -> None:
-    """A config group takes one name (or a sweep of names): ``data=[1,2]`` would reach Hydra's
-    defaults code as a list and crash there, so it is refused here, in one line."""
-    groups = conf_groups()
-    for arg in argv:
-        key, eq, value = arg.lstrip("+~").partition("=")
-        if eq and key in groups and value.strip()[:1] in ("[", "{"):
-            choices = sorted(p.stem for p in (CONF_DIR / key).glob("*.yaml"))
-            raise BadInput(f"{key}={value}: a config group takes one name, one of {', '.join(choices)} "
-                           f"(sweep several with -m {key}=a,b)")
-
-
-def check_cfg_request(argv: list[str]) -> None:
-    """``--cfg hydra --resolve`` cannot work: Hydra resolves its own node apart from the job's keys,
-    and its run and sweep folders point at ``results_dir``. Said in one line, with what works."""
-    words = [w for arg in argv for w in (arg.split("=", 1) if arg.startswith("--cfg=") else [arg])]
-    asked = {words[i + 1] for i, w in enumerate(words[:-1]) if w in ("--cfg", "-c")}
-    if "hydra" in asked and ("--resolve" in words):
-        raise BadInput("--cfg hydra --resolve: Hydra resolves its own settings without the job's keys, and its "
-                       "folders point at results_dir; use --cfg all --resolve (or --cfg hydra without --resolve)")
-
-
 def _run() -> int:
     os.environ[SWEEP_PID_ENV] = str(os.getpid())  # local sweep workers (joblib, submitit_local) die with us
     sys.argv[1:] = expand_seeds(sys.argv[1:])
-    check_group_overrides(sys.argv[1:])
-    check_cfg_request(sys.argv[1:])
+    check_hydra_argv(sys.argv[1:])
     try:
         _main()
     except ValueError as exc:

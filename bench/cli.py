@@ -26,6 +26,14 @@ def _config_errors() -> tuple[type[BaseException], ...]:
     return (HydraException, OmegaConfBaseException)
 
 
+def _yaml_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from yaml import YAMLError
+    except ImportError:
+        return ()
+    return (YAMLError,)
+
+
 def one_line(exc: BaseException) -> str:
     """Hydra's and OmegaConf's multi-line messages as one line (choices kept, search path dropped)."""
     parts: list[str] = []
@@ -45,6 +53,32 @@ def one_line(exc: BaseException) -> str:
             if line not in parts and not line.startswith("To append to your config"):  # we refuse new keys
                 parts.append(line.rstrip("."))
     return "; ".join(parts)
+
+
+def check_hydra_argv(argv: list[str]) -> None:
+    """What the Hydra apps (``bench``, ``bench.parity``) refuse before Hydra sees it, in one line each:
+    a config group given a list (``data=[1,2]`` would crash Hydra's defaults code), a group deleted
+    (``~optimizer``: every run needs one), an empty or null ``results_dir`` (Hydra would write its
+    folders at the filesystem's root and the run in the current folder), and ``--cfg hydra
+    --resolve``, which cannot work: Hydra resolves its own node without the job's keys."""
+    from bench.spec import CONF_DIR, conf_groups, parse_scalar
+
+    groups = conf_groups()
+    for arg in argv:
+        key, eq, value = arg.lstrip("+~").partition("=")
+        if eq and key in groups and value.strip()[:1] in ("[", "{"):
+            choices = sorted(p.stem for p in (CONF_DIR / key).glob("*.yaml"))
+            raise BadInput(f"{key}={value}: a config group takes one name, one of {', '.join(choices)} "
+                           f"(sweep several with -m {key}=a,b)")
+        if arg.startswith("~") and key in groups:
+            raise BadInput(f"{arg}: a run cannot do without its {key} group; choose one with {key}=NAME")
+        if eq and key == "results_dir" and (not value.strip() or parse_scalar(value) is None):
+            raise BadInput(f"results_dir={value}: give a folder (the default is results)")
+    words = [w for arg in argv for w in (arg.split("=", 1) if arg.startswith("--cfg=") else [arg])]
+    asked = {words[i + 1] for i, w in enumerate(words[:-1]) if w in ("--cfg", "-c")}
+    if "hydra" in asked and "--resolve" in words:
+        raise BadInput("--cfg hydra --resolve: Hydra resolves its own settings without the job's keys, and its "
+                       "folders point at results_dir; use --cfg all --resolve (or --cfg hydra without --resolve)")
 
 
 def error(message: str) -> int:
@@ -68,6 +102,8 @@ def entry(main: Callable[[], int | None], on_interrupt: Callable[[], str] | None
         return error(str(exc))
     except _config_errors() as exc:
         return error(one_line(exc))
+    except _yaml_errors() as exc:  # a conf file (a user's model on hydra.searchpath) that is not YAML
+        return error(f"a config file is not valid YAML: {one_line(exc)}")
     except OSError as exc:
         return error(f"cannot write {exc.filename or ''}: {exc.strerror or exc}; choose a writable results_dir")
     except KeyboardInterrupt:

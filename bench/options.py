@@ -18,6 +18,7 @@ torch and numpy.
 from __future__ import annotations
 
 import math
+import os
 import textwrap
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,34 @@ WIDTH = 100
 def text(key: str, raw: str) -> str | None:
     """A string as written (a path, a name): never turned into a number; null/none/~ or empty mean none."""
     return None if parse_scalar(raw) is None else raw.strip().strip("'\"")
+
+
+def pathname(key: str, raw: str) -> str:
+    """A file or folder: never empty or null (an empty path would silently mean the current folder)."""
+    value = raw.strip().strip("'\"")
+    if not value or parse_scalar(raw) is None:
+        raise BadInput(f"{key}={raw}: give a path")
+    return value
+
+
+def optional_pathname(key: str, raw: str) -> str | None:
+    """A path, or ``null`` for the key's documented default; an empty value is refused, not read as null."""
+    if not raw.strip().strip("'\""):
+        raise BadInput(f"{key}=: give a path, or {key}=null for the default")
+    return None if parse_scalar(raw) is None else pathname(key, raw)
+
+
+def writable_folder(key: str, folder: str | os.PathLike) -> Path:
+    """``folder``, created if missing; BadInput naming ``key`` when it cannot be, before any work."""
+    where = Path(folder)
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+        if not os.access(where, os.W_OK):
+            raise PermissionError(13, "not writable", str(where))
+    except OSError as exc:
+        raise BadInput(f"{key}={folder}: cannot write there ({exc.strerror or exc}); choose a folder you can "
+                       "write to") from None
+    return where
 
 
 def boolean(key: str, raw: str) -> bool:
@@ -83,7 +112,10 @@ def choice(*allowed: str) -> Kind:
 def names(allowed: Collection[str], empty: bool = False) -> Kind:
     """A comma-separated list of names from ``allowed``; an empty list only with ``empty``."""
     def parse(key: str, raw: str) -> list[str]:
-        items = [v.strip() for v in (text(key, raw) or "").split(",") if v.strip()]
+        parts = [v.strip() for v in (text(key, raw) or "").split(",")]
+        items = [v for v in parts if v]
+        if len(items) < len(parts) and len(parts) > 1:
+            raise BadInput(f"{key}={raw}: an empty name between commas")
         bad = [v for v in items if v not in allowed]
         if bad or (not items and not empty):
             raise BadInput(f"{key}={raw}: a comma-separated list of {', '.join(allowed)}")

@@ -45,7 +45,7 @@ THREADS_MAX = 1024  # beyond any machine's cores; a bigger count is a typo
 LANES_MAX = 1024  # jobs and runs_per_gpu
 
 
-def _int(name: str, value: Any, minimum: int | None = None, maximum: int = INT_MAX) -> int:
+def check_int(name: str, value: Any, minimum: int | None = None, maximum: int = INT_MAX) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise BadInput(f"{name} must be an integer, got {_short(value)}")
     if minimum is not None and value < minimum:
@@ -55,7 +55,7 @@ def _int(name: str, value: Any, minimum: int | None = None, maximum: int = INT_M
     return value
 
 
-def _bool(name: str, value: Any) -> bool:
+def check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise BadInput(f"{name} must be true or false, got {_short(value)}")
     return value
@@ -217,10 +217,10 @@ def build_spec(cfg: Mapping[str, Any]) -> dict[str, Any]:
     if batch is None:
         batch = opt.get("batch_size")
     if batch != "full":
-        batch = _int("batch_size", batch, 1)
+        batch = check_int("batch_size", batch, 1)
     for key, least in (("limit_train", 1), ("limit_test", 1), ("val_size", 0)):
         if data.get(key) is not None:  # a limit is at least 1; null means no limit
-            _int(f"data.{key}", data[key], least)
+            check_int(f"data.{key}", data[key], least)
 
     spec = {
         "framework": fw,
@@ -228,23 +228,23 @@ def build_spec(cfg: Mapping[str, Any]) -> dict[str, Any]:
         "data": data,
         "model": model,
         "batch_size": batch,
-        "epochs": _int("epochs", cfg.get("epochs"), 1),
-        "seed": _int("seed", cfg.get("seed"), 0, SEED_MAX),
+        "epochs": check_int("epochs", cfg.get("epochs"), 1),
+        "seed": check_int("seed", cfg.get("seed"), 0, SEED_MAX),
         "device": resolve_device(_choice("device", cfg.get("device"), DEVICES)),
         "device_requested": cfg.get("device"),
-        "threads": _int("threads", cfg.get("threads"), 1, THREADS_MAX),
+        "threads": check_int("threads", cfg.get("threads"), 1, THREADS_MAX),
         "mode": _choice("mode", cfg.get("mode"), MODES),
         "init": _choice("init", cfg.get("init"), INITS),
-        "deterministic": _bool("deterministic", cfg.get("deterministic", True)),
+        "deterministic": check_bool("deterministic", cfg.get("deterministic", True)),
         "precision": _choice("precision", cfg.get("precision", "fp32"), PRECISIONS),
-        "step_log_points": _int("step_log_points", cfg.get("step_log_points", 200), 1),
+        "step_log_points": check_int("step_log_points", cfg.get("step_log_points", 200), 1),
         "progress": _choice("progress", cfg.get("progress", "auto"), ("auto", "bar", "lines", "none")),
         "diverge_factor": _diverge_factor(cfg.get("diverge_factor", LATER_KEYS["diverge_factor"])),
-        "min_steps": _int("min_steps", cfg.get("min_steps", LATER_KEYS["min_steps"]), 0),
+        "min_steps": check_int("min_steps", cfg.get("min_steps", LATER_KEYS["min_steps"]), 0),
     }
-    _int("jobs", cfg.get("jobs", 1), 1, LANES_MAX)
-    _int("runs_per_gpu", cfg.get("runs_per_gpu", 1), 1, LANES_MAX)
-    _bool("force", cfg.get("force", False))
+    check_int("jobs", cfg.get("jobs", 1), 1, LANES_MAX)
+    check_int("runs_per_gpu", cfg.get("runs_per_gpu", 1), 1, LANES_MAX)
+    check_bool("force", cfg.get("force", False))
     python = fw.get("python")
     if python is not None and not (isinstance(python, str) and shutil.which(python)):
         shown = python if isinstance(python, str) else _short(python)

@@ -39,7 +39,6 @@ from matplotlib.figure import Figure
 
 from bench import frameworks
 from bench.cli import entry
-from bench.exits import BadInput
 from bench.optimizers import METHODS, NumpyStep, get_rule, required_hparams
 from bench.run import proc
 from bench.spec import conf_group
@@ -350,24 +349,20 @@ def build_toy(out_dir: Path, frameworks: Sequence[str] = FRAMEWORKS,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from bench.options import Option, Options
+    from bench.options import Option, Options, names, pathname, writable_folder
 
     options = Options("python -m bench.toy", """The tutorial's toy, for real: each method's path on
         the loss x² (start 10, η 0.1, 20 iterations) with real sampling noise, and on a Rosenbrock
         surface, computed with numpy from the tutorial's formulas and with each framework's
         optimizers (native and reference), each framework in a child process of its own. Writes
         trajectories.csv, surface.csv and the figures to `out`.""", {
-        "out": Option("results/toy", "output folder"),
-        "frameworks": Option(",".join(FRAMEWORKS), "frameworks to run besides numpy, comma-separated "
-                             "(empty: numpy only)"),
+        "out": Option("results/toy", "output folder", pathname),
+        "frameworks": Option(list(FRAMEWORKS), "frameworks to run besides numpy, comma-separated "
+                             "(empty: numpy only)", names(FRAMEWORKS, empty=True)),
     })
     args = options.parse(sys.argv[1:] if argv is None else argv)
-    frameworks = [f.strip() for f in (args["frameworks"] or "").split(",") if f.strip()]
-    unknown = [f for f in frameworks if f not in FRAMEWORKS]
-    if unknown:
-        raise BadInput(f"unknown framework {unknown[0]!r}; choose from {', '.join(FRAMEWORKS)}")
-    out = Path(args["out"] or "results/toy")
-    build_toy(out, frameworks)
+    out = writable_folder("out", args["out"])  # before the paths are computed, not after
+    build_toy(out, args["frameworks"])
     print(f"toy: {out / 'trajectories.csv'} and figures in {out}")
     return 0
 

@@ -14,7 +14,13 @@ with seed 0 reuses the tuning trial itself. This module imports neither framewor
 
 ``python -m bench.tuning lrs results_dir=<dir> framework=<fw> optimizer=<method>`` (or the three
 values in this order, without their names) prints ``best,default`` (the values for the re-run's
-``optimizer.lr=`` sweep); ``--help`` lists the keys.
+``optimizer.lr=`` sweep); ``--help`` lists the keys. An empty ``results_dir=`` is refused (exit 2),
+never read as the default.
+
+A finished run whose ``metrics.csv`` or ``run.json`` is damaged (unreadable, a column missing, a cell
+that is not a number, a truncated last row) is skipped with a warning that names the file, as the
+report skips it (``bench.report.load.read_metrics`` reads both): ``lrs`` prints each warning on stderr
+and answers from the other runs; the report's section lists them under its table.
 """
 from __future__ import annotations
 
@@ -26,7 +32,8 @@ import pandas as pd
 
 from bench.cli import entry
 from bench.exits import BadInput
-from bench.options import Option, Options, choice
+from bench.options import Option, Options, choice, pathname
+from bench.report.load import read_metrics
 from bench.report.sections import ReportSection
 from bench.results import FINISHED, read_json
 from bench.spec import conf_group
@@ -39,25 +46,37 @@ def default_lr(optimizer: str) -> float:
     return float(conf_group("optimizer", optimizer)["lr"])
 
 
-def final_rows(results_dir: Path) -> pd.DataFrame:
+def final_rows(results_dir: Path, warnings: list[str] | None = None) -> pd.DataFrame:
     """One row per finished run that measured a validation split: its last epoch.
 
     A diverged run scores 0 validation accuracy (it is a result, and the worst one) and NaN
-    test accuracy, so it can win no comparison and is never averaged in as a number.
+    test accuracy, so it can win no comparison and is never averaged in as a number. A damaged
+    run is skipped; ``warnings`` (when given) gets a line naming its file and what is wrong.
     """
+    said = [] if warnings is None else warnings
     rows = []
     for folder in sorted((Path(results_dir) / "runs").glob("*/")):
-        info = read_json(folder / "run.json") or {}
+        info = read_json(folder / "run.json")
+        if info is None:
+            if (folder / "run.json").exists():
+                said.append(f"skipped {folder / 'run.json'}: unreadable JSON")
+            continue
         if info.get("status") not in FINISHED or not (folder / "metrics.csv").is_file():
             continue
-        try:
-            df = pd.read_csv(folder / "metrics.csv")
-        except (OSError, ValueError):
+        df, why = read_metrics(folder / "metrics.csv")  # the report's reader: typed, partial files refused
+        if df is None:
+            said.append(f"skipped {folder / 'metrics.csv'}: {why}")
             continue
-        if df.empty or "val_acc" not in df or not pd.notna(pd.to_numeric(df["val_acc"], errors="coerce").iloc[0]):
+        if "val_acc" not in df or not pd.notna(df["val_acc"].iloc[0]):
             continue  # no validation split: not a tuning run
         last = df.iloc[-1]
         diverged = info["status"] == "diverged"
+        unreadable = [k for k in ("lr", "seed", "batch_size", *(() if diverged else ("val_acc",)))
+                      if not math.isfinite(last[k])]
+        if unreadable:
+            said.append(f"skipped {folder / 'metrics.csv'}: partial (last epoch's {', '.join(unreadable)} "
+                        "not a number)")
+            continue
         rows.append({
             **{k: last[k] for k in TUNE_KEYS}, "lr": float(last["lr"]), "seed": int(last["seed"]),
             "status": info["status"], "epochs": int(df["epoch"].max()),
@@ -114,7 +133,8 @@ def tuned_vs_default(final: pd.DataFrame) -> pd.DataFrame:
 
 def report_section(results_dir: Path) -> ReportSection | None:
     """The report's "Tuned vs default" section; None when no run measured a validation split."""
-    final = final_rows(results_dir)
+    skipped: list[str] = []
+    final = final_rows(results_dir, skipped)
     if final.empty:
         return None
     table = tuned_vs_default(final)
@@ -129,6 +149,8 @@ def report_section(results_dir: Path) -> ReportSection | None:
     if len(missing):
         text += (f"\n\n{len(missing)} row(s) lack re-runs with several seeds at the best or the default lr: "
                  "run `make tune` (or the re-run step) to fill them in.")
+    if skipped:
+        text += f"\n\n{len(skipped)} damaged run(s) left out: " + "; ".join(skipped) + "."
     return ReportSection("Tuned vs default learning rate", text, table)
 
 
@@ -139,7 +161,8 @@ OPTIONS = Options(
     framework x method: the values of the re-run's optimizer.lr= sweep.""",
     {
         "command": Option("lrs", "what to print: lrs (the only one)", choice("lrs")),
-        "results_dir": Option("results", "the folder whose runs/ hold the tuning runs"),
+        "results_dir": Option("results", "the folder whose runs/ hold the tuning runs (a damaged run is "
+                              "skipped with a warning on stderr)", pathname),
         "framework": Option(None, "the framework tuned (torch, tensorflow, jax)", required=True),
         "optimizer": Option(None, "the method tuned (a conf/optimizer/ name)", required=True),
     },
@@ -149,8 +172,11 @@ OPTIONS = Options(
 
 def main(argv: list[str] | None = None) -> int:
     args = OPTIONS.parse(sys.argv[1:] if argv is None else argv)
-    framework, optimizer, results_dir = args["framework"], args["optimizer"], Path(args["results_dir"] or "results")
-    final = final_rows(results_dir)
+    framework, optimizer, results_dir = args["framework"], args["optimizer"], Path(args["results_dir"])
+    skipped: list[str] = []
+    final = final_rows(results_dir, skipped)
+    for line in skipped:
+        print(f"warning: {line}", file=sys.stderr, flush=True)
     best = best_lrs(final) if not final.empty else final
     if not best.empty:
         best = best[(best["framework"] == framework) & (best["optimizer"] == optimizer)]

@@ -148,6 +148,45 @@ def test_cli_refuses_an_unknown_key_in_one_line(module: str, tmp_path) -> None:
     assert "--help" in line
 
 
+# Each command's folder keys: an empty value would mean the current folder (and, for the Hydra apps,
+# Hydra's own folders at the filesystem's root), so it is refused, never read as the default.
+FOLDER_KEYS = [("bench", "results_dir"), ("bench.parity", "results_dir"), ("bench.timing", "results_dir"),
+               ("bench.scaling", "results_dir"), ("bench.perf", "results_dir"), ("bench.report", "results_dir"),
+               ("bench.report", "out"), ("bench.toy", "out"), ("bench.perf.gpu_check", "out"),
+               ("bench.tuning", "results_dir"), ("bench.report.compare", "a")]
+
+
+@pytest.mark.parametrize("module, key", FOLDER_KEYS)
+def test_cli_refuses_an_empty_folder_in_one_line(module: str, key: str, tmp_path) -> None:
+    here = tmp_path / "here"
+    here.mkdir()
+    proc = run_cli(f"{key}=", module=module, env=no_framework_env(tmp_path), timeout=120, cwd=here)
+    assert_one_line_error(proc, f"{key}=")
+    assert list(here.iterdir()) == []  # nothing written where it was run
+
+
+@pytest.mark.parametrize("module, args, needle", [
+    ("bench.timing", ["contention_threshold=2"], "contention_threshold must be in (0, 1]"),
+    ("bench.scaling", ["contention_threshold=1.5"], "contention_threshold must be in (0, 1]"),
+    ("bench.report", ["baseline=nope"], "baseline=nope: choose one of torch"),
+    ("bench.perf.gpu_check", ["device=cpu", "perf_args=bogus=1"], "perf_args: unknown key 'bogus'"),
+    ("bench.perf.gpu_check", ["device=cpu", "perf_args=model=lenet5"], "perf_args: model is set by gpu-check"),
+    ("bench.scaling", ["models=mlp,,lenet5"], "an empty name between commas"),
+])
+def test_cli_refuses_a_bad_value_before_any_work(module: str, args: list[str], needle: str, tmp_path) -> None:
+    proc = run_cli(*args, module=module, env=no_framework_env(tmp_path), timeout=120)
+    assert_one_line_error(proc, needle)
+
+
+def test_a_drift_allowance_of_0_is_accepted_as_documented(tmp_path) -> None:
+    """0 means 'the pass's own spread only' (--help says so): refused before, accepted now. A bad key
+    given last stops each command before any work, after the drift keys were read."""
+    env = no_framework_env(tmp_path)
+    for module in ("bench.timing", "bench.scaling"):
+        proc = run_cli("drift_time=0", "drift_ratio=0", "nosuchkey=1", module=module, env=env, timeout=120)
+        assert_one_line_error(proc, "unknown key 'nosuchkey'")
+
+
 def test_old_flags_are_refused_with_the_key_to_write_instead(tmp_path) -> None:
     proc = run_cli("--out", str(tmp_path), module="bench.toy", env=no_framework_env(tmp_path))
     assert_one_line_error(proc, "write out=")

@@ -245,6 +245,9 @@ def test_in_float64_every_pair_of_frameworks_computes_the_same_steps(float64: di
 @pytest.mark.parametrize("args, message", [
     (["steps=0"], "steps must be an integer >= 1"),
     (["impl=bogus"], "impl='bogus' is not one of"),
+    (["sensitivity=maybe"], "sensitivity must be true or false, got 'maybe'"),
+    (["keep_arrays=maybe"], "keep_arrays must be true or false, got 'maybe'"),
+    (["~data"], "~data: a run cannot do without its data group"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str, results: Path) -> None:
     proc = run_cli(*args, f"results_dir={results}", module="bench.parity")

@@ -61,10 +61,17 @@ def _fingerprint(run: Path) -> dict[str, tuple[str, int]]:
     ("+optimizer.betas=0.5", ["unknown key", "optimizer.betas"]),
     ("optimizer.lr=(", ["optimizer.lr=("]),
     ("--cfg=hydra --resolve", ["--cfg hydra --resolve", "use --cfg all --resolve"]),  # Hydra can't: it says why
+    ("~optimizer", ["~optimizer: a run cannot do without its optimizer group"]),
+    ("seeds=0", ["seeds=0: give how many seeds to run"]),
+    ("seeds=abc", ["seeds=abc: give how many seeds to run"]),
+    ("-m batch_size=0,32", ["batch_size=0: batch_size must be >= 1"]),  # the sweep refused whole, none run
+    ("-m jobs=abc", ["jobs must be an integer"]),
 ])
 def test_bad_config_is_one_line_exit_2_and_writes_nothing(override: str, needles: list[str], results: Path,
                                                           tmp_path: Path) -> None:
-    proc = run_cli(*FAST, f"results_dir={results}", *override.split(), env=no_framework_env(tmp_path), timeout=120)
+    flags = [a for a in override.split() if a.startswith("-m")]  # Hydra takes -m before the overrides
+    proc = run_cli(*flags, *FAST, f"results_dir={results}", *[a for a in override.split() if a not in flags],
+                   env=no_framework_env(tmp_path), timeout=120)
     assert_one_line_error(proc, *needles)
     assert run_dirs(results) == []
 
@@ -82,6 +89,15 @@ def test_batch_larger_than_training_set_is_found_in_the_child_before_any_framewo
     proc = run_cli(*FAST, f"results_dir={results}", "batch_size=257", env=no_framework_env(tmp_path))
     assert_one_line_error(proc, "batch_size=257 is larger than the training set (256 images)")
     assert run_dirs(results) == []  # the child's folder is removed: nothing ran
+
+
+def test_a_model_file_that_is_not_yaml_is_one_line(results: Path, tmp_path: Path) -> None:
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    (tmp_path / "conf" / "model" / "broken.yaml").write_text("name: broken\nlayers: [ {type: dense, units: 10\n")
+    proc = run_cli(*FAST, f"results_dir={results}", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "model=broken",
+                   env=no_framework_env(tmp_path), timeout=120)
+    assert_one_line_error(proc, "not valid YAML", "broken.yaml", "line 3")
+    assert run_dirs(results) == []
 
 
 def test_unwritable_results_dir(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.cli import entry, error
+from bench.cli import check_hydra_argv, entry, error
 from bench.exits import BadInput
 from bench.parity.compare import COLUMNS, compare, print_table, result_rows, short_verdict
 from bench.parity.run import (
@@ -119,6 +119,7 @@ def main() -> int:
             codes.append(error(str(exc)))
 
     def _checks() -> int:
+        check_hydra_argv(sys.argv[1:])
         _main()
         if items:
             try:

@@ -22,7 +22,7 @@ from bench.data import DataError, Dataset, epoch_order, load_dataset
 from bench.exits import BadInput
 from bench.results import write_json
 from bench.run.proc import spec_env, start
-from bench.spec import FRAMEWORKS, IMPLS, build_spec, conf_group, is_default_model
+from bench.spec import FRAMEWORKS, IMPLS, build_spec, check_bool, conf_group, is_default_model
 from models.layers import DEFAULT_MODEL, Model, parse_model
 
 
@@ -139,6 +139,8 @@ def make_job(key: str, cfg: Mapping[str, Any], overrides: Sequence[str] = ()) ->
         plain["optimizer"]["impl"] = impl
     steps = _positive_int("steps", plain["steps"])
     points = _positive_int("param_points", plain["param_points"])
+    for switch in ("sensitivity", "keep_arrays"):
+        check_bool(switch, plain.get(switch, False))
     members, versions = _members(plain.get("frameworks") or {})
     specs = {}
     for member, framework in members.items():
@@ -153,7 +155,7 @@ def make_job(key: str, cfg: Mapping[str, Any], overrides: Sequence[str] = ()) ->
     except DataError as exc:
         raise BadInput(str(exc)) from None
     return {"key": key, "specs": specs, "versions": versions, "steps": steps, "batch_size": batch_size,
-            "sensitivity": bool(plain.get("sensitivity", False)),
+            "sensitivity": plain.get("sensitivity", False),
             "param_steps": param_steps(steps, points), "dataset": data.name, "n_train": data.n_train}
 
 

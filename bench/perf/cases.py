@@ -14,7 +14,8 @@ from typing import Any, NamedTuple
 from bench import frameworks
 from bench.data import DataError, load_dataset
 from bench.exits import BadInput
-from bench.options import Option, Options, boolean, choice, integer, names, nullable, text
+from bench.machine import resolve_device
+from bench.options import Option, Options, boolean, choice, integer, names, nullable, optional_pathname, pathname, text
 from bench.perf.layers import gemm_floor
 from bench.spec import FRAMEWORKS, MODES, build_spec, compose, conf_group
 from bench.stats import Interval, median_ci, ratio_ci
@@ -67,10 +68,10 @@ OPTIONS = Options(
     median of `reps` epochs after a warm-up, with a 95 % bootstrap interval. Writes
     results_dir/perf/perf.csv and perf.json and prints the table.""",
     {
-        "results_dir": Option("results", "the table goes to results_dir/perf/"),
+        "results_dir": Option("results", "the table goes to results_dir/perf/", pathname),
         "data": Option("fashion_mnist", "a conf/data/ name; without its files, mnist_embedded, loudly"),
         "model": Option(DEFAULT_MODEL, "a conf/model/ name: the layer list every case trains"),
-        "device": Option("cpu", "cpu | cuda", choice("cpu", "cuda")),
+        "device": Option("cpu", "cpu | cuda | auto (cuda where a GPU is visible)", choice("cpu", "cuda", "auto")),
         "threads": Option(1, "intra-op threads of each case", integer(1)),
         "reps": Option(5, "timed epochs per case (1: no interval)", integer(1)),
         "batches": Option([1, 32, "full"], "batch sizes, comma-separated (full = the whole set)", _batches),
@@ -85,7 +86,7 @@ OPTIONS = Options(
         "quick": Option(False, f"toy size for tests: {', '.join(f'{k}={v}' for k, v in QUICK.items())} "
                         "unless given", boolean),
         "deterministic": Option(True, "ask the frameworks for deterministic kernels", boolean),
-        "data_root": Option(None, "folder of the data files (null: the conf file's root)"),
+        "data_root": Option(None, "folder of the data files (null: the conf file's root)", optional_pathname),
     },
 )
 
@@ -97,6 +98,7 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
     if given.get("quick"):
         cfg.update(QUICK)
     cfg.update(given)
+    cfg["device"] = resolve_device(cfg["device"])  # BadInput for cuda without a GPU
     conf_group("data", str(cfg["data"]))  # BadInput when there is no such data config
     compose(MEASURED[0], "adam", str(cfg["data"]), str(cfg["model"]))  # ... or no such model
     return cfg

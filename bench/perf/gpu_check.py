@@ -51,7 +51,7 @@ from bench.data import write_idx
 from bench.exits import BadInput
 from bench.machine import PROJECT_ROOT, host_info
 from bench.optimizers import METHODS
-from bench.options import Option, Options, boolean, choice, integer, names
+from bench.options import Option, Options, boolean, choice, integer, names, optional_pathname
 from bench.results import METRIC_COLUMNS, write_csv, write_json
 from bench.run import proc
 from bench.spec import MODES, build_spec, compose
@@ -69,9 +69,10 @@ OPTIONS = Options(
     gpu_runs.csv, gpu_check.csv, gpu_check.json and perf/ to `out`.""",
     {
         "device": Option("cuda", "cuda | cpu (cpu runs the same path on CPU, for testing)", choice("cuda", "cpu")),
-        "out": Option(None, "output folder (null: $OUT if set, else results/gpu_check)"),
+        "out": Option(None, "output folder (null: $OUT if set, else results/gpu_check)", optional_pathname),
         "data_root": Option(None, "folder of the Fashion-MNIST IDX files (null: /usr/share/datasets/fashion-mnist, "
-                            "then data/fashion_mnist, which make gpu-pack fills; with neither, random images, loudly)"),
+                            "then data/fashion_mnist, which make gpu-pack fills; with neither, random images, loudly)",
+                            optional_pathname),
         "limit_train": Option(10000, "training images per run", integer(1)),
         "methods": Option(list(METHODS), "methods, comma-separated", names(METHODS)),
         "model": Option("mlp", "a conf/model/ name: the layer list every run and the perf step train"),
@@ -79,7 +80,7 @@ OPTIONS = Options(
         "epochs": Option(1, "epochs per run", integer(1)),
         "perf": Option(True, "false: no bench.perf afterwards", boolean),
         "perf_args": Option("reps=2 cap_steps=1000", "extra bench.perf key=value pairs, space-separated",
-                            lambda key, raw: raw),
+                            lambda key, raw: _perf_args(key, raw)),
         "timeout": Option(240, "seconds per run", integer(1)),
     },
 )
@@ -176,6 +177,24 @@ def summary_row(spec: dict[str, Any], rows: list[dict[str, str]], info: dict[str
         "overhead_frac": trained[-1]["overhead_frac"] if trained else "",
         "warmup_time_s": info.get("warmup_time_s"), "error": info.get("error", ""),
     }
+
+
+PERF_SET = ("results_dir", "device", "frameworks", "threads", "data_root", "model")  # what main gives bench.perf
+
+
+def _perf_args(key: str, raw: str) -> str:
+    """``perf_args`` checked against bench.perf's keys now, not after every run has trained."""
+    from bench.perf.cases import OPTIONS as PERF
+
+    args = raw.split()
+    taken = [a.partition("=")[0] for a in args if a.partition("=")[0] in PERF_SET]
+    if taken:
+        raise BadInput(f"{key}: {taken[0]} is set by gpu-check itself")
+    try:
+        PERF.given(args)
+    except BadInput as exc:
+        raise BadInput(f"{key}: {exc}") from None
+    return raw
 
 
 def main(argv: Sequence[str]) -> int:

@@ -10,9 +10,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench import frameworks
 from bench.cli import entry
 from bench.exits import BadInput
-from bench.options import Option, Options, boolean, nullable, number
+from bench.options import Option, Options, boolean, choice, nullable, number, optional_pathname, pathname
 from bench.report.aggregate import TARGET_ACC
 from bench.report.page import build_report
 from bench.report.sections import EXTRA_MODULES
@@ -25,13 +26,14 @@ OPTIONS = Options(
     time, time per step from the timing pass, and the parity, perf, tuning and toy sections where
     they have results. Writes index.html (self-contained), report.md, summary.csv and the figures.""",
     {
-        "results_dir": Option("results", "the sweep's folder (its runs/ and timing/ are read)"),
+        "results_dir": Option("results", "the sweep's folder (its runs/ and timing/ are read)", pathname),
         "target_acc": Option(None, "test accuracy for time-to-target, in (0, 1] (null: per dataset, "
                              + ", ".join(f"{k} {v:g}" for k, v in TARGET_ACC.items()) + ")",
                              nullable(number(0.0, 1.0))),
-        "out": Option(None, "output folder (null: results_dir/report)"),
+        "out": Option(None, "output folder (null: results_dir/report)", optional_pathname),
         "extra": Option(True, "false: leave out the parity, perf and tuning sections", boolean),
-        "baseline": Option(BASELINE, "the framework every other one's time is divided by"),
+        "baseline": Option(BASELINE, "the framework every other one's time is divided by",
+                           choice(*frameworks.NAMES)),
     },
     positional=("results_dir",),
 )

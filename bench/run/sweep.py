@@ -23,7 +23,7 @@ from bench.machine import resolve_device
 from bench.results import run_status, update_run_json, write_json
 from bench.run.progress import SweepReporter
 from bench.run.slurm import watch_jobs
-from bench.spec import conf_group, unknown_keys
+from bench.spec import build_spec, check_int, conf_group, unknown_keys
 
 OBJECTIVES = ("val_acc",)  # what a tuning sweep (hydra/sweeper=tune_lr) maximises
 # The validation split a tuning sweep carves from the training set when the user sets none:
@@ -61,6 +61,20 @@ def check_task_config(cfg: dict[str, Any]) -> None:
             raise BadInput(f"objective={objective!r} is not one of {', '.join(OBJECTIVES)}")
         if not cfg["data"].get("val_size"):
             raise BadInput(f"objective={objective} is measured on a validation split: set data.val_size > 0")
+
+
+def check_jobs(config: DictConfig, jobs: list[list[str]]) -> None:
+    """Every job of a sweep composed and checked as its run will check it (``build_spec``), before any
+    lane starts: ``batch_size=0,32`` is bad input for the whole sweep, not one failed run among
+    good ones."""
+    from hydra import compose
+
+    for job in jobs:
+        cfg = compose(config_name=str(config.hydra.job.config_name), overrides=list(job))
+        try:
+            build_spec(OmegaConf.to_container(cfg, resolve=True))
+        except BadInput as exc:
+            raise BadInput(f"{' '.join(job)}: {exc}") from None
 
 
 def current_sweeper() -> str:
@@ -173,7 +187,8 @@ class SweepProgress(Callback):
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
         launcher = str(config.hydra.launcher.get("_target_", ""))
-        lanes, threads, cores = int(config.get("jobs", 1)), int(config.get("threads", 1)), os.cpu_count() or 1
+        lanes, threads = check_int("jobs", config.get("jobs", 1), 1), check_int("threads", config.get("threads", 1), 1)
+        cores = os.cpu_count() or 1
         local = "Joblib" in launcher
         on_gpu = local and config.get("device") != "cpu" and resolve_device(str(config.get("device"))) == "cuda"
         if local and not on_gpu and lanes * threads > cores:
@@ -197,6 +212,7 @@ class SweepProgress(Callback):
             parsed = OverridesParser.create().parse_overrides(overrides)
             jobs = [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
             total = len(jobs)
+            check_jobs(config, jobs)
             # Every framework.version's venv now, once, before any lane starts: a version pip cannot
             # install stops the sweep here with one line, and no lane waits on a build.
             for env in sweep_envs(config, jobs):

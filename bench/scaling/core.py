@@ -41,7 +41,7 @@ from bench.data import DataError, load_dataset
 from bench.envs import interpreter
 from bench.exits import BadInput
 from bench.machine import cpu_name
-from bench.options import Option, Options, boolean, choice, integer, names, nullable, number
+from bench.options import Option, Options, boolean, choice, integer, names, nullable, number, pathname
 from bench.results import write_csv, write_json
 from bench.run.cpulock import CpuLock
 from bench.run.proc import spec_env, start
@@ -81,7 +81,7 @@ OPTIONS = Options(
     per sample) and scaling.json, and prints samples per second with 95 % intervals (two-level
     bootstrap: processes, then rounds), the FLOP floor, and where the frameworks' curves cross.""",
     {
-        "results_dir": Option("results", "the table goes to results_dir/scaling/"),
+        "results_dir": Option("results", "the table goes to results_dir/scaling/", pathname),
         "models": Option(["mlp", "lenet5"], "conf/model/ names, comma-separated", names(_models())),
         "frameworks": Option(list(frameworks.NAMES), "frameworks timed, comma-separated", names(frameworks.NAMES)),
         "batch_sizes": Option(DEFAULT_BATCHES, "batch sizes, comma-separated (full = the whole training set)",
@@ -101,11 +101,12 @@ OPTIONS = Options(
                                "must not matter)", number()),
         "threads": Option(1, "intra-op threads of each worker", integer(1)),
         "contention_threshold": Option(CONTENTION_THRESHOLD, "a sample during which other processes used "
-                                       "more than this share of the CPUs is left out", number()),
+                                       "more than this share of the CPUs is left out", number(high=1.0)),
         "floor": Option(True, "measure the FLOP floor (numpy's matrix product)", boolean),
         "drift_time": Option(DRIFT["time"], "between-run allowance of a point's samples per second (as "
-                             "bench.timing's: 0 for the pass's own spread only)", number()),
-        "drift_ratio": Option(DRIFT["ratio"], "the same for the paired time ratio of two frameworks", number()),
+                             "bench.timing's: 0 for the pass's own spread only)", number(low_inclusive=True)),
+        "drift_ratio": Option(DRIFT["ratio"], "the same for the paired time ratio of two frameworks",
+                              number(low_inclusive=True)),
     },
     positional=("results_dir",),
 )

@@ -40,7 +40,7 @@ from bench.envs import public, python_for
 from bench.exits import BadInput
 from bench.frameworks import BASE
 from bench.machine import cpu_name
-from bench.options import Option, Options, boolean, choice, integer, number
+from bench.options import Option, Options, boolean, choice, integer, number, pathname
 from bench.report.groups import pinned_version
 from bench.report.pace import pace_medians, pace_text
 from bench.report.speed import (
@@ -104,7 +104,7 @@ OPTIONS = Options(
     newest, each with its 95 % two-level bootstrap interval (processes, then rounds) and the
     processes and rounds behind it.""",
     {
-        "results_dir": Option("results", "the sweep's folder (its runs/ are timed)"),
+        "results_dir": Option("results", "the sweep's folder (its runs/ are timed)", pathname),
         "processes": Option(5, "worker processes per configuration, each started, warmed up and timed in "
                             "its own slot of the pass; 1 is the one-process protocol, whose intervals say "
                             "nothing about the next process (kept to measure what processes buy)", integer(1)),
@@ -127,12 +127,13 @@ OPTIONS = Options(
                          integer(1)),
         "contention_threshold": Option(CONTENTION_THRESHOLD, "a sample during which other processes used more "
                                        "than this share of the CPUs is left out of every interval and counted",
-                                       number()),
+                                       number(high=1.0)),
         "drift_time": Option(DRIFT["time"], "between-run allowance of a time per step: its relative spread from "
                              "one run of the pass to the next, beyond what one pass's processes show, added to "
-                             "every interval (0: the pass's own spread only; passes=3 measures it)", number()),
+                             "every interval (0: the pass's own spread only; passes=3 measures it)",
+                             number(low_inclusive=True)),
         "drift_ratio": Option(DRIFT["ratio"], "the same for a time ratio of two configurations (smaller: what "
-                              "slows the machine slows both)", number()),
+                              "slows the machine slows both)", number(low_inclusive=True)),
     },
     positional=("results_dir",),
 )
