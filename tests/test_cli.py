@@ -65,6 +65,13 @@ def test_same_command_twice_skips_then_force_reruns_identically(results: Path) -
     after = _rows(run)
     for key in ("train_loss", "test_loss", "test_acc", "step_loss_mean"):
         assert [r[key] for r in before] == [r[key] for r in after]  # bitwise: torch on CPU
+    # a finished run whose metrics.csv was damaged since is not skipped: it is trained again, and the
+    # damaged file is kept aside, not lost
+    (run / "metrics.csv").write_text("run_id,epoch\ngarbage")
+    redone = run_cli(*args)
+    assert redone.returncode == 0 and "[redo]" in redone.stdout and "[skip]" not in redone.stdout, redone.stdout
+    assert (run / "metrics.csv.damaged").read_text() == "run_id,epoch\ngarbage"
+    assert [r["test_acc"] for r in _rows(run)] == [r["test_acc"] for r in before]
 
 
 @pytest.mark.slow

@@ -161,9 +161,16 @@ def execute(spec: dict[str, Any], results_dir: str, force: bool = False, runs_pe
             return RunOutcome("running", 0, out, skipped=True)
         clear_partial_writes(out)  # the lock is held: no writer of this folder is alive
         previous = run_status(out)
-        if previous in FINISHED and not force:
+        damaged = _damaged(out) if previous in FINISHED and not force else None
+        if previous in FINISHED and not force and not damaged:
             print(f"[skip] {spec['run_id']}: already {previous}", flush=True)
             return RunOutcome(previous, 0, out, skipped=True)
+        if damaged:  # a finished run whose results cannot be read is redone; a damaged file is kept aside
+            kept = (out / "metrics.csv").is_file()
+            if kept:
+                os.replace(out / "metrics.csv", out / "metrics.csv.damaged")
+            print(f"[redo] {spec['run_id']}: {previous}, but its metrics.csv {damaged}; running it again"
+                  + (" (the old file is kept as metrics.csv.damaged)" if kept else ""), flush=True)
         _prepare_folder(out, spec)
         python = child_python(spec)
         with contextlib.ExitStack() as slots:
@@ -191,6 +198,16 @@ def _folder_lock(out: Path) -> Iterator[bool]:
         if lock is not None:
             fcntl.flock(lock, fcntl.LOCK_UN)
             lock.close()
+
+
+def _damaged(out: Path) -> str | None:
+    """Why a finished run's metrics.csv cannot be read (the report's own reader decides), or None."""
+    from bench.report.load import read_metrics
+
+    if not (out / "metrics.csv").is_file():
+        return "is missing"
+    df, why = read_metrics(out / "metrics.csv")
+    return None if df is not None and len(df) else f"is damaged ({why or 'no epochs'})"
 
 
 def _prepare_folder(out: Path, spec: dict[str, Any]) -> None:
