@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import shutil
 from collections.abc import Mapping
@@ -250,10 +251,27 @@ def build_spec(cfg: Mapping[str, Any]) -> dict[str, Any]:
         shown = python if isinstance(python, str) else _short(python)
         raise BadInput(f"cannot start framework.python={shown}: no such executable")
     _supported(spec)
+    _fits_in_memory(spec)
     # null unless another version than the project's trains: asked for, or framework.python's own
     fw["version"] = envs.run_version(fw["name"], fw.get("version"), python)
     spec["run_id"] = run_id(spec)
     return spec
+
+
+def _fits_in_memory(spec: Mapping[str, Any]) -> None:
+    """A model whose parameters, gradients and optimizer state alone (one sample's activations on
+    top) exceed the machine's memory cannot train: said now, not as a child's MemoryError."""
+    from bench.memory import MIB, floor_mib
+
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not on this system: no check
+        return
+    need = floor_mib(dict(spec), 1) * MIB
+    if need > total:
+        raise BadInput(f"model {spec['model'].get('name', '')}: its {parse_model(spec['model']).n_params:,} "
+                       f"parameters need at least {need / 2**30:,.1f} GiB to train with "
+                       f"{spec['optimizer']['name']}, more than this machine's {total / 2**30:,.1f} GiB")
 
 
 def _supported(spec: Mapping[str, Any]) -> None:

@@ -100,6 +100,16 @@ def test_a_model_file_that_is_not_yaml_is_one_line(results: Path, tmp_path: Path
     assert run_dirs(results) == []
 
 
+def test_a_model_too_big_for_the_machine_is_refused_before_training(results: Path, tmp_path: Path) -> None:
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    (tmp_path / "conf" / "model" / "huge.yaml").write_text(
+        "name: huge\nlayers:\n  - {type: flatten}\n  - {type: dense, units: 100000000}\n  - {type: dense, units: 10}\n")
+    proc = run_cli(*FAST, f"results_dir={results}", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "model=huge",
+                   env=no_framework_env(tmp_path), timeout=120)
+    assert_one_line_error(proc, "model huge: its 79,500,000,010 parameters need at least", "more than this machine's")
+    assert run_dirs(results) == []
+
+
 def test_unwritable_results_dir(tmp_path: Path) -> None:
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
