@@ -258,3 +258,10 @@ def test_raised_by_hydra_is_told_by_module_not_by_path(tmp_path) -> None:
 
 def test_text_kind_keeps_words_and_drops_null() -> None:
     assert text("k", "data/x") == "data/x" and text("k", "null") is None and text("k", "") is None
+
+
+def test_the_timing_pass_names_a_run_json_it_cannot_read(tmp_path) -> None:
+    (tmp_path / "runs" / "abc").mkdir(parents=True)
+    (tmp_path / "runs" / "abc" / "run.json").write_text("{")
+    proc = run_cli(str(tmp_path), module="bench.timing", env=no_framework_env(tmp_path), timeout=120)
+    assert_one_line_error(proc, "1 run.json unreadable", str(tmp_path / "runs" / "abc" / "run.json"))

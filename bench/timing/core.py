@@ -217,7 +217,10 @@ def timing_pass(opts: dict[str, Any], command: str) -> int:
     results_dir = Path(opts["results_dir"])
     configs = sweep_configs(results_dir)
     if not configs:
-        raise BadInput(f"no finished runs under {results_dir / 'runs'}: run a sweep first")
+        unreadable = [p for p in sorted((results_dir / "runs").glob("*/run.json")) if read_json(p) is None]
+        raise BadInput(f"no finished runs under {results_dir / 'runs'}"
+                       + (f" ({len(unreadable)} run.json unreadable, the first {unreadable[0]})" if unreadable else "")
+                       + ": run a sweep first")
     out = results_dir / "timing"
     settings = Settings.from_options(opts)
     prepare(configs)
