@@ -360,6 +360,7 @@ def test_first_kink_finds_the_decision_the_two_runs_take_apart() -> None:
     hit = first_kink(model, run, ref, [0, 1, 2, 3], x, batches)
     assert hit is not None and (hit["step"], hit["layer"], hit["count"]) == (3, 1, 1)
     assert hit["margin_ref"] == pytest.approx(z_e) and np.sign(hit["margin_run"]) == -np.sign(z_e)
+    assert hit["scale"] == pytest.approx(np.abs(z).max())
     assert abs(hit["margin_run"]) < 1e-5 * abs(z_e) + 1e-15
     # a step whose weights were not saved is not judged
     assert first_kink(model, run, ref, [0, 1, 9, 3], x, batches) is None
@@ -371,14 +372,19 @@ def test_a_kink_rounding_tipped_is_said_not_called_a_difference() -> None:
             "param_torch_vs_f64": 0.0, "param_tf_vs_f64": 0.0}
     wide = {**base, "param_max_rel_diff": 4e-3, "params_over_bound": 5_000, "param_tf_vs_f64": 4e-3}
     kink = {"kink_step": 2, "kink_framework": "tensorflow", "kink_layer": "relu at layer 3", "kink_decisions": 1,
-            "kink_margin_f64": -4e-7, "kink_margin_fw": 1.6e-6, "kink_gap_before": 7e-5}
-    said = verdict(job, [base, base, {**base, "param_max_rel_diff": 7e-5}, {**wide, **kink}])
-    assert said.startswith("agree until a kink: within 7.0e-05 of their scale until step 2, where tensorflow's")
+            "kink_margin_f64": -4e-7, "kink_margin_fw": 1.6e-6, "kink_scale": 2.5, "kink_gap_before": 7e-4,
+            "kink_over_before": 12}
+    said = verdict(job, [base, base, {**base, "param_max_rel_diff": 7e-4}, {**wide, **kink}])
+    assert said.startswith("agree until a kink: to float32 rounding (7.0e-04 apart, 12 weights beyond the bound) "
+                           "until step 2, where tensorflow's")
     assert "input -4.0e-07 from float64's weights, 1.6e-06 from tensorflow's" in said
     pooled = verdict(job, [base, base, base, {**wide, **kink, "kink_layer": "maxpool2d at layer 3"}])
     assert "lead of the window's maximum -4.0e-07" in pooled
-    # the pair already apart before the kink: the kink does not explain the gap
-    assert verdict(job, [base, base, base, {**wide, **kink, "kink_gap_before": 2e-3}]).startswith(
+    # before the kink more weights apart than rounding's isolated steps: the kink does not explain the gap
+    assert verdict(job, [base, base, base, {**wide, **kink, "kink_over_before": 5_000}]).startswith(
+        "DIFFER beyond rounding")
+    # a decision far from its kink is not one rounding tipped
+    assert verdict(job, [base, base, base, {**wide, **kink, "kink_margin_f64": -0.1}]).startswith(
         "DIFFER beyond rounding")
 
 
@@ -387,7 +393,8 @@ def test_the_report_says_where_a_kink_parted_a_pair(tmp_path: Path) -> None:
     base = {"param_max_rel_diff": 0.0, "params_over_bound": 0, "param_forms_diff": 0.0, "param_rel_to_moved": 0.0,
             "param_torch_vs_f64": 0.0, "param_tf_vs_f64": 0.0, "loss_rel_diff": 0.0}
     kink = {"kink_step": 2, "kink_framework": "tensorflow", "kink_layer": "relu at layer 3", "kink_decisions": 1,
-            "kink_margin_f64": -4e-7, "kink_margin_fw": 1.6e-6, "kink_gap_before": 7e-5}
+            "kink_margin_f64": -4e-7, "kink_margin_fw": 1.6e-6, "kink_scale": 2.5, "kink_gap_before": 7e-5,
+            "kink_over_before": 0}
     rows = [{**base, "step": k} for k in range(3)] + [
         {**base, "step": 3, "param_max_rel_diff": 4e-3, "params_over_bound": 5_000, "param_tf_vs_f64": 4e-3, **kink}]
     write_csv(tmp_path / "parity" / f"{result_name(job)}.csv", result_rows(job, rows), COLUMNS)

@@ -63,11 +63,12 @@ COLUMNS = (
     # of one framework have no columns of their own (the framework's own columns hold its project version).
     "version_a", "version_b", "loss_a", "loss_b", "param_a_vs_f64", "param_b_vs_f64",
     *(KINK_COLUMNS := ("kink_step", "kink_framework", "kink_layer", "kink_decisions", "kink_margin_f64",
-                       "kink_margin_fw", "kink_gap_before")),  # on step N's row of a check that parts: see kink()
+                       "kink_margin_fw", "kink_scale", "kink_gap_before", "kink_over_before")),  # see kink()
 )
 LATER_COLUMNS = ("model", "n_params", "param_f64_ulp_start", "version_a", "version_b", "loss_a", "loss_b",
                  "param_a_vs_f64", "param_b_vs_f64", *KINK_COLUMNS)
 ULP_KEY = "float64 from a start one float32 rounding away"  # its float64 run in ``exact``
+KINK_NEAR = 1e-3  # a decision's margin under this share of its layer's scale is one rounding can tip
 
 
 # A precision's relative rounding (half its machine epsilon): 2⁻²⁴ for float32, 2⁻⁵³ for float64.
@@ -210,9 +211,26 @@ def kink(job: Mapping[str, Any], pair: Sequence[str], result: Mapping[str, Any],
         return {}
     step, fw, hit = min(found, key=lambda f: f[0])
     where = f"{model.layers[hit['layer']].type} at layer {hit['layer'] + 1}"
+    before = rows[step - 1]
     return {"kink_step": step, "kink_framework": label(job, fw), "kink_layer": where,
             "kink_decisions": hit["count"], "kink_margin_f64": hit["margin_ref"], "kink_margin_fw": hit["margin_run"],
-            "kink_gap_before": rows[step - 1].get("param_max_rel_diff", math.nan)}
+            "kink_scale": hit["scale"], "kink_gap_before": before.get("param_max_rel_diff", math.nan),
+            "kink_over_before": before.get("params_over_bound", math.nan)}
+
+
+def kinked(last: Mapping[str, Any], n_params: int) -> bool:
+    """Step N's row says: until the kink the pair agreed to float32 rounding (no more weights over the
+    bound than rounding's isolated steps make), and the decision sat within KINK_NEAR of its layer's
+    scale from float64's weights, where rounding can tip it."""
+    over, margin, scale = (_num(last, k) for k in ("kink_over_before", "kink_margin_f64", "kink_scale"))
+    return over <= isolated(n_params) and abs(margin) <= KINK_NEAR * scale
+
+
+def _num(row: Mapping[str, Any], key: str) -> float:
+    try:
+        return float(row.get(key))
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def result_rows(job: Mapping[str, Any], diffs: Sequence[Mapping[str, float]],
@@ -268,15 +286,16 @@ def verdict(job: Mapping[str, Any], diffs: Sequence[Mapping[str, float]], pair: 
         return (f"agree to float32 rounding: {rel:.1e} apart after {n} steps, in {over} of {n_params} weights "
                 f"beyond the bound; {exact}: rounding in gradients that cancel to almost zero, which the "
                 f"per-weight scaling of {rule} turns into full-size steps")
-    gap = last.get("kink_gap_before", math.nan)
-    if gap <= TOLERANCE:  # not NaN: a kink was found, with the pair within the bound until then
+    if kinked(last, n_params):
         what = "input" if "relu" in str(last["kink_layer"]) else "lead of the window's maximum"
-        return (f"agree until a kink: within {gap:.1e} of their scale until step {int(last['kink_step'])}, where "
-                f"{last['kink_framework']}'s weights put {int(last['kink_decisions'])} decision(s) of the "
+        return (f"agree until a kink: to float32 rounding ({last['kink_gap_before']:.1e} apart, "
+                f"{int(last['kink_over_before'])} weights beyond the bound) until step {int(last['kink_step'])}, "
+                f"where {last['kink_framework']}'s weights put {int(last['kink_decisions'])} decision(s) of the "
                 f"{last['kink_layer']} on the other side from float64's (the closest: {what} "
                 f"{last['kink_margin_f64']:.1e} from float64's weights, {last['kink_margin_fw']:.1e} from "
-                f"{last['kink_framework']}'s, both in float64 arithmetic); rounding decided it, and the steps after "
-                f"it part: {rel:.1e} apart after {n} steps in {over} of {n_params} weights; {exact}")
+                f"{last['kink_framework']}'s, in a layer whose inputs reach {last['kink_scale']:.1e}); rounding "
+                f"decided it, and the steps after it part: {rel:.1e} apart after {n} steps in {over} of "
+                f"{n_params} weights; {exact}")
     return (f"DIFFER beyond rounding: {rel:.1e} apart after {n} steps in {over} of {n_params} weights, with the "
             f"same formula on both sides; {exact}")
 

@@ -292,9 +292,9 @@ def first_kink(model: Model, run: Mapping[str, np.ndarray], ref: Mapping[str, np
     Rounding can tip such a decision when the two runs are within rounding of each other, and the
     steps after it then part for a reason no arithmetic can remove. ``None`` if none differs.
 
-    Returns the step, the layer's index, how many decisions differ, and for the one closest to its
-    kink in ``ref`` its margin from each side's parameters (the ReLU input; the max's lead over the
-    runner-up)."""
+    Returns the step, the layer's index, how many decisions differ, for the one closest to its kink
+    in ``ref`` its margin from each side's parameters (the ReLU input; the max's lead over the
+    runner-up), and the layer's scale (the largest margin there from ``ref``'s parameters)."""
     index = {step: i for i, step in enumerate(saved)}
     names = model.param_names
     image = any(layer.type in ("conv2d", "maxpool2d") for layer in model.layers)
@@ -317,5 +317,6 @@ def first_kink(model: Model, run: Mapping[str, np.ndarray], ref: Mapping[str, np
             if differ.any():
                 closest = np.unravel_index(np.argmin(np.where(differ, np.abs(their_margin), np.inf)), differ.shape)
                 return {"step": t, "layer": layer, "count": int(differ.sum()),
-                        "margin_ref": float(their_margin[closest]), "margin_run": float(mine_margin[closest])}
+                        "margin_ref": float(their_margin[closest]), "margin_run": float(mine_margin[closest]),
+                        "scale": float(np.max(np.abs(their_margin)))}
     return None

@@ -17,6 +17,7 @@ from bench.parity.compare import (
     TOLERANCE,
     f64_key,
     isolated,
+    kinked,
     pairs,
 )
 from bench.report.groups import method_rank
@@ -155,17 +156,17 @@ def _figure(csv_paths: Sequence[Path], out: Path) -> Path | None:
 
 
 def _kinked(r: Mapping[str, Any]) -> bool:
-    """The pair was within the bound until a decision rounding tipped (``compare.kink``)."""
-    gap = r.get("kink_gap_before")
-    return gap is not None and gap == gap and float(gap) <= TOLERANCE
+    """The pair agreed to rounding until a decision rounding could tip (``compare.kinked``)."""
+    return kinked(r, int(r["n_params"]))
 
 
 def _kink_words(r: Mapping[str, Any]) -> str:
     what = ("put a ReLU input on the other side of zero" if "relu" in str(r["kink_layer"])
             else "made a max pool choose another element")
-    return (f"They agree (within {float(r['kink_gap_before']):.1e}) until step {int(r['kink_step'])}, where "
-            f"{r['kink_framework']}'s rounding {what} (the {r['kink_layer']}; from float64's weights the same input "
-            f"is {float(r['kink_margin_f64']):.1e}): a kink decided by rounding, after which the steps part. No "
+    return (f"They agree to float32 rounding ({float(r['kink_gap_before']):.1e} apart, "
+            f"{int(float(r['kink_over_before']))} weights beyond the bound) until step {int(r['kink_step'])}, where "
+            f"{r['kink_framework']}'s rounding {what} (the {r['kink_layer']}; its margin from float64's weights: "
+            f"{float(r['kink_margin_f64']):.1e}): a kink decided by rounding, after which the steps part. No "
             "float32 implementation is safe from that; it is not a different computation.")
 
 
