@@ -74,6 +74,12 @@ def check_hydra_argv(argv: list[str]) -> None:
             raise BadInput(f"{arg}: a run cannot do without its {key} group; choose one with {key}=NAME")
         if eq and key == "results_dir" and (not value.strip() or parse_scalar(value) is None):
             raise BadInput(f"results_dir={value}: give a folder (the default is results)")
+        if eq and key == "hydra.searchpath":  # Hydra only warns, in two lines, and searches on without it
+            for entry in value.strip().strip("[]").split(","):
+                folder = entry.strip().strip("'\"").removeprefix("file://")
+                if folder and "://" not in folder and not os.path.isdir(folder):
+                    raise BadInput(f"hydra.searchpath: {folder} is not a folder (write [file:///abs/dir] for a "
+                                   "folder holding model/NAME.yaml and the like)")
     words = [w for arg in argv for w in (arg.split("=", 1) if arg.startswith("--cfg=") else [arg])]
     asked = {words[i + 1] for i, w in enumerate(words[:-1]) if w in ("--cfg", "-c")}
     if "hydra" in asked and "--resolve" in words:

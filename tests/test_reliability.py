@@ -63,6 +63,7 @@ def _fingerprint(run: Path) -> dict[str, tuple[str, int]]:
     ("--cfg=hydra --resolve", ["--cfg hydra --resolve", "use --cfg all --resolve"]),  # Hydra can't: it says why
     ("~optimizer", ["~optimizer: a run cannot do without its optimizer group"]),
     ("seeds=0", ["seeds=0: give how many seeds to run"]),
+    ("hydra.searchpath=[file:///nonexistent/optbench]", ["hydra.searchpath: /nonexistent/optbench is not a folder"]),
     ("seeds=abc", ["seeds=abc: give how many seeds to run"]),
     ("-m batch_size=0,32", ["batch_size=0: batch_size must be >= 1"]),  # the sweep refused whole, none run
     ("-m jobs=abc", ["jobs must be an integer"]),
