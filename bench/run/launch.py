@@ -165,12 +165,10 @@ def execute(spec: dict[str, Any], results_dir: str, force: bool = False, runs_pe
         if previous in FINISHED and not force and not damaged:
             print(f"[skip] {spec['run_id']}: already {previous}", flush=True)
             return RunOutcome(previous, 0, out, skipped=True)
-        if damaged:  # a finished run whose results cannot be read is redone; a damaged file is kept aside
-            kept = (out / "metrics.csv").is_file()
-            if kept:
-                os.replace(out / "metrics.csv", out / "metrics.csv.damaged")
-            print(f"[redo] {spec['run_id']}: {previous}, but its metrics.csv {damaged}; running it again"
-                  + (" (the old file is kept as metrics.csv.damaged)" if kept else ""), flush=True)
+        if damaged:  # a finished run whose results cannot be read is redone; the damaged file is kept aside
+            os.replace(out / "metrics.csv", out / "metrics.csv.damaged")
+            print(f"[redo] {spec['run_id']}: {previous}, but its metrics.csv {damaged}; running it again "
+                  "(the old file is kept as metrics.csv.damaged)", flush=True)
         _prepare_folder(out, spec)
         python = child_python(spec)
         with contextlib.ExitStack() as slots:
@@ -201,11 +199,12 @@ def _folder_lock(out: Path) -> Iterator[bool]:
 
 
 def _damaged(out: Path) -> str | None:
-    """Why a finished run's metrics.csv cannot be read (the report's own reader decides), or None."""
+    """Why a finished run's metrics.csv cannot be read (the report's own reader decides), or None;
+    a run without one (``OPTBENCH_FAULT=envonly``, the lanes' tests) is left as it finished."""
     from bench.report.load import read_metrics
 
     if not (out / "metrics.csv").is_file():
-        return "is missing"
+        return None
     df, why = read_metrics(out / "metrics.csv")
     return None if df is not None and len(df) else f"is damaged ({why or 'no epochs'})"
 
