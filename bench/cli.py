@@ -13,6 +13,7 @@ import re
 import signal
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from bench.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, BadInput, sigterm_as_interrupt
 
@@ -80,11 +81,42 @@ def check_hydra_argv(argv: list[str]) -> None:
                 if folder and "://" not in folder and not os.path.isdir(folder):
                     raise BadInput(f"hydra.searchpath: {folder} is not a folder (write [file:///abs/dir] for a "
                                    "folder holding model/NAME.yaml and the like)")
+    _check_model_names(argv, CONF_DIR)
     words = [w for arg in argv for w in (arg.split("=", 1) if arg.startswith("--cfg=") else [arg])]
     asked = {words[i + 1] for i, w in enumerate(words[:-1]) if w in ("--cfg", "-c")}
     if "hydra" in asked and "--resolve" in words:
         raise BadInput("--cfg hydra --resolve: Hydra resolves its own settings without the job's keys, and its "
                        "folders point at results_dir; use --cfg all --resolve (or --cfg hydra without --resolve)")
+
+
+def _check_model_names(argv: list[str], conf_dir: Any) -> None:
+    """``model=mine`` (or a sweep of them): the file ``model/mine.yaml`` must call its model ``mine``.
+    Runs are grouped by that name in the report and its tables, so a file that calls itself
+    ``lenet5`` would fold a different network into LeNet-5's rows."""
+    import yaml
+
+    folders = [os.path.join(str(conf_dir), "model")]
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        if eq and key == "hydra.searchpath":
+            folders += [os.path.join(e.strip().strip("'\"").removeprefix("file://"), "model")
+                        for e in value.strip().strip("[]").split(",") if "://" not in e.strip().removeprefix("file://")]
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        if not eq or key != "model":
+            continue
+        names = [v.strip() for v in value.split(",") if v.strip()]
+        for name, path in ((n, os.path.join(f, f"{n}.yaml")) for n in names for f in folders):
+            if not os.path.isfile(path):
+                continue  # Hydra says when no folder has it, with the choices
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    called = (yaml.safe_load(fh) or {}).get("name")
+            except (OSError, yaml.YAMLError, AttributeError):
+                continue  # Hydra reads it next and says what is wrong
+            if called != name:
+                raise BadInput(f"model={name}: {path} calls its model {called!r}; write name: {name} in it "
+                               "(the report groups runs by that name)")
 
 
 def error(message: str) -> int:

@@ -101,6 +101,17 @@ def test_a_model_file_that_is_not_yaml_is_one_line(results: Path, tmp_path: Path
     assert run_dirs(results) == []
 
 
+def test_a_model_file_must_call_its_model_by_the_file_name(results: Path, tmp_path: Path) -> None:
+    """The report groups runs by the model's name: a file calling itself lenet5 would merge into LeNet-5's rows."""
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    (tmp_path / "conf" / "model" / "mine.yaml").write_text(
+        "name: lenet5\nlayers:\n  - {type: flatten}\n  - {type: dense, units: 10}\n")
+    proc = run_cli(*FAST, f"results_dir={results}", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "model=mine",
+                   env=no_framework_env(tmp_path), timeout=120)
+    assert_one_line_error(proc, "model=mine:", "calls its model 'lenet5'; write name: mine in it")
+    assert run_dirs(results) == []
+
+
 def test_a_model_too_big_for_the_machine_is_refused_before_training(results: Path, tmp_path: Path) -> None:
     (tmp_path / "conf" / "model").mkdir(parents=True)
     (tmp_path / "conf" / "model" / "huge.yaml").write_text(
