@@ -62,7 +62,8 @@ def check_hydra_argv(argv: list[str]) -> None:
     (``~optimizer``: every run needs one), an empty or null ``results_dir`` (Hydra would write its
     folders at the filesystem's root and the run in the current folder), and ``--cfg hydra
     --resolve``, which cannot work: Hydra resolves its own node without the job's keys."""
-    from bench.spec import CONF_DIR, conf_groups, parse_scalar
+    from bench.options import pathname
+    from bench.spec import CONF_DIR, conf_groups
 
     groups = conf_groups()
     for arg in argv:
@@ -73,12 +74,11 @@ def check_hydra_argv(argv: list[str]) -> None:
                            f"(sweep several with -m {key}=a,b)")
         if arg.startswith("~") and key in groups:
             raise BadInput(f"{arg}: a run cannot do without its {key} group; choose one with {key}=NAME")
-        if eq and key == "results_dir" and (not value.strip() or parse_scalar(value) is None):
-            raise BadInput(f"results_dir={value}: give a folder (the default is results)")
+        if eq and key == "results_dir":
+            pathname(key, value)  # never empty or null, as in every other command
         if eq and key == "hydra.searchpath":  # Hydra only warns, in two lines, and searches on without it
-            for entry in value.strip().strip("[]").split(","):
-                folder = entry.strip().strip("'\"").removeprefix("file://")
-                if folder and "://" not in folder and not os.path.isdir(folder):
+            for folder in _search_folders(value):
+                if not os.path.isdir(folder):
                     raise BadInput(f"hydra.searchpath: {folder} is not a folder (write [file:///abs/dir] for a "
                                    "folder holding model/NAME.yaml and the like)")
     _check_model_names(argv, CONF_DIR)
@@ -87,6 +87,12 @@ def check_hydra_argv(argv: list[str]) -> None:
     if "hydra" in asked and "--resolve" in words:
         raise BadInput("--cfg hydra --resolve: Hydra resolves its own settings without the job's keys, and its "
                        "folders point at results_dir; use --cfg all --resolve (or --cfg hydra without --resolve)")
+
+
+def _search_folders(value: str) -> list[str]:
+    """The local folders of a ``hydra.searchpath=[file://DIR, ...]`` value (``pkg://`` entries left out)."""
+    entries = (e.strip().strip("'\"").removeprefix("file://") for e in value.strip().strip("[]").split(","))
+    return [e for e in entries if e and "://" not in e]
 
 
 def _check_model_names(argv: list[str], conf_dir: Any) -> None:
@@ -99,8 +105,7 @@ def _check_model_names(argv: list[str], conf_dir: Any) -> None:
     for arg in argv:
         key, eq, value = arg.partition("=")
         if eq and key == "hydra.searchpath":
-            folders += [os.path.join(e.strip().strip("'\"").removeprefix("file://"), "model")
-                        for e in value.strip().strip("[]").split(",") if "://" not in e.strip().removeprefix("file://")]
+            folders += [os.path.join(folder, "model") for folder in _search_folders(value)]
     for arg in argv:
         key, eq, value = arg.partition("=")
         if not eq or key != "model":

@@ -38,6 +38,15 @@ METRIC_COLUMNS = (
 STEP_COLUMNS = ("run_id", "framework", "optimizer", "epoch", "step", "loss")
 
 
+def cell_number(row: Mapping[str, Any], key: str) -> float:
+    """A row's figure as a float: NaN when it is missing, empty or not a number (rows read back from
+    a CSV hold text, or NaN where a cell was empty)."""
+    try:
+        return float(row.get(key))
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write to a temp file in the same folder, fsync, then rename over ``path``."""
     path = Path(path)

@@ -92,33 +92,22 @@ def test_batch_larger_than_training_set_is_found_in_the_child_before_any_framewo
     assert run_dirs(results) == []  # the child's folder is removed: nothing ran
 
 
-def test_a_model_file_that_is_not_yaml_is_one_line(results: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("name, text, needles", [
+    ("broken", "name: broken\nlayers: [ {type: dense, units: 10\n", ["not valid YAML", "broken.yaml", "line 3"]),
+    # the report groups runs by the model's name: a file calling itself lenet5 would merge into LeNet-5's rows
+    ("mine", "name: lenet5\nlayers:\n  - {type: flatten}\n  - {type: dense, units: 10}\n",
+     ["model=mine:", "calls its model 'lenet5'; write name: mine in it"]),
+    ("huge", "name: huge\nlayers:\n  - {type: flatten}\n  - {type: dense, units: 100000000}\n"
+             "  - {type: dense, units: 10}\n",
+     ["model huge: its 79,500,000,010 parameters need at least", "more than this machine's"]),  # before training
+], ids=["not-yaml", "name-not-file-name", "too-big-for-memory"])
+def test_a_users_bad_model_file_is_one_line_and_writes_nothing(name: str, text: str, needles: list[str],
+                                                              results: Path, tmp_path: Path) -> None:
     (tmp_path / "conf" / "model").mkdir(parents=True)
-    (tmp_path / "conf" / "model" / "broken.yaml").write_text("name: broken\nlayers: [ {type: dense, units: 10\n")
-    proc = run_cli(*FAST, f"results_dir={results}", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "model=broken",
+    (tmp_path / "conf" / "model" / f"{name}.yaml").write_text(text)
+    proc = run_cli(*FAST, f"results_dir={results}", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", f"model={name}",
                    env=no_framework_env(tmp_path), timeout=120)
-    assert_one_line_error(proc, "not valid YAML", "broken.yaml", "line 3")
-    assert run_dirs(results) == []
-
-
-def test_a_model_file_must_call_its_model_by_the_file_name(results: Path, tmp_path: Path) -> None:
-    """The report groups runs by the model's name: a file calling itself lenet5 would merge into LeNet-5's rows."""
-    (tmp_path / "conf" / "model").mkdir(parents=True)
-    (tmp_path / "conf" / "model" / "mine.yaml").write_text(
-        "name: lenet5\nlayers:\n  - {type: flatten}\n  - {type: dense, units: 10}\n")
-    proc = run_cli(*FAST, f"results_dir={results}", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "model=mine",
-                   env=no_framework_env(tmp_path), timeout=120)
-    assert_one_line_error(proc, "model=mine:", "calls its model 'lenet5'; write name: mine in it")
-    assert run_dirs(results) == []
-
-
-def test_a_model_too_big_for_the_machine_is_refused_before_training(results: Path, tmp_path: Path) -> None:
-    (tmp_path / "conf" / "model").mkdir(parents=True)
-    (tmp_path / "conf" / "model" / "huge.yaml").write_text(
-        "name: huge\nlayers:\n  - {type: flatten}\n  - {type: dense, units: 100000000}\n  - {type: dense, units: 10}\n")
-    proc = run_cli(*FAST, f"results_dir={results}", f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "model=huge",
-                   env=no_framework_env(tmp_path), timeout=120)
-    assert_one_line_error(proc, "model huge: its 79,500,000,010 parameters need at least", "more than this machine's")
+    assert_one_line_error(proc, *needles)
     assert run_dirs(results) == []
 
 

@@ -21,7 +21,8 @@
 * ``kink_*``             on step N's row of a pair that parts with the same formula: the first step
                          where either framework's weights decide a ReLU side or a max pool's element
                          differently from its float64 run's (:func:`kink`), and how far apart the
-                         pair was just before; "agree until a kink" if that was within the bound.
+                         pair was just before; "agree until a kink" when :func:`kinked` says the pair
+                         agreed to float32 rounding until then and the decision sat near its kink.
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from bench.data import FLOATS, Dataset, as_float
 from bench.optimizers import METHODS, RESIDUAL, computed_rule
 from bench.parity.exact import first_kink, float64_trajectory
 from bench.parity.run import batch_plan, job_model, label, lead_spec, member_framework, member_version
+from bench.results import cell_number
 
 TOLERANCE = 1e-4  # the claim: reference implementations agree to this after N steps (float32)
 BOUND = f"{TOLERANCE:.0e}".replace("e-0", "e-")  # "1e-4", for tables and messages
@@ -222,15 +224,8 @@ def kinked(last: Mapping[str, Any], n_params: int) -> bool:
     """Step N's row says: until the kink the pair agreed to float32 rounding (no more weights over the
     bound than rounding's isolated steps make), and the decision sat within KINK_NEAR of its layer's
     scale from float64's weights, where rounding can tip it."""
-    over, margin, scale = (_num(last, k) for k in ("kink_over_before", "kink_margin_f64", "kink_scale"))
+    over, margin, scale = (cell_number(last, k) for k in ("kink_over_before", "kink_margin_f64", "kink_scale"))
     return over <= isolated(n_params) and abs(margin) <= KINK_NEAR * scale
-
-
-def _num(row: Mapping[str, Any], key: str) -> float:
-    try:
-        return float(row.get(key))
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def result_rows(job: Mapping[str, Any], diffs: Sequence[Mapping[str, float]],

@@ -229,6 +229,13 @@ def _pass(model: Model, params: Mapping[str, np.ndarray], x: np.ndarray, y: np.n
     return loss, grads
 
 
+def _chunk(model: Model, n: int, chunk_bytes: int = CHUNK_BYTES) -> int:
+    """Samples per pass of a batch of ``n``: as many as keep a conv or pooling model's work arrays
+    within ``chunk_bytes``; a dense-only batch is never cut (its arithmetic stays one matmul's)."""
+    image = any(layer.type in ("conv2d", "maxpool2d") for layer in model.layers)
+    return max(1, chunk_bytes // _work_bytes(model)) if image else n
+
+
 def loss_and_grads(model: Model, params: Mapping[str, np.ndarray], x: np.ndarray, y: np.ndarray,
                    ties: str = "first", chunk_bytes: int = CHUNK_BYTES) -> tuple[float, dict[str, np.ndarray]]:
     """Mean softmax cross-entropy of ``model`` on ``x`` (flat rows of the input, or images) and
@@ -242,8 +249,7 @@ def loss_and_grads(model: Model, params: Mapping[str, np.ndarray], x: np.ndarray
     x = x.reshape(len(x), *model.layers[0].in_shape)
     y = np.asarray(y)
     n = len(x)
-    image = any(layer.type in ("conv2d", "maxpool2d") for layer in model.layers)
-    chunk = max(1, chunk_bytes // _work_bytes(model)) if image else n  # a dense-only batch is never cut
+    chunk = _chunk(model, n, chunk_bytes)
     if n <= chunk:
         return _pass(model, params, x, y, n, ties)
     loss, grads = 0.0, {}
@@ -297,12 +303,11 @@ def first_kink(model: Model, run: Mapping[str, np.ndarray], ref: Mapping[str, np
     runner-up), and the layer's scale (the largest margin there from ``ref``'s parameters)."""
     index = {step: i for i, step in enumerate(saved)}
     names = model.param_names
-    image = any(layer.type in ("conv2d", "maxpool2d") for layer in model.layers)
     for t, idx in enumerate(batches, 1):
         if t - 1 not in index:
             continue
         xb = x[idx].astype(np.float64).reshape(len(idx), *model.layers[0].in_shape)
-        chunk = max(1, CHUNK_BYTES // _work_bytes(model)) if image else len(xb)
+        chunk = _chunk(model, len(xb))
         sides = []
         for params in (run, ref):
             at = {name: np.asarray(params[name][index[t - 1]], np.float64) for name in names}

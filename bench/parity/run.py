@@ -139,8 +139,8 @@ def make_job(key: str, cfg: Mapping[str, Any], overrides: Sequence[str] = ()) ->
         plain["optimizer"]["impl"] = impl
     steps = _positive_int("steps", plain["steps"])
     points = _positive_int("param_points", plain["param_points"])
-    for switch in ("sensitivity", "keep_arrays"):
-        check_bool(switch, plain.get(switch, False))
+    sensitivity = check_bool("sensitivity", plain.get("sensitivity", False))
+    check_bool("keep_arrays", plain.get("keep_arrays", False))
     members, versions = _members(plain.get("frameworks") or {})
     specs = {}
     for member, framework in members.items():
@@ -155,7 +155,7 @@ def make_job(key: str, cfg: Mapping[str, Any], overrides: Sequence[str] = ()) ->
     except DataError as exc:
         raise BadInput(str(exc)) from None
     return {"key": key, "specs": specs, "versions": versions, "steps": steps, "batch_size": batch_size,
-            "sensitivity": plain.get("sensitivity", False),
+            "sensitivity": sensitivity,
             "param_steps": param_steps(steps, points), "dataset": data.name, "n_train": data.n_train}
 
 

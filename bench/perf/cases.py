@@ -223,8 +223,9 @@ def build_rows(results: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]], m
             # the epoch's steps, the last one counted whole: its products are timed at the full batch
             per_step = gemm_floor(gemm, [p for per_layer in model.gemms(job["batch"]) for p in per_layer])
             if per_step:
-                row["gemm_floor_s"] = median_ci([steps * s for s in per_step]).est
-                _put(row, "x_gemm", ratio_ci(times, [steps * s for s in per_step], paired=False))
+                epoch_floor = [steps * s for s in per_step]
+                row["gemm_floor_s"] = median_ci(epoch_floor).est
+                _put(row, "x_gemm", ratio_ci(times, epoch_floor, paired=False))
         if cpu:
             _put(row, "cpu_time_s", median_ci(cpu))
             for fw, key in NAIVE_KEYS.items():

@@ -61,6 +61,24 @@ IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-
 SYNTHETIC_TEST = 1000  # test images of the synthetic fallback: evaluated every epoch, meaningless anyway
 
 
+PERF_SET = ("results_dir", "device", "frameworks", "threads", "data_root", "model")  # what main gives bench.perf
+
+
+def _perf_args(key: str, raw: str) -> str:
+    """``perf_args`` checked against bench.perf's keys now, not after every run has trained."""
+    from bench.perf.cases import OPTIONS as PERF
+
+    args = raw.split()
+    taken = [a.partition("=")[0] for a in args if a.partition("=")[0] in PERF_SET]
+    if taken:
+        raise BadInput(f"{key}: {taken[0]} is set by gpu-check itself")
+    try:
+        PERF.given(args)
+    except BadInput as exc:
+        raise BadInput(f"{key}: {exc}") from None
+    return raw
+
+
 OPTIONS = Options(
     "python -m bench.perf.gpu_check",
     """The GPU smoke test (make gpu-check), for a bare CUDA box with torch and numpy only: the torch
@@ -80,7 +98,7 @@ OPTIONS = Options(
         "epochs": Option(1, "epochs per run", integer(1)),
         "perf": Option(True, "false: no bench.perf afterwards", boolean),
         "perf_args": Option("reps=2 cap_steps=1000", "extra bench.perf key=value pairs, space-separated",
-                            lambda key, raw: _perf_args(key, raw)),
+                            _perf_args),
         "timeout": Option(240, "seconds per run", integer(1)),
     },
 )
@@ -177,24 +195,6 @@ def summary_row(spec: dict[str, Any], rows: list[dict[str, str]], info: dict[str
         "overhead_frac": trained[-1]["overhead_frac"] if trained else "",
         "warmup_time_s": info.get("warmup_time_s"), "error": info.get("error", ""),
     }
-
-
-PERF_SET = ("results_dir", "device", "frameworks", "threads", "data_root", "model")  # what main gives bench.perf
-
-
-def _perf_args(key: str, raw: str) -> str:
-    """``perf_args`` checked against bench.perf's keys now, not after every run has trained."""
-    from bench.perf.cases import OPTIONS as PERF
-
-    args = raw.split()
-    taken = [a.partition("=")[0] for a in args if a.partition("=")[0] in PERF_SET]
-    if taken:
-        raise BadInput(f"{key}: {taken[0]} is set by gpu-check itself")
-    try:
-        PERF.given(args)
-    except BadInput as exc:
-        raise BadInput(f"{key}: {exc}") from None
-    return raw
 
 
 def main(argv: Sequence[str]) -> int:

@@ -38,6 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.results import cell_number as _num  # a CSV row's figure, NaN when missing
 from bench.stats import NAN_INTERVAL, Interval, median_ci
 from models.layers import Model, Product, parse_model
 
@@ -114,14 +115,6 @@ def profile(job: Mapping[str, Any], prefix_pass: Callable[[dict[str, Any], Model
     ends = [0] + [end for _, end in model.blocks()]  # 0: no layers, what every pass pays
     passes = [prefix_pass(job["spec"], model.prefix(end), int(job["batch"])) for end in ends]
     return {"pass_times": time_passes(passes, int(job["rounds"]), float(job["sample_s"]))}
-
-
-def _num(r: Mapping[str, Any], key: str) -> float:
-    """A row's figure as a float: NaN when it is missing or empty (rows read back from layers.csv)."""
-    try:
-        return float(r.get(key))
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def rows(job: Mapping[str, Any], result: Mapping[str, Any], harness: Mapping[str, Any],

@@ -161,11 +161,12 @@ def execute(spec: dict[str, Any], results_dir: str, force: bool = False, runs_pe
             return RunOutcome("running", 0, out, skipped=True)
         clear_partial_writes(out)  # the lock is held: no writer of this folder is alive
         previous = run_status(out)
-        damaged = _damaged(out) if previous in FINISHED and not force else None
-        if previous in FINISHED and not force and not damaged:
-            print(f"[skip] {spec['run_id']}: already {previous}", flush=True)
-            return RunOutcome(previous, 0, out, skipped=True)
-        if damaged:  # a finished run whose results cannot be read is redone; the damaged file is kept aside
+        if previous in FINISHED and not force:
+            damaged = _damaged(out)
+            if not damaged:
+                print(f"[skip] {spec['run_id']}: already {previous}", flush=True)
+                return RunOutcome(previous, 0, out, skipped=True)
+            # a finished run whose results cannot be read is redone; the damaged file is kept aside
             os.replace(out / "metrics.csv", out / "metrics.csv.damaged")
             print(f"[redo] {spec['run_id']}: {previous}, but its metrics.csv {damaged}; running it again "
                   "(the old file is kept as metrics.csv.damaged)", flush=True)
