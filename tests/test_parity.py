@@ -248,11 +248,16 @@ def test_in_float64_every_pair_of_frameworks_computes_the_same_steps(float64: di
     (["sensitivity=maybe"], "sensitivity must be true or false, got 'maybe'"),
     (["keep_arrays=maybe"], "keep_arrays must be true or false, got 'maybe'"),
     (["~data"], "~data: a run cannot do without its data group"),
+    # one bad check in a sweep: bad input for the whole sweep, the good one is not run either
+    (["-m", "steps=0,3"], "steps=0 results_dir="),
 ])
 def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str, results: Path) -> None:
     proc = run_cli(*args, f"results_dir={results}", module="bench.parity")
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and message in proc.stderr
+    assert not (results / "parity").exists() and "parity " not in proc.stdout
+    if "-m" not in args:
+        assert not results.exists()  # not even Hydra's own folder
 
 
 @pytest.mark.slow

@@ -74,7 +74,16 @@ def test_bad_config_is_one_line_exit_2_and_writes_nothing(override: str, needles
     proc = run_cli(*flags, *FAST, f"results_dir={results}", *[a for a in override.split() if a not in flags],
                    env=no_framework_env(tmp_path), timeout=120)
     assert_one_line_error(proc, *needles)
-    assert run_dirs(results) == []
+    assert not results.exists()  # not even Hydra's own folder
+
+
+@pytest.mark.parametrize("text", [None, "{"])
+def test_the_child_given_a_missing_or_damaged_spec_says_so_in_one_line(text: str | None, tmp_path: Path) -> None:
+    spec = tmp_path / "spec.json"
+    if text is not None:
+        spec.write_text(text)
+    proc = run_cli(str(spec), module="bench.run.child", env=no_framework_env(tmp_path))
+    assert_one_line_error(proc, "cannot read the run's spec", str(spec))
 
 
 def test_cuda_without_gpu_says_what_was_found(results: Path, tmp_path: Path) -> None:

@@ -98,6 +98,7 @@ def _compare_and_write(job: Mapping[str, Any], result: Mapping[str, Any], out_di
 def main() -> int:
     import hydra
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
     from omegaconf import DictConfig, OmegaConf
 
     from bench.options import conf_help
@@ -115,13 +116,14 @@ def main() -> int:
             job = make_job("check", plain, HydraConfig.get().overrides.task)
             job["key"] = result_name(job)  # unique per check; names its arrays with keep_arrays=true
             items.append((job, plain))
-        except BadInput as exc:
-            codes.append(error(str(exc)))
+        except BadInput as exc:  # in a sweep, name the check: the others are not run either
+            multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+            codes.append(error(f"{' '.join(HydraConfig.get().overrides.task)}: {exc}" if multirun else str(exc)))
 
     def _checks() -> int:
         check_hydra_argv(sys.argv[1:])
         _main()
-        if items:
+        if items and not codes:  # one bad check is bad input for the whole sweep: none is run
             try:
                 codes.append(check(items))
             except ParityError as exc:  # a framework's process failed: a failed run, not bad input

@@ -162,7 +162,12 @@ def main(spec_path: str) -> int:
     # Slurm's warning ahead of a job's time limit (SIGUSR2, asked for by submitit) reaches every
     # process of the job; a run cannot checkpoint, so it trains on until Slurm's SIGTERM.
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
-    spec = json.loads(Path(spec_path).read_text())
+    try:
+        spec = json.loads(Path(spec_path).read_text())
+    except (OSError, ValueError) as exc:  # an internal command, but a person may call it by hand
+        print(f"error: cannot read the run's spec {spec_path}: {getattr(exc, 'strerror', None) or exc}",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
     out_dir = Path(spec_path).parent
     kind, _, seconds = os.environ.get("OPTBENCH_FAULT", "").partition("@")
     if kind == "envonly":
