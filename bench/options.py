@@ -264,6 +264,45 @@ def conf_help(name: str, marked: Collection[str] = (), mark: str = "", conf_dir:
                 choices = ", ".join(sorted(p.stem for p in (conf_dir / group).glob("*.yaml")))
                 groups.append((group, default.strip(), f"{comment} [choices: {choices}]"))
     lines = ["== Config groups (group=choice) ==", *key_lines(groups), "",
-             "== Keys (key=value) ==", *key_lines(keys)]
+             "== Keys (key=value) ==", *key_lines(keys), "",
+             "== A group's own keys (group.key=value), as the default choice sets them ==",
+             *key_lines(row for group, choice, _ in groups for row in _group_keys(group, choice, conf_dir)[0])]
+    added: dict[tuple[str, ...], list[str]] = {}  # the choices that add them -> keys
+    for group, choice, _ in groups:
+        for key, choices in _group_keys(group, choice, conf_dir)[1].items():
+            added.setdefault((group, *choices), []).append(key)
+    if added:
+        said = [f"{', '.join(keys)} ({by[0]}={'|'.join(by[1:])})" for by, keys in added.items()]
+        lines += textwrap.wrap("Other choices add: " + "; ".join(said) + ".", WIDTH, initial_indent="  ",
+                               subsequent_indent="  ")
     return "\n".join(lines).replace("$", "$$")
+
+
+def _flat_keys(path: Path) -> list[tuple[str, str, str]]:
+    """The top-level ``key: value`` lines of a group's YAML file, each with its comment: not
+    ``name``, not lists, not a key whose comment says it is ``unused`` by this choice."""
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        body, comment = _split_comment(line)
+        key, _, value = body.partition(":")
+        if body and not line[0].isspace() and body[0] not in "#-" and value.strip() and key != "name" \
+                and not comment.startswith("unused"):
+            rows.append((key, value.strip(), comment))
+    return rows
+
+
+def _group_keys(group: str, choice: str, conf_dir: Path) -> tuple[list[tuple[str, str, str]], dict[str, list[str]]]:
+    """The default choice's own keys as ``group.key`` rows, and the keys that only other choices
+    of the group have, each with those choices. Nothing for a group whose default is null."""
+    path = conf_dir / group / f"{choice}.yaml"
+    if not path.is_file():
+        return [], {}
+    rows = [(f"{group}.{key}", value, meaning) for key, value, meaning in _flat_keys(path)]
+    mine = {key for key, _, _ in rows}
+    others: dict[str, list[str]] = {}
+    for other in sorted(conf_dir.joinpath(group).glob("*.yaml")):
+        for key, _, _ in _flat_keys(other):
+            if f"{group}.{key}" not in mine:
+                others.setdefault(f"{group}.{key}", []).append(other.stem)
+    return rows, others
 

@@ -206,6 +206,23 @@ def test_conf_help_lists_every_group_and_key_with_its_comment() -> None:
     assert "hydra" not in re.findall(r"^  ([a-z_/]+)=", shown, re.M)
 
 
+def test_conf_help_lists_each_default_choice_s_own_keys_and_what_other_choices_add() -> None:
+    shown = conf_help("config", spec_mod.BOOKKEEPING, "[bookkeeping]")
+    own = shown.split("as the default choice sets them ==")[1]
+    for group, choice in (("optimizer", "adam"), ("data", "mnist"), ("framework", "torch")):
+        for key, value in spec_mod.conf_group(group, choice).items():
+            if key != "name":
+                assert re.search(rf"^  {group}\.{key}=", own, re.M), (group, key)
+    assert re.search(r"^  optimizer\.lr=0\.001\s+η, the learning rate", own, re.M)
+    added = " ".join(own.split("Other choices add:")[1].split())
+    assert "optimizer.weight_decay (optimizer=adamw)" in added
+    assert "optimizer.beta (optimizer=momentum|nesterov|rmsprop)" in added
+    assert "framework.jit_compile (framework=tensorflow)" in added
+    # mnist_embedded's keys that say "unused" stay out of parity's help, and mnist's are named
+    parity = conf_help("parity").split("as the default choice sets them ==")[1]
+    assert not re.search(r"^  data\.root=", parity, re.M) and "data.root" in parity.split("Other choices add:")[1]
+
+
 # ------------------------------------------------------------------ bookkeeping: one list
 def test_the_docs_bookkeeping_keys_are_spec_bookkeeping() -> None:
     doc = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
