@@ -27,6 +27,7 @@ from bench.results import write_csv, write_json
 from bench.spec import conf_group
 from bench.timing.core import COLUMNS as TIMING_COLUMNS
 from bench.timing.core import KEY, sweep_configs
+from bench.timing.core import label as core_label
 from models.layers import parse_model
 
 pytestmark = pytest.mark.xdist_group("report_models")
@@ -350,3 +351,46 @@ def test_the_title_counts_the_methods_the_folder_holds() -> None:
     assert title("adam", "nesterov") == "one of the tutorial's six gradient-descent methods and 1 more"
     assert title("adamw") == "one gradient-descent method beyond the tutorial's six"
     assert methods_title(pd.DataFrame()) == "no runs"
+
+
+# ------------------------------------------------------------------ float64 runs: timed apart, named
+def test_float64_runs_are_timed_and_matched_apart_from_float32_ones(tmp_path: Path) -> None:
+    """A results folder with float32 and float64 runs of one configuration: the timing pass times
+    each in its own precision, the speed table matches each run with its own precision's samples,
+    and a timing.csv from before the column holds float32 samples only."""
+    for precision in ("fp32", "fp64"):
+        for fw in ("torch", "tensorflow"):
+            run_id = f"{fw}-adam-bs32-s0-{precision}"
+            base = dict(run_id=run_id, framework=fw, optimizer="adam", impl="native", mode="eager", lr=0.01,
+                        batch_size=32, seed=0, dataset="mnist_embedded", n_train=N_TRAIN, n_test=100, device="cpu",
+                        model="mlp", precision=precision)
+            spec = {"framework": {"name": fw}, "optimizer": {"name": "adam", "impl": "native", "lr": 0.01},
+                    "mode": "eager", "batch_size": 32, "seed": 0, "data": {"name": "mnist_embedded"},
+                    "device": "cpu", "threads": 1, "model": model_config("mlp"), "precision": precision}
+            write_fake_run(tmp_path, run_id, base, 0.9, N_TRAIN, spec)
+    configs = sweep_configs(tmp_path)
+    assert sorted((c["row"]["framework"], c["row"]["precision"]) for c in configs) == [
+        ("tensorflow", "fp32"), ("tensorflow", "fp64"), ("torch", "fp32"), ("torch", "fp64")]
+    assert {c["spec"]["precision"] for c in configs if c["row"]["precision"] == "fp64"} == {"fp64"}
+    assert sorted(core_label(c["row"]) for c in configs if c["row"]["framework"] == "torch") == [
+        "torch adam/native/eager bs32", "torch adam/native/eager bs32 fp64"]
+    ratio = {"fp32": 1.5, "fp64": 0.8}  # TensorFlow over torch, per precision
+    rows = [{"framework": fw, "optimizer": "adam", "impl": "native", "mode": "eager", "batch_size": 32,
+             "dataset": "mnist_embedded", "n_train": N_TRAIN, "device": "cpu", "threads": 1, "round": r,
+             "steps": 100, "time_s": 0.1 * t, "time_per_step_s": 1e-3 * t, "cpu_time_s": 0.1 * t,
+             "contention": 0.0, "model": "mlp", "precision": p}
+            for r in range(7) for p in ratio for fw, t in (("torch", 1.0), ("tensorflow", ratio[p]))]
+    runs = load.load_runs(tmp_path)
+    for columns, expected in ((TIMING_COLUMNS, ratio), ([c for c in TIMING_COLUMNS if c != "precision"], None)):
+        kept = rows if expected else [r for r in rows if r["precision"] == "fp32"]
+        write_csv(tmp_path / "timing" / "timing.csv", kept, columns)
+        write_json(tmp_path / "timing" / "timing.json", {"started": "2026-12-03T00:00:00Z", "host": "test",
+                                                         "rounds": 7, "warmup_rounds": 1})
+        timing, _ = load.load_timing(tmp_path)
+        summary = aggregate.summarize(aggregate.run_stats(runs.metrics, runs.steps), timing.rows)
+        tf = summary[summary["framework"] == "tensorflow"].set_index("precision")
+        assert tf.loc["fp32", "time_ratio_vs_torch"] == pytest.approx(1.5, rel=0.01)
+        if expected:
+            assert tf.loc["fp64", "time_ratio_vs_torch"] == pytest.approx(0.8, rel=0.01)
+        else:  # an old file: float32 samples, never matched with the float64 runs
+            assert summary.loc[summary["precision"] == "fp64", "timing_n"].eq(0).all()

@@ -163,7 +163,7 @@ def test_claims_judge_each_framework_at_its_default_release(tmp_path: Path) -> N
 def test_the_timing_pass_finds_each_release_and_starts_it_in_its_venv(tmp_path: Path, monkeypatch) -> None:
     sweep(tmp_path, methods=("adam",))
     configs = core.sweep_configs(tmp_path)
-    assert "framework_version" in core.KEY and core.COLUMNS[-2:] == ("framework_version", "pace_s")
+    assert "framework_version" in core.KEY and core.COLUMNS[-3:] == ("framework_version", "pace_s", "precision")
     assert sorted((c["row"]["framework"], c["row"]["framework_version"]) for c in configs) == sorted(RELEASES)
     name = core.labeller(c["row"] for c in configs)
     assert {name(c["row"]).split(" adam")[0] for c in configs} == {"torch", OLD_LABEL, NEW_LABEL}

@@ -40,9 +40,12 @@ BASELINE = BASE  # the framework every other one is compared with, unless told o
 # lr does not change the time of a step, so it is not part of a timing configuration; the model and
 # the framework's release do.
 TIMING_KEYS = ("dataset", "model", "device", "framework", "optimizer", "impl", "mode", "batch_size",
-               "framework_version")
+               "precision", "framework_version")  # the release stays last
 TIMING_COLUMNS = (*TIMING_KEYS, "round", "time_per_step_s")
 SAMPLE_KEYS = ("pass", "process", "round")  # one sample of a configuration
+# Keys a timing.csv or summary.csv may lack (written before the column) and the value that means;
+# the release's is the framework's pinned one.
+OPTIONAL_KEYS = {"model": DEFAULT_MODEL, "precision": "fp32", "framework_version": None}
 _FW = TIMING_KEYS.index("framework")
 _VERSION = TIMING_KEYS.index("framework_version")
 
@@ -60,15 +63,16 @@ def uncontended(frame: pd.DataFrame, threshold: float = CONTENTION_THRESHOLD) ->
 
 def config_key(row: Mapping) -> tuple:
     """The timing configuration a summary row or timing row belongs to (no model: the tutorial's MLP;
-    no release: the pinned one; a release's local label, ``+cpu``, is left out as a run_id leaves it)."""
+    no precision: float32, as every run was before float64 ones; no release: the pinned one; a
+    release's local label, ``+cpu``, is left out as a run_id leaves it)."""
     def value(k: str) -> object:
         if k == "batch_size":
             return int(row[k])
-        if k in ("model", "framework_version"):
+        if k in OPTIONAL_KEYS:
             got = row.get(k) if hasattr(row, "get") else row[k]
             if k == "framework_version":
                 return public(got) if known(got) else pinned_version(str(row["framework"]))
-            return DEFAULT_MODEL if got is None or got != got or got == "" else str(got)
+            return OPTIONAL_KEYS[k] if got is None or got != got or got == "" else str(got)
         return str(row[k])
     return tuple(value(k) for k in TIMING_KEYS)
 
@@ -115,12 +119,15 @@ def version_twins(keys: Iterable[tuple]) -> dict[tuple, tuple]:
 
 def samples(timing: pd.DataFrame) -> pd.DataFrame:
     """``timing`` with every :data:`SAMPLE_KEYS` column as integers: a missing ``pass`` or
-    ``process`` column (a file from before there were several) or an empty cell is 1; and a
-    release in every row: a missing ``framework_version`` column or an empty cell is the pinned one."""
+    ``process`` column (a file from before there were several) or an empty cell is 1; a precision
+    in every row (a file from before float64 runs: ``fp32``); and a release in every row: a missing
+    ``framework_version`` column or an empty cell is the pinned one."""
     out = timing.copy()
     for col in SAMPLE_KEYS:
         values = pd.to_numeric(out[col], errors="coerce") if col in out.columns else pd.Series(1, index=out.index)
         out[col] = values.fillna(1).astype(int)
+    precision = out["precision"] if "precision" in out.columns else pd.Series(None, index=out.index)
+    out["precision"] = precision.astype(object).where(precision.notna() & (precision != ""), "fp32").astype(str)
     versions = out["framework_version"] if "framework_version" in out.columns else pd.Series(None, index=out.index)
     out["framework_version"] = [public(v) if known(v) else pinned_version(str(fw))
                                 for fw, v in zip(out["framework"], versions.astype(object), strict=True)]

@@ -82,11 +82,12 @@ COLUMNS = (
     "process", "pass",  # appended later: a timing.csv without them is one pass of one worker process
     "framework_version",  # appended later: a timing.csv without it timed each framework's pinned release
     "pace_s",  # appended later: the worker's interpreter pace beside the sample (bench.report.pace); none before
+    "precision",  # appended later: a timing.csv without it timed float32 runs only
 )
 # What makes two runs the same configuration for speed; lr, seed and epochs do not change a step's cost,
 # the model and the framework's release do. The framework comes first (print_table swaps it for the baseline's).
 KEY = ("framework", "optimizer", "impl", "mode", "batch_size", "dataset", "n_train", "device", "threads", "model",
-       "framework_version")
+       "precision", "framework_version")
 BASELINE = BASE  # every other framework's time is given as a ratio to this one (the registry's)
 
 
@@ -94,7 +95,8 @@ BASELINE = BASE  # every other framework's time is given as a ratio to this one 
 OPTIONS = Options(
     "python -m bench.timing",
     f"""Time the sweep found in results_dir: every distinct configuration of its finished runs
-    (framework x release x optimizer x impl x mode x batch size x data x model x device x threads), each
+    (framework x release x optimizer x impl x mode x batch size x data x model x precision x device x
+    threads), each
     in its runs' interpreter (a framework release's own venv), in several
     worker processes, started slot by slot across the pass, each warmed up and timed in interleaved
     rounds (A B C ... A B C ...) while this pass holds the machine's CPU lock exclusively. Writes
@@ -164,6 +166,7 @@ def sweep_configs(results_dir: Path) -> list[dict[str, Any]]:
             "dataset": info.get("dataset", spec["data"]["name"]), "n_train": info.get("n_train"),
             "device": spec["device"], "threads": spec["threads"],
             "model": (spec.get("model") or {}).get("name") or DEFAULT_MODEL,
+            "precision": spec.get("precision") or "fp32",  # a float64 run is timed in float64, apart
             # the release the run's child imported; else the one it asked for; else the pinned one
             "framework_version": public(str(info.get("framework_version") or spec["framework"].get("version")
                                             or pinned_version(spec["framework"]["name"]))),
@@ -176,11 +179,13 @@ def sweep_configs(results_dir: Path) -> list[dict[str, Any]]:
 
 
 def label(row: Mapping[str, Any], release: bool = False) -> str:
-    """``jax adam/native/eager bs32``; ``release``: ``jax 0.9.2 adam/...`` (a pass with several releases of it)."""
+    """``jax adam/native/eager bs32``; ``release``: ``jax 0.9.2 adam/...`` (a pass with several releases of it);
+    a model other than the tutorial's and a precision other than float32 are named after it."""
     model = row.get("model") or DEFAULT_MODEL
+    precision = row.get("precision") or "fp32"
     framework = f"{row['framework']} {row['framework_version']}" if release else row["framework"]
     return (f"{framework} {row['optimizer']}/{row['impl']}/{row['mode']} bs{row['batch_size']}"
-            + ("" if model == DEFAULT_MODEL else f" {model}"))
+            + ("" if model == DEFAULT_MODEL else f" {model}") + ("" if precision == "fp32" else f" {precision}"))
 
 
 def several_releases(rows: Iterable[Mapping[str, Any]]) -> set[str]:
