@@ -209,8 +209,8 @@ def test_conf_help_lists_every_group_and_key_with_its_comment() -> None:
 def test_conf_help_lists_each_default_choice_s_own_keys_and_what_other_choices_add() -> None:
     shown = conf_help("config", spec_mod.BOOKKEEPING, "[bookkeeping]")
     own = shown.split("as the default choice sets them ==")[1]
-    for group, choice in (("optimizer", "adam"), ("data", "mnist"), ("framework", "torch")):
-        for key, value in spec_mod.conf_group(group, choice).items():
+    for group, default in (("optimizer", "adam"), ("data", "mnist"), ("framework", "torch")):
+        for key in spec_mod.conf_group(group, default):
             if key != "name":
                 assert re.search(rf"^  {group}\.{key}=", own, re.M), (group, key)
     assert re.search(r"^  optimizer\.lr=0\.001\s+η, the learning rate", own, re.M)
