@@ -10,6 +10,11 @@ DATA    ?= mnist
 RESULTS ?= results
 ARGS    ?=
 MODEL   ?= mlp
+# Your own models, outside the repository: MODELS_DIR=~/my-models holds model/<MODEL>.yaml. Hydra's
+# commands find it through hydra.searchpath, bench.perf and bench.scaling by the file's path.
+MODELS_DIR ?=
+SEARCH    := $(if $(MODELS_DIR),'hydra.searchpath=[file://$(abspath $(MODELS_DIR))]')
+MODEL_ARG := $(if $(MODELS_DIR),$(abspath $(MODELS_DIR))/model/$(MODEL).yaml,$(MODEL))
 comma := ,
 space := $(subst ,, )
 # The tutorial's six methods, and every other conf/optimizer/ file: the methods beyond the tutorial
@@ -57,14 +62,14 @@ FRAMEWORKS := $(subst $(space),$(comma),$(sort $(basename $(notdir $(wildcard co
 # hydra/hydra_logging=disabled: no list of every job before a sweep (a line per run); the sweep's
 # own progress lines say what runs and what is left.
 SWEEP = $(PYTHON) -m bench -m framework=$(FRAMEWORKS) profile=$(PROFILE) device=$(DEVICE) data=$(DATA) \
-	model=$(MODEL) results_dir=$(RESULTS) hydra/hydra_logging=disabled $(ARGS)
+	model=$(MODEL) $(SEARCH) results_dir=$(RESULTS) hydra/hydra_logging=disabled $(ARGS)
 
 # Quick sweep: 6 methods x 3 frameworks, each run in its own process (PROFILE=full: each method
 # over its LRS_ grid), then the tutorial's toy paths, the step-by-step parity check, the timing
 # pass (each configuration's time per step, interleaved rounds on an otherwise idle machine,
 # about TIMING_BUDGET seconds) and the report. The report is built even when some run failed
 # (it lists them); make still exits with the sweep's non-zero status then.
-bench: $(STAMP) ## sweep every method x framework on one model, toy, parity, timing pass, report (MODEL PROFILE DATA DEVICE ARGS)
+bench: $(STAMP) ## sweep every method x framework on one model, toy, parity, timing pass, report (MODEL MODELS_DIR PROFILE DATA DEVICE ARGS)
 	status=0; \
 	$(if $(filter full,$(PROFILE)),$(foreach m,$(TUTORIAL) $(BEYOND),\
 	    $(SWEEP) optimizer=$(m) $(if $(LRS_$(m)),optimizer.lr=$(LRS_$(m))) seeds=$(BENCH_SEEDS) || status=$$?; \
@@ -108,7 +113,7 @@ PARITY_IMPLS ?= reference,native
 # A variable, not $(MAKE) parity inside bench's recipe: make runs any recipe line holding $(MAKE)
 # even under make -n, and bench's recipe is one line, so make -n bench would have run the sweep.
 PARITY = $(PYTHON) -m bench.parity -m optimizer=$(METHODS) optimizer.impl=$(PARITY_IMPLS) model=$(MODEL) \
-	results_dir=$(RESULTS) $(PARITY_ARGS)
+	$(SEARCH) results_dir=$(RESULTS) $(PARITY_ARGS)
 parity: $(STAMP) ## step-by-step agreement of the frameworks, every method, reference and native (MODEL)
 	$(PARITY)
 
@@ -121,7 +126,7 @@ scaling: $(STAMP) ## samples/s against batch size per framework and model, with 
 	$(PYTHON) -m bench.scaling results_dir=$(RESULTS) budget_s=$(SCALING_BUDGET) $(ARGS)
 
 perf: $(STAMP) ## the harness against the tutorial's naive loops and the FLOP floor
-	$(PYTHON) -m bench.perf results_dir=$(RESULTS) model=$(MODEL) $(ARGS)
+	$(PYTHON) -m bench.perf results_dir=$(RESULTS) model=$(MODEL_ARG) $(ARGS)
 
 # On a CUDA box with torch preinstalled and no network: needs torch and numpy only (no venv,
 # no Hydra, no TensorFlow). Outputs go to $OUT if set, else results/gpu_check.

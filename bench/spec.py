@@ -155,6 +155,11 @@ def conf_group(group: str, name: str, conf_dir: Path = CONF_DIR) -> dict[str, An
     path = conf_dir / group / f"{name}.yaml"
     if not path.is_file():
         raise BadInput(f"{group}={name!r}: no {path.relative_to(conf_dir.parent)}")
+    return _read_flat(path, path.relative_to(conf_dir.parent))
+
+
+def _read_flat(path: Path, shown: Path) -> dict[str, Any]:
+    """:func:`conf_group`'s reader; ``shown`` names the file in errors."""
     out: dict[str, Any] = {}
     block: list[str] | None = None
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -173,8 +178,38 @@ def conf_group(group: str, name: str, conf_dir: Path = CONF_DIR) -> dict[str, An
         try:
             out["layers"] = parse_flow_list(out["layers"])
         except ModelError as exc:
-            raise BadInput(f"{path.relative_to(conf_dir.parent)}: {exc}") from None
+            raise BadInput(f"{shown}: {exc}") from None
     return out
+
+
+def model_group(model: str) -> dict[str, Any]:
+    """A model's config by its ``conf/model/`` name, or by the path of its YAML file
+    (``~/my-models/model/mine.yaml``: your own, outside the repository, the file that
+    ``hydra.searchpath`` finds for ``python -m bench``). The file must call its model by the
+    file's name, as for ``python -m bench``: runs and tables are grouped by that name."""
+    if not model.endswith((".yaml", ".yml")):
+        return conf_group("model", model)
+    path = Path(model).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"model={model}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        import yaml  # a block-style layer list too, as Hydra reads it
+    except ImportError:  # a bare GPU box: the conf files' own flat reader
+        cfg: Any = _read_flat(path, path)
+    else:
+        try:
+            cfg = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            raise BadInput(f"model={model}: not valid YAML" + (f" (line {mark.line + 1})" if mark else "")) from None
+    if not isinstance(cfg, dict):
+        raise BadInput(f"model={model}: a model file is a mapping with name: and layers: (docs/extending.md)")
+    if cfg.get("name") != path.stem:
+        raise BadInput(f"model={model}: the file calls its model {cfg.get('name')!r}; write name: {path.stem} in it "
+                       "(runs and tables are grouped by that name)")
+    return cfg
 
 
 def compose(framework: str, optimizer: str, data: str, model: str = DEFAULT_MODEL, /,
@@ -184,10 +219,12 @@ def compose(framework: str, optimizer: str, data: str, model: str = DEFAULT_MODE
     For commands that build run specs themselves (``bench.perf``, ``make gpu-check``); pass the
     result to :func:`build_spec`, which validates it. ``overrides`` replace top-level keys of
     config.yaml; a dict given for a group (``data={"limit_train": 64}``) updates that group's keys.
+    ``model`` is a ``conf/model/`` name or a model file's path (:func:`model_group`).
     """
     cfg = conf_group("", "config")
-    for group, name in zip(GROUPS, (framework, optimizer, data, model)):
+    for group, name in zip(GROUPS[:3], (framework, optimizer, data), strict=True):
         cfg[group] = conf_group(group, name)
+    cfg["model"] = model_group(model)
     for key, value in overrides.items():
         if key in GROUPS and isinstance(value, Mapping):
             cfg[key].update(value)

@@ -6,6 +6,7 @@ The checks without a framework run here; the builders run in one child process p
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +180,27 @@ def test_every_model_computes_the_same_function_in_every_framework(tmp_path: Pat
         assert base.shape == (32, 10)
         for fw, logits in outs.items():
             assert np.abs(logits - base).max() / scale < 1e-5, (name, fw)
+
+
+# ------------------------------------------------------------------ a model file given by its path
+def test_a_model_file_given_by_path_is_read_and_checked_like_a_conf_model(tmp_path) -> None:
+    """bench.perf and bench.scaling take a model file's path (they are not Hydra apps): block-style
+    YAML as Hydra reads it, the file's name as the model's, one line for each thing wrong."""
+    from bench.exits import BadInput
+    from bench.spec import compose, model_group
+
+    mine = tmp_path / "model" / "mine.yaml"
+    mine.parent.mkdir()
+    mine.write_text("name: mine\nlayers:\n  - type: flatten\n  - type: dense\n    units: 10\n")
+    assert model_group(str(mine)) == {"name": "mine", "layers": [{"type": "flatten"}, {"type": "dense", "units": 10}]}
+    assert compose("torch", "adam", "mnist_embedded", str(mine))["model"]["name"] == "mine"
+    assert model_group("lenet5")["name"] == "lenet5"  # a name is still a conf/model/ file
+    other = tmp_path / "model" / "other.yaml"
+    for text, words in (("name: mine\nlayers: []\n", "calls its model 'mine'; write name: other"),
+                        ("name: other\nlayers: [ {type: dense\n", "not valid YAML (line 3)"),
+                        ("- just\n- a list\n", "a model file is a mapping")):
+        other.write_text(text)
+        with pytest.raises(BadInput, match=re.escape(words)):
+            model_group(str(other))
+    with pytest.raises(BadInput, match="cannot read it"):
+        model_group(str(tmp_path / "nope.yaml"))

@@ -183,3 +183,22 @@ def test_compare_checks_two_scaling_passes_point_by_point(tmp_path: Path) -> Non
     assert done.returncode == 1 and "DISAGREE" in done.stdout and "2 outside" in done.stdout, done.stdout
     done = run_cli(str(a), str(tmp_path / "nothing"), module="bench.report.compare", timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr  # no timing pass, no scaling pass: bad input
+
+
+def test_a_model_file_is_a_curve_named_after_its_model(tmp_path: Path) -> None:
+    """models= takes your own model file's path next to conf/model/ names; curves, rows and the
+    FLOP floor name it by its model's name, and two entries with one name are refused."""
+    from bench.exits import BadInput
+    from bench.scaling import core as scaling
+
+    mine = tmp_path / "model" / "mine.yaml"
+    mine.parent.mkdir()
+    mine.write_text("name: mine\nlayers:\n  - {type: flatten}\n  - {type: dense, units: 10}\n")
+    cfg = scaling.parse_args([f"models=mlp,{mine}", f"results_dir={tmp_path}"])
+    assert cfg["models"] == ["mlp", "mine"] and scaling.model_file(cfg, "mine") == str(mine)
+    assert scaling.make_spec(cfg, "torch", "mine", "eager")["model"]["name"] == "mine"
+    twin = tmp_path / "other" / "model" / "mlp.yaml"
+    twin.parent.mkdir(parents=True)
+    twin.write_text("name: mlp\nlayers:\n  - {type: flatten}\n  - {type: dense, units: 10}\n")
+    with pytest.raises(BadInput, match="both called mlp"):
+        scaling.parse_args([f"models=mlp,{twin}", f"results_dir={tmp_path}"])

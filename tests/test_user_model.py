@@ -68,3 +68,20 @@ def test_a_model_from_outside_the_repository_keeps_parity(user_conf: Path, tmp_p
         assert last["model"] == "mine" and int(last["step"]) == 20
         assert float(last["param_max_rel_diff"]) < 1e-4, (table.name, last)
         assert float(last["loss_rel_diff"]) < 1e-5, (table.name, last)
+
+
+def test_bench_perf_times_a_model_file_given_by_its_path(user_conf: Path, tmp_path: Path) -> None:
+    """bench.perf (not a Hydra app) takes the same file by its path: its cases train that model,
+    and the FLOP floor is that model's."""
+    from bench.spec import model_group
+    from models.layers import parse_model
+
+    path = user_conf / "model" / "mine.yaml"
+    proc = run_cli(f"model={path}", "quick=true", "frameworks=torch", "naive=false", "modes=eager",
+                   f"results_dir={tmp_path}", module="bench.perf", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with open(tmp_path / "perf" / "perf.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["case"].startswith("harness")]
+    assert rows and {r["model"] for r in rows} == {"mine"}
+    assert {int(r["flop_per_sample"]) for r in rows} == {parse_model(model_group(str(path))).flops_per_sample()}
+    assert all(not r["error"] and float(r["step_time_us"]) > 0 for r in rows)

@@ -64,13 +64,15 @@ OPTIONS = Options(
     "python -m bench.perf",
     """The harness's speed against the tutorial's naive loops and the FLOP floor: this machine's
     matrix-product rate, the tutorial's loops as written and the harness's runners in each mode,
-    for each batch size, all with the MLP and Adam, one case per child process. Every time is the
+    for each batch size, all with one model (the tutorial's MLP unless `model` says) and Adam, one
+    case per child process. Every time is the
     median of `reps` epochs after a warm-up, with a 95 % bootstrap interval. Writes
     results_dir/perf/perf.csv and perf.json and prints the table.""",
     {
         "results_dir": Option("results", "the table goes to results_dir/perf/", pathname),
         "data": Option("fashion_mnist", "a conf/data/ name; without its files, mnist_embedded, loudly"),
-        "model": Option(DEFAULT_MODEL, "a conf/model/ name: the layer list every case trains"),
+        "model": Option(DEFAULT_MODEL, "the layer list every case trains: a conf/model/ name, or the path of "
+                        "your own model file (DIR/model/mine.yaml)"),
         "device": Option("cpu", "cpu | cuda | auto (cuda where a GPU is visible)", choice("cpu", "cuda", "auto")),
         "threads": Option(1, "intra-op threads of each case", integer(1)),
         "reps": Option(5, "timed epochs per case (1: no interval)", integer(1)),

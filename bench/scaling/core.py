@@ -41,12 +41,12 @@ from bench.data import DataError, load_dataset
 from bench.envs import interpreter
 from bench.exits import BadInput
 from bench.machine import cpu_name
-from bench.options import Option, Options, boolean, choice, integer, names, nullable, number, pathname
+from bench.options import Option, Options, boolean, choice, integer, names, nullable, number, pathname, text
 from bench.results import write_csv, write_json
 from bench.run.cpulock import CpuLock
 from bench.run.proc import spec_env, start
 from bench.scaling.analysis import COLUMNS, crossings, print_table, summarise
-from bench.spec import MODES, build_spec, compose, conf_group
+from bench.spec import MODES, build_spec, compose, conf_group, model_group
 from bench.timing.core import Worker
 from bench.timing.schedule import cpus_for
 from models.layers import parse_model
@@ -73,6 +73,15 @@ def _models() -> list[str]:
     return sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "conf" / "model").glob("*.yaml"))
 
 
+def _model_list(key: str, raw: str) -> list[str]:
+    """conf/model/ names and model files' paths (``.yaml``), comma-separated."""
+    given = [v.strip() for v in (text(key, raw) or "").split(",")]
+    files = [v for v in given if v.endswith((".yaml", ".yml"))]
+    if len(files) < len(given):  # the names among them, and the refusal of an empty item
+        names(_models())(key, ",".join(v for v in given if v not in files) if "" not in given else raw)
+    return given
+
+
 OPTIONS = Options(
     "python -m bench.scaling",
     """Batch-size scaling: one method's time per step at each batch size, for every framework and
@@ -82,7 +91,8 @@ OPTIONS = Options(
     bootstrap: processes, then rounds), the FLOP floor, and where the frameworks' curves cross.""",
     {
         "results_dir": Option("results", "the table goes to results_dir/scaling/", pathname),
-        "models": Option(["mlp", "lenet5"], "conf/model/ names, comma-separated", names(_models())),
+        "models": Option(["mlp", "lenet5"], "conf/model/ names or your own model files' paths "
+                         "(DIR/model/mine.yaml), comma-separated", _model_list),
         "frameworks": Option(list(frameworks.NAMES), "frameworks timed, comma-separated", names(frameworks.NAMES)),
         "batch_sizes": Option(DEFAULT_BATCHES, "batch sizes, comma-separated (full = the whole training set)",
                               _batches),
@@ -116,7 +126,20 @@ def parse_args(argv: Sequence[str]) -> dict[str, Any]:
     cfg = OPTIONS.parse(argv)
     conf_group("data", str(cfg["data"]))  # BadInput when there is no such data config
     conf_group("optimizer", str(cfg["optimizer"]))
+    # Curves, rows and tables name a model by its name; a file given by path is read from there.
+    cfg["model_files"] = {}
+    for given in cfg["models"]:
+        name = str(model_group(given)["name"])
+        if name in cfg["model_files"]:
+            raise BadInput(f"models: {given} and {cfg['model_files'][name]} are both called {name}")
+        cfg["model_files"][name] = given
+    cfg["models"] = list(cfg["model_files"])
     return cfg
+
+
+def model_file(cfg: Mapping[str, Any], model: str) -> str:
+    """What ``compose`` reads for the model called ``model``: its conf/model/ name or its file's path."""
+    return str(cfg.get("model_files", {}).get(model, model))
 
 
 # ------------------------------------------------------------------ configurations
@@ -136,7 +159,7 @@ class Curve:
 
 def make_spec(cfg: Mapping[str, Any], framework: str, model: str, mode: str) -> dict[str, Any]:
     data = {"limit_train": cfg["limit_train"], "download": False}
-    return build_spec(compose(framework, str(cfg["optimizer"]), str(cfg["data"]), model, data=data,
+    return build_spec(compose(framework, str(cfg["optimizer"]), str(cfg["data"]), model_file(cfg, model), data=data,
                               optimizer={"impl": cfg["impl"]}, batch_size=PROBE_BATCH, epochs=1,
                               threads=cfg["threads"], mode=mode, progress="none"))
 
@@ -381,7 +404,7 @@ def scaling_pass(cfg: dict[str, Any], command: str) -> int:
         "drift": {"time": cfg["drift_time"], "ratio": cfg["drift_ratio"]},
         "curves": [{"framework": c.framework, "model": c.model, "mode": c.mode, "error": p.errors.get(c.name)}
                    for c in curves],
-        "flop_per_sample": {m: parse_model(conf_group("model", m)).flops_per_sample() for m in cfg["models"]},
+        "flop_per_sample": {m: parse_model(model_group(model_file(cfg, m))).flops_per_sample() for m in cfg["models"]},
     })
     write_csv(out / "scaling.csv", p.rows, COLUMNS)
     write_json(out / "scaling.json", meta)
