@@ -172,6 +172,9 @@ def test_cli_refuses_an_empty_folder_in_one_line(module: str, key: str, tmp_path
     ("bench.perf.gpu_check", ["device=cpu", "perf_args=bogus=1"], "perf_args: unknown key 'bogus'"),
     ("bench.perf.gpu_check", ["device=cpu", "perf_args=model=lenet5"], "perf_args: model is set by gpu-check"),
     ("bench.scaling", ["models=mlp,,lenet5"], "an empty name between commas"),
+    ("bench.perf.gpu_check", ["device=cpu", "model=lenet6"], "model='lenet6': no conf/model/lenet6.yaml"),
+    ("bench.perf", ["model=/nonexistent/model/mine.yaml"], "model=/nonexistent/model/mine.yaml: cannot read it"),
+    ("bench.scaling", ["models=mlp,/nonexistent/mine.yaml"], "model=/nonexistent/mine.yaml: cannot read it"),
 ])
 def test_cli_refuses_a_bad_value_before_any_work(module: str, args: list[str], needle: str, tmp_path) -> None:
     proc = run_cli(*args, module=module, env=no_framework_env(tmp_path), timeout=120)

@@ -54,7 +54,7 @@ from bench.optimizers import METHODS
 from bench.options import Option, Options, boolean, choice, integer, names, optional_pathname
 from bench.results import METRIC_COLUMNS, write_csv, write_json
 from bench.run import proc
-from bench.spec import MODES, build_spec, compose
+from bench.spec import MODES, build_spec, compose, model_group
 
 DATA_ROOTS = (Path("/usr/share/datasets/fashion-mnist"), Path(PROJECT_ROOT) / "data" / "fashion_mnist")
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -93,7 +93,8 @@ OPTIONS = Options(
                             optional_pathname),
         "limit_train": Option(10000, "training images per run", integer(1)),
         "methods": Option(list(METHODS), "methods, comma-separated", names(METHODS)),
-        "model": Option("mlp", "a conf/model/ name: the layer list every run and the perf step train"),
+        "model": Option("mlp", "the layer list every run and the perf step train: a conf/model/ name, or "
+                        "your own model file's path"),
         "modes": Option(list(MODES), "execution modes, comma-separated", names(MODES)),
         "epochs": Option(1, "epochs per run", integer(1)),
         "perf": Option(True, "false: no bench.perf afterwards", boolean),
@@ -105,7 +106,9 @@ OPTIONS = Options(
 
 
 def parse_args(argv: Sequence[str]) -> dict[str, Any]:
-    return OPTIONS.parse(argv)
+    cfg = OPTIONS.parse(argv)
+    model_group(str(cfg["model"]))  # BadInput for no such model, before any framework is probed
+    return cfg
 
 
 def _has_idx(root: Path) -> bool:
