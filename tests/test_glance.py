@@ -201,3 +201,15 @@ def test_claim_counts_and_their_sentence() -> None:
 def test_group_title_lists_the_methods_in_registry_order() -> None:
     assert glance.group_title(["adam", "sgd", "adam"], True) == "**The tutorial's methods** (sgd, adam)"
     assert glance.group_title(["adamw"], False, "Model lenet5") == "**Model lenet5 — beyond the tutorial** (adamw)"
+
+
+def test_the_accuracy_difference_names_the_precision_of_a_float64_twin() -> None:
+    accs = {("fp32", FW[0]): [0.90, 0.92], ("fp32", FW[1]): [0.90, 0.92],
+            ("fp64", FW[0]): [0.80, 0.82], ("fp64", FW[1]): [0.90, 0.92]}
+    stats = pd.DataFrame([{**config(fw, "adam", precision=p), "seed": s, "final_acc": a}
+                          for (p, fw), v in accs.items() for s, a in enumerate(v)])
+    summary = pd.DataFrame([{**config(fw, "adam", precision=p), "final_acc_mean": np.mean(v)}
+                            for (p, fw), v in accs.items()])
+    gap = glance.largest_accuracy_gap(summary, stats)
+    assert (gap.config, gap.high, gap.low) == ("adam fp64", FW[1], FW[0])
+    assert "adam fp64, " in glance.accuracy_sentence(gap, FW)

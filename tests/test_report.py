@@ -388,3 +388,14 @@ def test_at_a_glance_is_first_and_columns_sort_on_click_in_chromium(glance_built
     subprocess.run([CHROMIUM, *_flags(tmp_path), "--window-size=1400,2200", f"--screenshot={shot}",
                     (glance_built / "index.html").as_uri()], capture_output=True, text=True, timeout=120)
     assert shot.stat().st_size > 10_000
+
+
+def test_a_problem_run_without_a_recorded_reason_still_says_why(tmp_path: Path) -> None:
+    """An interrupted run's run.json holds no reason (Ctrl-C, SIGTERM): its status row says what happened and
+    what to do, not an empty cell; a failed one with no reason points at its stderr.log."""
+    for name, status in (("tf-sgd-interrupted", "interrupted"), ("torch-adam-failed", "failed")):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        write_json(tmp_path / "runs" / name / "run.json", {"run_id": name, "status": status})
+    reasons = {p["status"]: p["reason"] for p in load.load_runs(tmp_path).problems}
+    assert "Ctrl-C or SIGTERM" in reasons["interrupted"] and "run the same command again" in reasons["interrupted"]
+    assert "torch-adam-failed/stderr.log" in reasons["failed"]

@@ -394,3 +394,52 @@ def test_float64_runs_are_timed_and_matched_apart_from_float32_ones(tmp_path: Pa
             assert tf.loc["fp64", "time_ratio_vs_torch"] == pytest.approx(0.8, rel=0.01)
         else:  # an old file: float32 samples, never matched with the float64 runs
             assert summary.loc[summary["precision"] == "fp64", "timing_n"].eq(0).all()
+
+
+def _fp_twins(results: Path, acc: dict[str, float]) -> None:
+    """adam and minibatch in torch and tensorflow, 2 seeds, in float32; adam also in float64, whose final
+    accuracy is ``acc["fp64"]`` (float32's: ``acc["fp32"]``)."""
+    for precision, methods in (("fp32", ("minibatch", "adam")), ("fp64", ("adam",))):
+        for fw in ("torch", "tensorflow"):
+            for method in methods:
+                for seed in (0, 1):
+                    run_id = f"{fw}-{method}-bs32-s{seed}-{precision}"
+                    base = dict(run_id=run_id, framework=fw, optimizer=method, impl="native", mode="eager",
+                                lr=0.01, batch_size=32, seed=seed, dataset="mnist_embedded", n_train=N_TRAIN,
+                                n_test=100, device="cpu", model="mlp", precision=precision)
+                    spec = {"framework": {"name": fw}, "optimizer": {"name": method, "impl": "native", "lr": 0.01},
+                            "mode": "eager", "batch_size": 32, "seed": seed, "data": {"name": "mnist_embedded"},
+                            "device": "cpu", "threads": 1, "model": model_config("mlp"), "precision": precision}
+                    final = acc[precision] if method == "adam" else 0.8
+                    write_fake_run(results, run_id, base, final, N_TRAIN, spec)
+
+
+def test_float64_twins_stay_apart_in_rows_claims_and_figures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A float64 twin of a float32 configuration: the comparison table lists it after the float32 rows
+    (not interleaved with them), the rows that stand for a method (claims, speed figure) are the float32
+    ones even where float64 scored higher, and the curves draw and name the two apart."""
+    _fp_twins(tmp_path, {"fp32": 0.85, "fp64": 0.95})
+    runs = load.load_runs(tmp_path)
+    summary = aggregate.summarize(aggregate.run_stats(runs.metrics, runs.steps))
+    adam = summary[summary["optimizer"] == "adam"]
+    assert list(adam["precision"]) == ["fp32", "fp32", "fp64", "fp64"]
+    refs = aggregate.reference_rows(summary)
+    assert {fw: refs[fw]["adam"]["precision"] for fw in refs} == {"torch": "fp32", "tensorflow": "fp32"}
+    assert refs["torch"]["adam"]["final_acc_mean"] == pytest.approx(0.855)
+    from bench.report import figures
+    drawn = []
+    monkeypatch.setattr(figures, "_save", lambda fig, out_dir, name: drawn.append(fig) or out_dir / name)
+    curves = aggregate.aggregate_curves(runs.metrics)
+    figures.plot_curves(curves, summary, "test_acc", "epoch", tmp_path, "acc")
+    panel = next(ax for ax in drawn[0].axes if ax.get_title().startswith("adam"))
+    lines = {line.get_label(): line.get_linestyle() for line in panel.get_lines()}
+    assert set(lines) == {"torch fp32", "torch fp64", "tensorflow fp32", "tensorflow fp64"}
+    assert lines["torch fp32"] != lines["torch fp64"]
+    assert panel.get_legend() is not None
+
+
+def test_the_comparison_text_names_the_floor_in_each_runs_precision(tmp_path: Path) -> None:
+    _fp_twins(tmp_path, {"fp32": 0.85, "fp64": 0.85})
+    build_report(tmp_path, tmp_path / "report", extra_modules=(), log=lambda s: None)
+    page = html.unescape((tmp_path / "report" / "index.html").read_text())
+    assert "float32 floor" not in page and "float64 for fp64 rows" in page

@@ -200,8 +200,10 @@ def summarize(stats: pd.DataFrame, timing: pd.DataFrame | None = None, baseline:
     out["_f"] = (out["framework"] != baseline).astype(int)
     out["_d"] = (out["model"] != DEFAULT_MODEL).astype(int)
     out["_v"] = out["_version"].map({v: i for i, v in enumerate(sorted(set(out["_version"]), key=version_key))})
-    out = out.sort_values(["dataset", "_d", "model", "_m", "batch_size", "impl", "mode", "lr", "_f", "framework", "_v"]
-                          ).drop(columns=["_m", "_f", "_d", "_v", "_version"]).reset_index(drop=True)
+    # A float64 twin's rows come after its float32 configuration's, never interleaved with them.
+    out = out.sort_values(["dataset", "_d", "model", "_m", "batch_size", "impl", "mode", "lr", "precision", "_f",
+                           "framework", "_v"], kind="stable")
+    out = out.drop(columns=["_m", "_f", "_d", "_v", "_version"]).reset_index(drop=True)
     # summary.csv keeps the column order it had before models: ``model`` comes after the older
     # columns, and what was added since (memory, start-up) after it, so no column moves.
     older = [c for c in out.columns if c not in ("model", "framework_version") and c not in RUN_FIGURES]
@@ -299,7 +301,8 @@ def reference_rows(summary: pd.DataFrame, default_lr: dict[str, float] | None = 
                    ) -> dict[str, dict[str, pd.Series]]:
     """framework -> method -> the row that stands for the method as the tutorial describes it.
 
-    Prefers the method's own batch size, the native optimizer, eager mode; among the lr values
+    Prefers the method's own batch size, the native optimizer, eager mode, float32 (the tutorial's
+    precision: a float64 twin never stands in for it, nor joins its lr choice); among the lr values
     run for that configuration, the best one (``lr_choice``); the row gains ``lr_used``, the
     text that says which lr it is and why.
     """
@@ -310,13 +313,16 @@ def reference_rows(summary: pd.DataFrame, default_lr: dict[str, float] | None = 
     for (fw, method), grp in summary.groupby([units(summary), summary["optimizer"]], sort=False):
         known = method in METHODS
         own = METHODS[method].batch_size if known else None
+        precision = grp["precision"] if "precision" in grp.columns else pd.Series("fp32", index=grp.index)
         rank = pd.DataFrame({  # a method METHODS does not know has no own batch size to prefer
             "bs": (grp["batch_size"] != (grp["n_train"] if own is None else own)) & known,
-            "impl": grp["impl"] != "native", "mode": grp["mode"] != "eager", "runs": -grp["runs"],
-        }, index=grp.index).sort_values(["bs", "impl", "mode", "runs"])
+            "impl": grp["impl"] != "native", "mode": grp["mode"] != "eager", "fp": precision != "fp32",
+            "runs": -grp["runs"],
+        }, index=grp.index).sort_values(["bs", "impl", "mode", "fp", "runs"], kind="stable")
         top = grp.loc[rank.index[0]]
         same = grp[(grp["batch_size"] == top["batch_size"]) & (grp["impl"] == top["impl"])
-                   & (grp["mode"] == top["mode"]) & (grp["n_train"] == top["n_train"])]
+                   & (grp["mode"] == top["mode"]) & (grp["n_train"] == top["n_train"])
+                   & (precision == precision[rank.index[0]])]
         best, used = lr_choice(same, (default_lr or {}).get(method))
         out.setdefault(fw, {})[method] = pd.concat([grp.loc[best], pd.Series({"lr_used": used})])
     return out

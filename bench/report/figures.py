@@ -91,7 +91,7 @@ def plot_curves(curves: pd.DataFrame, summary: pd.DataFrame, metric: str, x: str
                 name: str, heading: str = "") -> Path:
     """One panel per method; frameworks in fixed colours; seeds as mean line and min–max band.
 
-    Keys that differ between a panel's configurations (batch size, lr, impl, mode) get line
+    Keys that differ between a panel's configurations (batch size, lr, impl, mode, precision) get line
     styles and a panel legend; keys shared by the panel go into its title. ``heading`` starts
     the figure's title (the model, "beyond the tutorial").
     """
@@ -107,9 +107,10 @@ def plot_curves(curves: pd.DataFrame, summary: pd.DataFrame, metric: str, x: str
         # Widest first (LINE), thinnest on top: identical curves stay all visible.
         configs = sub[[k for k in (*GROUP_KEYS, "_unit") if k in sub.columns]].drop_duplicates().sort_values(
             "framework", key=lambda f: -f.map(lambda x: LINE.get(x, OTHER_LINE)[0]))
-        shown = ["batch_size", "lr", "impl", "mode"]
+        # precision: a float64 twin of a float32 configuration gets a line style and a legend entry of its own
+        shown = [k for k in ("batch_size", "lr", "impl", "mode", "precision") if k in configs.columns]
         vary = [k for k in shown if configs[k].nunique(dropna=False) > 1]
-        usual = (("impl", "native"), ("mode", "eager"))  # not worth a title word
+        usual = (("impl", "native"), ("mode", "eager"), ("precision", "fp32"))  # not worth a title word
         same = [k for k in shown if k not in vary and (k, configs[k].iloc[0]) not in usual]
         styles: dict[tuple, str] = {}
         for _, cfg in configs.iterrows():

@@ -206,11 +206,12 @@ class Gap:
 
 
 def _config_name(summary: pd.DataFrame, row: pd.Series) -> str:
-    """The method, plus every key in which its configurations in ``summary`` differ (lr, batch, mode ...)."""
+    """The method, plus every key in which its configurations in ``summary`` differ (lr, batch, mode,
+    precision ...)."""
     same = summary[summary["optimizer"] == row["optimizer"]]
     words = [str(row["optimizer"])]
-    for k in ("batch_size", "impl", "mode", "lr", "n_train", "device"):
-        if same[k].nunique(dropna=False) > 1:
+    for k in ("batch_size", "impl", "mode", "lr", "n_train", "device", "precision"):
+        if k in same.columns and same[k].nunique(dropna=False) > 1:
             words.append(_word(k, f"{row[k]:g}" if k == "lr" else str(row[k])))
     return " ".join(words)
 

@@ -138,6 +138,11 @@ def load_runs(results_dir: Path) -> Runs:
             reason = run_info.get("error") or run_info.get("exit_reason") or ""
             if status == "running":
                 reason = reason or "no end recorded: still running, or its process died"
+            elif status == "interrupted":  # the sweep records no reason for a Ctrl-C or SIGTERM
+                reason = reason or ("stopped before it finished (Ctrl-C or SIGTERM); "
+                                    "run the same command again to finish it")
+            else:
+                reason = reason or f"no reason recorded: see {folder.name}/stderr.log"
             problems.append({"run_id": folder.name, "status": status, "reason": str(reason)})
             continue
         mfile = folder / "metrics.csv"

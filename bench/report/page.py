@@ -157,8 +157,9 @@ def _table_text(scope: Scope, inp: Inputs, s: pd.DataFrame, timed: bool) -> list
             f"(evaluation excluded). Step-loss spread: std of the logged step losses over the last {LAST_PART:.0%} "
             "of training. sweep s/epoch: median over training epochs of the sweep, wall time while runs shared "
             "the cores. MiB ready + training (floor): the run process's resident memory once the framework, the data "
-            "and the model were ready, what training added up to its peak, and in brackets the model's float32 floor "
-            "(parameters, gradients, optimizer state, one batch's activations); GPU: the framework's own peak "
+            "and the model were ready, what training added up to its peak, and in brackets the model's floor in the "
+            "run's precision (parameters, gradients, optimizer state, one batch's activations; float64 for fp64 "
+            "rows, else float32); GPU: the framework's own peak "
             "counter; medians over seeds.", _timing_text(inp.timing if timed else None, inp.baseline, inp.rounds)]
 
 
