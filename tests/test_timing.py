@@ -91,6 +91,27 @@ def _rows(results: Path) -> list[dict[str, str]]:
 
 
 @pytest.mark.slow
+def test_a_float64_run_is_timed_apart_in_a_process_of_its_own(results: Path, tmp_path: Path) -> None:
+    """float32 and float64 runs of one configuration: two configurations, each timed in its own
+    precision. Keras' floatx is process-wide, so the two never share a hosted worker (they did,
+    and the float64 one failed to build, or took the process down)."""
+    env = {"OPTBENCH_CPU_LOCK": str(tmp_path / "cpu.lock")}
+    sweep = run_cli("-m", *TINY, "framework=tensorflow", "optimizer=minibatch", "precision=fp32,fp64", "jobs=2",
+                    f"results_dir={results}", env=env, timeout=600)
+    assert sweep.returncode == 0, sweep.stderr[-2000:]
+    proc = run_cli(str(results), "processes=1", "rounds=2", "budget_s=2", "passes=1", "contention_threshold=1",
+                   module="bench.timing", env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = _rows(results)
+    assert sorted({r["precision"] for r in rows}) == ["fp32", "fp64"]
+    assert all(math.isfinite(float(r["time_per_step_s"])) for r in rows)
+    meta = json.loads((results / "timing" / "timing.json").read_text())
+    pids = {meta["configs"][w["config"]]["precision"]: w["pid"] for d in meta["pass_details"] for w in d["processes"]}
+    assert len(pids) == 2 and pids["fp32"] != pids["fp64"]
+    assert "bs32 fp64" in proc.stdout  # the table names the float64 configuration
+
+
+@pytest.mark.slow
 def test_timing_pass_end_to_end(results: Path, tmp_path: Path) -> None:
     env = {"OPTBENCH_CPU_LOCK": str(tmp_path / "cpu.lock")}
     sweep = run_cli("-m", *TINY, "framework=torch,tensorflow", "optimizer=minibatch,bgd", "jobs=2",

@@ -266,3 +266,6 @@ def test_configurations_share_a_worker_process_only_with_the_same_framework_and_
     assert host_key(spec("jax", "adam")) == host_key(spec("jax", "sgd", batch_size=1))  # methods and batches share
     assert host_key(spec("jax")) != host_key(spec("torch"))
     assert host_key(spec("jax")) != host_key(spec("jax", threads=2))  # other thread pools: another process
+    # float64 is process-wide in JAX and Keras: a float64 twin never shares its float32 worker
+    assert host_key(spec("tensorflow")) != host_key(spec("tensorflow", precision="fp64"))
+    assert host_key(spec("jax", "sgd", precision="fp64")) == host_key(spec("jax", "adam", precision="fp64"))

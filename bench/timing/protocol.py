@@ -234,9 +234,10 @@ class Host(Worker):
 
 def host_key(spec: Mapping[str, Any]) -> str:
     """Configurations with the same key can share a worker process: one framework, interpreter,
-    environment (threads, device, determinism) and pinning width."""
-    return json.dumps([spec["framework"]["name"], interpreter(spec), spec_env(spec), spec.get("threads", 1)],
-                      sort_keys=True)
+    environment (threads, device, determinism), pinning width and precision (float64 is a
+    process-wide switch in JAX and Keras: a process runs one precision)."""
+    return json.dumps([spec["framework"]["name"], interpreter(spec), spec_env(spec), spec.get("threads", 1),
+                       spec.get("precision") or "fp32"], sort_keys=True)
 
 
 def steps_for(worker: Worker, sample_s: float) -> int:

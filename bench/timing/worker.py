@@ -169,6 +169,17 @@ def serve(spec_json: str, options_json: str = "{}") -> int:
     reply({**common, "configs": infos} if hosted else {**common, **infos[0]})
     for line in sys.stdin:
         ask = json.loads(line)
-        stepper = steppers[int(ask.get("config", 0))]
-        reply(stepper.run(int(ask["steps"])) if stepper is not None else {"error": "not built"})
+        at = int(ask.get("config", 0))
+        stepper = steppers[at]
+        if stepper is None:
+            reply({"error": "not built"})
+            continue
+        try:
+            got = stepper.run(int(ask["steps"]))
+        except Exception as exc:  # hosted: this configuration fails alone, the others are timed on
+            if not hosted:
+                raise
+            steppers[at] = None
+            got = {"error": f"{type(exc).__name__}: {exc}"}
+        reply(got)
     return 0
