@@ -112,8 +112,8 @@ def test_without_a_timing_pass_no_framework_is_called_fastest() -> None:
     assert not any(c.startswith("time per step") for c in table.columns) and "per configuration" not in table
     # A timing pass that did not time this group, or timed one framework only: no fastest either.
     other = {k: v for k, v in rounds.items() if k[3] == FW[0]}
-    assert glance.fastest_framework(summary, {}, timing_pass=True).why == "the timing pass timed none of these " \
-        "configurations"
+    assert glance.fastest_framework(summary, {}, timing_pass=True).why.startswith(
+        "the timing pass holds no clean sample of these configurations")
     assert glance.fastest_framework(summary, other).why == f"only {FW[0]} was timed"
 
 

@@ -292,7 +292,7 @@ def test_at_a_glance_leads_with_each_models_answer_from_its_own_runs(built: Path
         assert "has the same mean final test accuracy in each" in block and "Largest" not in block
         assert "<strong>The tutorial's claims</strong>: " in block
     for block in blocks[1::2]:  # the timing pass timed no method beyond the tutorial: no winner named
-        assert "Fastest" not in block and "timed none of these configurations" in block
+        assert "Fastest" not in block and "no clean sample of these configurations" in block
         assert "makes no claims about these methods" in block
     assert "Not recorded by these runs" in glance  # synthetic runs carry no memory figures
 
@@ -443,3 +443,18 @@ def test_the_comparison_text_names_the_floor_in_each_runs_precision(tmp_path: Pa
     build_report(tmp_path, tmp_path / "report", extra_modules=(), log=lambda s: None)
     page = html.unescape((tmp_path / "report" / "index.html").read_text())
     assert "float32 floor" not in page and "float64 for fp64 rows" in page
+
+
+def test_a_timing_pass_with_no_clean_sample_is_not_called_no_timing_pass(tmp_path: Path) -> None:
+    """Every sample contended: the report says the pass is there but left everything out, and how
+    much, rather than that there was no timing pass."""
+    two_models(tmp_path, methods=("minibatch", "adam"), models=("mlp",))
+    write_timing(tmp_path, {"mlp": 1.5})
+    timing = pd.read_csv(tmp_path / "timing" / "timing.csv")
+    timing["contention"] = 0.9
+    timing.to_csv(tmp_path / "timing" / "timing.csv", index=False)
+    build_report(tmp_path, tmp_path / "report", extra_modules=(), log=lambda s: None)
+    page = html.unescape((tmp_path / "report" / "index.html").read_text())
+    assert "No timing pass" not in page
+    assert "No clean timing of these configurations" in page and f"({len(timing)} of its {len(timing)} samples" in page
+    assert "no clean sample of these configurations" in page  # At a glance names no fastest framework, and why

@@ -115,7 +115,8 @@ def fastest_framework(summary: pd.DataFrame, rounds: Mapping[tuple, pd.Series], 
     untimed = tuple(fw for fw in frameworks if fw not in timed)
     compared = [fw for fw in frameworks if fw in timed]
     if len(compared) < 2:
-        why = ("the timing pass timed none of these configurations" if not compared
+        why = ("the timing pass holds no clean sample of these configurations (it did not time them, or "
+               "other processes used the CPUs throughout)" if not compared
                else f"only {compared[0]} was timed")
         return Speed(None, untimed=untimed, why=why)
     common = sorted(set.intersection(*(set(timed[fw]) for fw in compared)), key=str)

@@ -17,7 +17,7 @@ from bench.report.groups import BEYOND, framework_order, method_order, model_ord
 from bench.report.load import Runs, Timing, default_lrs, load_runs, load_timing, read_table, settle_timing
 from bench.report.render import Part, render_html, render_md
 from bench.report.sections import EXTRA_MODULES, collect_section
-from bench.report.speed import BASELINE, CONTENTION_THRESHOLD, protocol_text
+from bench.report.speed import BASELINE, CONTENTION_THRESHOLD, contended, protocol_text
 from bench.report.tables import comparison_table, contention_note, environment
 from bench.report.versions import defaults_of, label, releases_of, sentences, timed_releases, versions_part
 from bench.results import atomic_write_text
@@ -64,10 +64,17 @@ class Inputs:
     results_dir: Path = Path("results")
 
 
-def _timing_text(timing: Timing | None, baseline: str, rounds: Mapping[tuple, pd.Series]) -> str:
+def _timing_text(timing: Timing | None, baseline: str, rounds: Mapping[tuple, pd.Series], timed: bool = True) -> str:
     if timing is None:
         return ("**No timing pass** (`python -m bench.timing`): the speed numbers below are sweep wall time "
                 "(runs shared the cores), and every claim about time is inconclusive.")
+    if not timed:  # a pass, but not one clean sample of this block's configurations
+        busy = int(contended(timing.rows["contention"], timing.threshold).sum()) if "contention" in timing.rows else 0
+        return (f"**No clean timing of these configurations**: the timing pass did not time them, or left out every "
+                f"sample it took of them ({busy} of its {len(timing.rows)} samples ran while other processes used more "
+                f"than {timing.threshold:.0%} of the CPUs). The speed numbers below are sweep wall time (runs shared "
+                "the cores), and every claim about time is inconclusive; run `python -m bench.timing` again on a "
+                "quiet machine.")
     # processes, rounds, passes, what was left out (at the pass's own contention threshold)
     return protocol_text(timing.rows, timing.meta, baseline, timing.threshold, getattr(rounds, "slow", ()),
                          timing.drift)
@@ -160,7 +167,7 @@ def _table_text(scope: Scope, inp: Inputs, s: pd.DataFrame, timed: bool) -> list
             "and the model were ready, what training added up to its peak, and in brackets the model's floor in the "
             "run's precision (parameters, gradients, optimizer state, one batch's activations; float64 for fp64 "
             "rows, else float32); GPU: the framework's own peak "
-            "counter; medians over seeds.", _timing_text(inp.timing if timed else None, inp.baseline, inp.rounds)]
+            "counter; medians over seeds.", _timing_text(inp.timing, inp.baseline, inp.rounds, timed)]
 
 
 def _dataset_parts(scope: Scope, inp: Inputs, out_dir: Path) -> list[Part]:
