@@ -218,6 +218,7 @@ class _Training:
         else:
             self.rows.append(self.non_finite_row(epoch, losses, used))
         print(f"{self.progress.label} epoch {epoch}: {why}: diverged", file=sys.stderr, flush=True)
+        update_run_json(self.out_dir, diverged_reason=f"epoch {epoch}: {why}")  # the report's status table says it
 
     def row(self, epoch: int, losses: np.ndarray, used: Usage, scores: dict[str, float],
             eval_time: float) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,12 @@ def test_a_finite_blow_up_is_diverged_and_stops_the_run(results: Path) -> None:
     last = float(rows[-1]["step_loss_mean"])
     assert math.isnan(last) or last > 10 * float(rows[0]["train_loss"])
     assert "diverged" in proc.stderr
+    # run.json says why, and the report's status table shows it
+    assert re.match(r"epoch \d+: (mean training loss .* > diverge_factor 10 x initial loss|.*non-finite)",
+                    info["diverged_reason"]), info["diverged_reason"]
+    from bench.report.load import load_runs
+    (row,) = load_runs(results).diverged()
+    assert row["status"] == "diverged" and row["reason"] == info["diverged_reason"]
 
 
 @pytest.mark.slow  # trains two epochs

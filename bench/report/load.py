@@ -53,6 +53,12 @@ class Runs:
     warnings: list[str] = field(default_factory=list)
     models: dict[str, ModelInfo] = field(default_factory=dict)  # model name -> its layers and size
 
+    def diverged(self) -> list[dict[str, str]]:
+        """The diverged runs (kept in the tables up to the epoch that diverged), each with why it stopped."""
+        return [{"run_id": run_id, "status": "diverged",
+                 "reason": str(info.get("diverged_reason") or f"no reason recorded: see {run_id}/stderr.log")}
+                for run_id, info in sorted(self.info.items()) if info.get("status") == "diverged"]
+
 
 def read_table(path: Path, required: Sequence[str]) -> tuple[pd.DataFrame | None, str]:
     try:

@@ -32,9 +32,11 @@ def _status_part(stats: pd.DataFrame, runs: Runs, notes: Sequence[str]) -> Part:
     part = Part("status", "Runs and status")
     counts = stats["status"].value_counts().to_dict() if len(stats) else {}
     part.text(f"{len(stats)} runs in the report: {counts.get('completed', 0)} completed, "
-              f"{counts.get('diverged', 0)} diverged; {len(runs.problems)} failed or unfinished runs left out.")
-    if runs.problems:
-        part.table(pd.DataFrame(runs.problems))
+              f"{counts.get('diverged', 0)} diverged (kept up to that epoch); {len(runs.problems)} failed or "
+              "unfinished runs left out." + (" Why each did not complete:" if runs.problems or counts.get("diverged")
+                                             else ""))
+    if rows := runs.problems + runs.diverged():
+        part.table(pd.DataFrame(rows))
     if runs.warnings:
         part.items([f"warning: {w}" for w in runs.warnings], "warn")
     for note in notes:
