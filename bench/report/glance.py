@@ -260,7 +260,7 @@ def accuracy_sentence(gap: Gap | None, frameworks: Sequence[str]) -> str:
         paired = f"{gap.diff.n} seed{'s' if gap.diff.n != 1 else ''} in both, so no interval"
     if gap.high_acc == gap.low_acc:
         return ("**Final accuracy**: every configuration run in several frameworks has the same mean final test "
-                f"accuracy in each ({gap.config}: {fmt(gap.high_acc)} in {gap.high} and {gap.low}).")
+                f"accuracy in each (for example {gap.config}: {fmt(gap.high_acc)} in {gap.high} and {gap.low}).")
     return (f"**Largest final-accuracy difference between frameworks**: {gap.config}, {gap.high} "
             f"{fmt(gap.high_acc)} vs {gap.low} {fmt(gap.low_acc)} (mean test accuracy over seeds; {gap.high} − "
             f"{gap.low}: {paired}).")

@@ -48,7 +48,8 @@ def comparison_table(summary: pd.DataFrame, timed: bool, baseline: str = BASELIN
         row["framework"] = r.get("fw_label", r["framework"])  # "jax 0.9.2" where several releases ran
         all_diverged = r["diverged"] == r["runs"]
         row["seeds"] = str(r["runs"])
-        row["budget"] = f"{r['epochs']} epochs, {r['steps']:,} steps"
+        row["budget"] = (f"{r['epochs']} epoch{'' if r['epochs'] == 1 else 's'}, "
+                         f"{r['steps']:,} step{'' if r['steps'] == 1 else 's'}")
         row["final acc"] = "diverged" if all_diverged else _pm(r["final_acc_mean"], r["final_acc_std"])
         row["best acc"] = "diverged" if all_diverged else _pm(r["best_acc_mean"], r["best_acc_std"])
         reach = f" ({r['reached']}/{r['runs']})" if 0 < r["reached"] < r["runs"] else ""
