@@ -329,7 +329,10 @@ def _supported(spec: Mapping[str, Any]) -> None:
 def _hparam(key: str, value: Any) -> float:
     """A hyperparameter in range: β's in (0, 1), weight decay >= 0, every other one > 0."""
     if key == "weight_decay":
-        out = _positive_float(f"optimizer.{key}", value) if value != 0 else 0.0
+        try:
+            out = _positive_float(f"optimizer.{key}", value) if value != 0 else 0.0
+        except BadInput:  # 0 is allowed: no decay
+            raise BadInput(f"optimizer.{key} must be a finite number >= 0, got {_short(value)}") from None
     else:
         out = _positive_float(f"optimizer.{key}", value)
     if key.startswith("beta") and out >= 1:

@@ -92,11 +92,16 @@ def test_run_id_is_stable_and_sensitive() -> None:
         ("seed=abc", "seed must be an integer"),
         ("jobs=0", "jobs must be >= 1"),
         ("mode=fast", "mode='fast' is not one of"),
+        ("optimizer=adamw optimizer.weight_decay=-1", "optimizer.weight_decay must be a finite number >= 0"),
     ],
 )
 def test_bad_values_are_config_errors(override: str, message: str) -> None:
     with pytest.raises(BadInput, match=message):
-        build_spec(compose_config(override))
+        build_spec(compose_config(*override.split()))
+
+
+def test_no_weight_decay_is_allowed() -> None:
+    assert build_spec(compose_config("optimizer=adamw", "optimizer.weight_decay=0"))["optimizer"]["weight_decay"] == 0
 
 
 def test_native_mapping_passes_every_hyperparameter_explicitly() -> None:

@@ -113,6 +113,25 @@ def test_the_honesty_check_covers_passes_that_agree_and_flags_one_that_does_not(
     assert off["coverage"]["ratios"]["share_all_covered"] == 0.0
 
 
+def test_a_configuration_clean_in_one_pass_only_is_not_counted_as_uncovered(capsys) -> None:
+    """jax's samples contended in every pass but the first: nothing to compare for it, so it is
+    neither 'not all covered' nor part of the shares; with nothing anywhere, the line says so."""
+    from bench.timing.honesty import print_honesty
+
+    rows = _passes()
+    rows.loc[(rows["framework"] == "jax") & (rows["pass"] > 1), "contention"] = 0.9
+    result = honesty(rows, 0.1, lambda key: key[3], baseline="torch")
+    assert result["coverage"]["time_per_step"]["configurations"] == 1  # torch only
+    assert result["coverage"]["time_per_step"]["share_all_covered"] == 1.0
+    print_honesty(result)
+    out = capsys.readouterr().out
+    assert "clean in one pass only: nothing to compare" in out and "nan%" not in out and "<- not all" not in out
+    rows.loc[rows["pass"] > 1, "contention"] = 0.9
+    print_honesty(honesty(rows, 0.1, lambda key: key[3], baseline="torch"))
+    out = capsys.readouterr().out
+    assert "no configuration has clean medians in two passes" in out and "nan%" not in out
+
+
 def test_the_honesty_check_measures_the_drift_between_passes_and_applies_the_allowance() -> None:
     """Pass 3's jax runs 3 % slower (drift no pass can see from inside): the check estimates a spread
     between passes of about that size for times and ratios; with the allowance set to it the

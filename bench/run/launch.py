@@ -326,9 +326,11 @@ def stop_sweep_processes(sweep_pid: int, grace_s: float = 15.0) -> int:
     return len(pids)
 
 
-def check_results_dir(results_dir: str) -> None:
-    """One clear line, before any run starts, when results_dir cannot be written."""
+def check_results_dir(results_dir: str) -> list[Path]:
+    """One clear line, before any run starts, when results_dir cannot be written. Returns the
+    folders it created, deepest first: bad input found later takes them away again."""
     runs = Path(results_dir) / "runs"
+    made = [p for p in (runs, *runs.parents) if not p.exists()]
     try:
         runs.mkdir(parents=True, exist_ok=True)
         probe = runs / f".probe-{os.getpid()}"
@@ -336,6 +338,16 @@ def check_results_dir(results_dir: str) -> None:
         probe.unlink()
     except OSError as exc:
         raise BadInput(f"results_dir={results_dir} cannot be written ({exc.strerror or exc})") from None
+    return made
+
+
+def _unmake(folders: list[Path]) -> None:
+    """Remove the folders a run created, deepest first, where they are still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (another run of a sweep wrote there), or gone: leave it
+            return
 
 
 def objective_value(outcome: RunOutcome, objective: str) -> float:
@@ -412,10 +424,12 @@ def run_job(cfg: DictConfig, raise_errors: bool = False) -> RunOutcome | None:
     try:
         marker = _mark_running(pdir)  # in the try: a disk full already here gets the one line too
         spec, runs_per_gpu = _task_spec(cfg)
-        check_results_dir(str(cfg.results_dir))
+        made = check_results_dir(str(cfg.results_dir))
         if pdir is None:  # a single run; a sweep did this once at its start
             mark_interrupted(str(cfg.results_dir))
         outcome = execute(spec, str(cfg.results_dir), bool(cfg.force), runs_per_gpu)
+        if outcome.code == EXIT_BAD_INPUT:  # the child found it (the data): nothing written, no folder either
+            _unmake(made)
     except BadInput as exc:
         if raise_errors:
             raise
