@@ -8,6 +8,7 @@ methods beyond the tutorial's six get a block of their own and never enter the c
 from __future__ import annotations
 
 import html
+import json
 import math
 import re
 from pathlib import Path
@@ -458,3 +459,19 @@ def test_a_timing_pass_with_no_clean_sample_is_not_called_no_timing_pass(tmp_pat
     assert "No timing pass" not in page
     assert "No clean timing of these configurations" in page and f"({len(timing)} of its {len(timing)} samples" in page
     assert "no clean sample of these configurations" in page  # At a glance names no fastest framework, and why
+
+
+def test_the_report_names_what_the_timing_pass_could_not_time(tmp_path: Path) -> None:
+    two_models(tmp_path, methods=("minibatch", "adam"), models=("mlp",))
+    write_timing(tmp_path, {"mlp": 1.5})
+    meta = json.loads((tmp_path / "timing" / "timing.json").read_text())
+    meta["configs"] = [{"framework": "jax", "optimizer": "adam", "impl": "native", "mode": "eager", "batch_size": 32,
+                        "model": "lenet5", "precision": "fp64", "error": "RuntimeError: it broke"},
+                       {"framework": "torch", "optimizer": "adam", "impl": "native", "mode": "eager",
+                        "batch_size": 32, "model": "mlp", "error": None}]
+    write_json(tmp_path / "timing" / "timing.json", meta)
+    build_report(tmp_path, tmp_path / "report", extra_modules=(), log=lambda s: None)
+    page = html.unescape((tmp_path / "report" / "index.html").read_text())
+    assert "The pass could not time 1 configuration</strong> (jax adam/native/eager bs32 lenet5 fp64: " \
+           "RuntimeError: it broke)" in page
+    assert speed.failed_text({"configs": meta["configs"][1:]}) == ""

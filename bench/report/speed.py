@@ -327,7 +327,25 @@ def protocol_text(rows: pd.DataFrame, meta: Mapping, baseline: str = BASELINE,
             + (f" {drift_text(drift)}" if drift_text(drift) else "")
             + (f" The interpreter's pace (a fixed Python loop each worker timed beside every sample; where another "
                f"run's differs, the machine did, though the same pace does not prove the same machine): "
-               f"{pace_text(paced)}." if paced else ""))
+               f"{pace_text(paced)}." if paced else "")
+            + failed_text(meta))
+
+
+def failed_text(meta: Mapping) -> str:
+    """The sentence naming the configurations the timing pass could not time, and why (timing.json's
+    ``configs``), or "" when it timed them all."""
+    failed = [c for c in meta.get("configs") or [] if isinstance(c, Mapping) and c.get("error")]
+    if not failed:
+        return ""
+    said = "; ".join(f"{config_label(c)}: {c['error']}" for c in failed)
+    return f" **The pass could not time {len(failed)} configuration{'s' if len(failed) > 1 else ''}** ({said})."
+
+
+def config_label(row: Mapping) -> str:
+    """``jax adam/native/eager bs32``, with the model unless the tutorial's and the precision unless float32."""
+    model, precision = row.get("model") or DEFAULT_MODEL, row.get("precision") or "fp32"
+    return (f"{row['framework']} {row['optimizer']}/{row['impl']}/{row['mode']} bs{row['batch_size']}"
+            + ("" if model == DEFAULT_MODEL else f" {model}") + ("" if precision == "fp32" else f" {precision}"))
 
 
 def drift_text(drift: Mapping[str, float] | None) -> str:

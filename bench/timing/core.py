@@ -48,6 +48,7 @@ from bench.report.speed import (
     Rounds,
     baseline_twin,
     config_key,
+    config_label,
     contended,
     default_versions,
     drift_text,
@@ -181,11 +182,9 @@ def sweep_configs(results_dir: Path) -> list[dict[str, Any]]:
 def label(row: Mapping[str, Any], release: bool = False) -> str:
     """``jax adam/native/eager bs32``; ``release``: ``jax 0.9.2 adam/...`` (a pass with several releases of it);
     a model other than the tutorial's and a precision other than float32 are named after it."""
-    model = row.get("model") or DEFAULT_MODEL
-    precision = row.get("precision") or "fp32"
-    framework = f"{row['framework']} {row['framework_version']}" if release else row["framework"]
-    return (f"{framework} {row['optimizer']}/{row['impl']}/{row['mode']} bs{row['batch_size']}"
-            + ("" if model == DEFAULT_MODEL else f" {model}") + ("" if precision == "fp32" else f" {precision}"))
+    if release:
+        return config_label({**row, "framework": f"{row['framework']} {row['framework_version']}"})
+    return config_label(row)
 
 
 def several_releases(rows: Iterable[Mapping[str, Any]]) -> set[str]:
