@@ -118,3 +118,35 @@ def test_a_lost_job_is_one_line(state: str, said: str) -> None:
                               f"has not produced any output (state: {state})\nError stream produced:\n---\nlog\n")
     line = lost_job_line(exc)
     assert line.startswith("Slurm job 7_1 ended without a result") and said in line and "\n" not in line
+
+
+# ------------------------------------------------------------------ Slurm's warning, wherever it lands
+def _submitit_like(signum, frame) -> None:
+    """What submitit's SIGUSR2 handler does when a job may not be requeued: raise into the main thread."""
+    raise UncompletedJobError("Job not requeued because: timed-out too many times.")
+
+
+def test_the_time_limit_warning_is_noted_even_where_its_exception_would_be_swallowed(capsys) -> None:
+    """Slurm sends SIGCONT with the warning; if submitit's exception lands inside another handler's
+    logging call, logging swallows it. The run must still say it was warned, and wait on."""
+    import signal
+    import threading
+
+    from bench.run.launch import _wait
+
+    before = signal.signal(signal.SIGUSR2, _submitit_like)
+    try:
+        with slurm.WarningNoted() as noted:
+            assert noted.active
+            try:  # as logging's emit does with an error in it: whatever is raised here is lost
+                signal.raise_signal(signal.SIGUSR2)
+            except Exception:  # noqa: BLE001
+                pass
+            assert noted.reason == "Slurm time limit reached (timeout)"
+        assert signal.getsignal(signal.SIGUSR2) is _submitit_like  # put back
+        proc = subprocess.Popen(["sleep", "1.5"])
+        threading.Timer(0.3, signal.raise_signal, (signal.SIGUSR2,)).start()
+        assert _wait(proc) == (0, "Slurm time limit reached (timeout)")  # it waited on, to the end
+        assert "[slurm] the job is warned (Slurm time limit reached (timeout))" in capsys.readouterr().out
+    finally:
+        signal.signal(signal.SIGUSR2, before)

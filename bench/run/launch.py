@@ -36,7 +36,7 @@ from bench.run.cpulock import CpuLock
 from bench.run.lanes import gpu_slot
 from bench.run.proc import NOISE, die_with_parent, spec_env, start
 from bench.run.progress import SWEEP_JOB_ENV
-from bench.run.slurm import UncompletedJobError, scheduler_reason, slurm_stop_reason
+from bench.run.slurm import UncompletedJobError, WarningNoted, scheduler_reason, slurm_stop_reason
 from bench.run.sweep import (
     apply_tuning_defaults,
     check_task_config,
@@ -137,12 +137,19 @@ def _wait(proc: subprocess.Popen) -> tuple[int, str | None]:
     SIGTERM at the limit ends the child, which records itself interrupted.
     """
     warned = None
-    while True:
-        try:
-            return proc.wait(), warned
-        except UncompletedJobError as exc:
-            warned = scheduler_reason(exc)
-            print(f"[slurm] the job is warned ({warned}); the run goes on until Slurm ends it", flush=True)
+    with WarningNoted() as noted:
+        while True:
+            try:
+                code = proc.wait(timeout=1.0 if noted.active else None)
+            except subprocess.TimeoutExpired:
+                code = None
+            except UncompletedJobError as exc:  # a handler WarningNoted did not wrap
+                code, noted.reason = None, noted.reason or scheduler_reason(exc)
+            if noted.reason and warned is None:
+                warned = noted.reason
+                print(f"[slurm] the job is warned ({warned}); the run goes on until Slurm ends it", flush=True)
+            if code is not None:
+                return code, warned
 
 
 def execute(spec: dict[str, Any], results_dir: str, force: bool = False, runs_per_gpu: int = 1) -> RunOutcome:

@@ -9,9 +9,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
+from typing import Any
 
 from omegaconf import OmegaConf
 from submitit.core.utils import UncompletedJobError
@@ -71,6 +74,41 @@ def scheduler_reason(exc: BaseException) -> str | None:
     if not isinstance(exc, UncompletedJobError):
         return None
     return SLURM_REASONS["TIMEOUT" if "timed-out" in str(exc) else "PREEMPTED"]
+
+
+class WarningNoted:
+    """Slurm's warning (SIGUSR2) caught where it arrives, not where submitit's exception lands.
+
+    submitit's SIGUSR2 handler raises UncompletedJobError into whatever Python is doing at that
+    instant; if that is another signal handler's logging call (Slurm sends SIGCONT alongside),
+    ``logging`` swallows it as a "Logging error" and the warning is lost. Inside the block, the
+    handler is wrapped so the reason is kept in ``reason`` and nothing is raised; a preemption's
+    requeue (SystemExit) still goes up. Outside the main thread, or with no Python handler for
+    SIGUSR2 (not a submitit job), it changes nothing and ``active`` is False.
+    """
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self.active = False
+        self._original: Any = None
+
+    def __enter__(self) -> WarningNoted:
+        original = signal.getsignal(signal.SIGUSR2)
+        if callable(original) and threading.current_thread() is threading.main_thread():
+            self._original, self.active = original, True
+
+            def noted(signum: int, frame: Any) -> None:
+                try:
+                    original(signum, frame)
+                except UncompletedJobError as exc:
+                    self.reason = self.reason or scheduler_reason(exc)
+
+            signal.signal(signal.SIGUSR2, noted)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.active:
+            signal.signal(signal.SIGUSR2, self._original)
 
 
 def _seconds(text: str) -> int | None:
