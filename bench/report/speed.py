@@ -334,7 +334,8 @@ def protocol_text(rows: pd.DataFrame, meta: Mapping, baseline: str = BASELINE,
 def failed_text(meta: Mapping) -> str:
     """The sentence naming the configurations the timing pass could not time, and why (timing.json's
     ``configs``), or "" when it timed them all."""
-    failed = [c for c in meta.get("configs") or [] if isinstance(c, Mapping) and c.get("error")]
+    configs = meta.get("configs")  # a list of rows; a count in files of older passes, which named none
+    failed = [c for c in configs if isinstance(c, Mapping) and c.get("error")] if isinstance(configs, list) else []
     if not failed:
         return ""
     said = "; ".join(f"{config_label(c)}: {c['error']}" for c in failed)
