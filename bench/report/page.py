@@ -31,10 +31,10 @@ def _slug(text: str) -> str:
 def _status_part(stats: pd.DataFrame, runs: Runs, notes: Sequence[str]) -> Part:
     part = Part("status", "Runs and status")
     counts = stats["status"].value_counts().to_dict() if len(stats) else {}
-    part.text(f"{len(stats)} runs in the report: {counts.get('completed', 0)} completed, "
-              f"{counts.get('diverged', 0)} diverged (kept up to that epoch); {len(runs.problems)} failed or "
-              "unfinished runs left out." + (" Why each did not complete:" if runs.problems or counts.get("diverged")
-                                             else ""))
+    diverged = counts.get("diverged", 0)
+    part.text(f"{len(stats)} runs in the report: {counts.get('completed', 0)} completed, {diverged} diverged"
+              + (" (kept up to that epoch)" if diverged else "") + f"; {len(runs.problems)} failed or unfinished "
+              "runs left out." + (" Why each did not complete:" if runs.problems or diverged else ""))
     if rows := runs.problems + runs.diverged():
         part.table(pd.DataFrame(rows))
     if runs.warnings:
