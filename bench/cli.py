@@ -96,10 +96,11 @@ def _search_folders(value: str) -> list[str]:
 
 
 def _check_model_names(argv: list[str], conf_dir: Any) -> None:
-    """``model=mine`` (or a sweep of them): the file ``model/mine.yaml`` must call its model ``mine``.
-    Runs are grouped by that name in the report and its tables, so a file that calls itself
-    ``lenet5`` would fold a different network into LeNet-5's rows."""
+    """``model=mine`` (or a sweep of them): the file ``model/mine.yaml`` must call its model ``mine``
+    (:func:`bench.spec.check_model_name`)."""
     import yaml
+
+    from bench.spec import check_model_name
 
     folders = [os.path.join(str(conf_dir), "model")]
     for arg in argv:
@@ -119,9 +120,7 @@ def _check_model_names(argv: list[str], conf_dir: Any) -> None:
                     called = (yaml.safe_load(fh) or {}).get("name")
             except (OSError, yaml.YAMLError, AttributeError):
                 continue  # Hydra reads it next and says what is wrong
-            if called != name:
-                raise BadInput(f"model={name}: {path} calls its model {called!r}; write name: {name} in it "
-                               "(the report groups runs by that name)")
+            check_model_name(name, path, name, called)
 
 
 def error(message: str) -> int:

@@ -263,13 +263,14 @@ def conf_help(name: str, marked: Collection[str] = (), mark: str = "", conf_dir:
             if sep and (conf_dir / group).is_dir() and "@" not in group:
                 choices = ", ".join(sorted(p.stem for p in (conf_dir / group).glob("*.yaml")))
                 groups.append((group, default.strip(), f"{comment} [choices: {choices}]"))
+    own = {group: _group_keys(group, choice, conf_dir) for group, choice, _ in groups}
     lines = ["== Config groups (group=choice) ==", *key_lines(groups), "",
              "== Keys (key=value) ==", *key_lines(keys), "",
              "== A group's own keys (group.key=value), as the default choice sets them ==",
-             *key_lines(row for group, choice, _ in groups for row in _group_keys(group, choice, conf_dir)[0])]
+             *key_lines(row for rows, _ in own.values() for row in rows)]
     added: dict[tuple[str, ...], list[str]] = {}  # the choices that add them -> keys
-    for group, choice, _ in groups:
-        for key, choices in _group_keys(group, choice, conf_dir)[1].items():
+    for group, (_, others) in own.items():
+        for key, choices in others.items():
             added.setdefault((group, *choices), []).append(key)
     if added:
         said = [f"{', '.join(keys)} ({by[0]}={'|'.join(by[1:])})" for by, keys in added.items()]

@@ -74,14 +74,16 @@ def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     return value
 
 
-def _positive_float(name: str, value: Any) -> float:
+def _positive_float(name: str, value: Any, zero: bool = False) -> float:
+    """A finite number above 0 (or at it, with ``zero``)."""
+    bound = ">= 0" if zero else "> 0"
     try:
         out = float(value)
     except (TypeError, ValueError, OverflowError):
-        raise BadInput(f"{name} must be a finite number > 0, got {_short(value)}") from None
-    if isinstance(value, bool) or not math.isfinite(out) or out <= 0:
-        raise BadInput(f"{name} must be a finite number > 0, got {_short(value)}")
-    return out
+        raise BadInput(f"{name} must be a finite number {bound}, got {_short(value)}") from None
+    if isinstance(value, bool) or not math.isfinite(out) or out < 0 or (out == 0 and not zero):
+        raise BadInput(f"{name} must be a finite number {bound}, got {_short(value)}")
+    return out or 0.0  # -0.0 is 0
 
 
 def _diverge_factor(value: Any) -> float:
@@ -206,10 +208,17 @@ def model_group(model: str) -> dict[str, Any]:
             raise BadInput(f"model={model}: not valid YAML" + (f" (line {mark.line + 1})" if mark else "")) from None
     if not isinstance(cfg, dict):
         raise BadInput(f"model={model}: a model file is a mapping with name: and layers: (docs/extending.md)")
-    if cfg.get("name") != path.stem:
-        raise BadInput(f"model={model}: the file calls its model {cfg.get('name')!r}; write name: {path.stem} in it "
-                       "(runs and tables are grouped by that name)")
+    check_model_name(model, "the file", path.stem, cfg.get("name"))
     return cfg
+
+
+def check_model_name(given: str, where: object, name: str, called: Any) -> None:
+    """A model file must call its model by the file's name: runs, the report and its tables are
+    grouped by that name, so a copy of LeNet-5's file still called ``lenet5`` would fold another
+    network into LeNet-5's rows."""
+    if called != name:
+        raise BadInput(f"model={given}: {where} calls its model {called!r}; write name: {name} in it "
+                       "(runs and tables are grouped by that name)")
 
 
 def compose(framework: str, optimizer: str, data: str, model: str = DEFAULT_MODEL, /,
@@ -328,13 +337,7 @@ def _supported(spec: Mapping[str, Any]) -> None:
 
 def _hparam(key: str, value: Any) -> float:
     """A hyperparameter in range: β's in (0, 1), weight decay >= 0, every other one > 0."""
-    if key == "weight_decay":
-        try:
-            out = _positive_float(f"optimizer.{key}", value) if value != 0 else 0.0
-        except BadInput:  # 0 is allowed: no decay
-            raise BadInput(f"optimizer.{key} must be a finite number >= 0, got {_short(value)}") from None
-    else:
-        out = _positive_float(f"optimizer.{key}", value)
+    out = _positive_float(f"optimizer.{key}", value, zero=key == "weight_decay")  # no weight decay is allowed
     if key.startswith("beta") and out >= 1:
         raise BadInput(f"optimizer.{key} must be < 1, got {out}")
     return out

@@ -127,7 +127,8 @@ def samples(timing: pd.DataFrame) -> pd.DataFrame:
         values = pd.to_numeric(out[col], errors="coerce") if col in out.columns else pd.Series(1, index=out.index)
         out[col] = values.fillna(1).astype(int)
     precision = out["precision"] if "precision" in out.columns else pd.Series(None, index=out.index)
-    out["precision"] = precision.astype(object).where(precision.notna() & (precision != ""), "fp32").astype(str)
+    out["precision"] = precision.astype(object).where(precision.notna() & (precision != ""),
+                                                      OPTIONAL_KEYS["precision"]).astype(str)
     versions = out["framework_version"] if "framework_version" in out.columns else pd.Series(None, index=out.index)
     out["framework_version"] = [public(v) if known(v) else pinned_version(str(fw))
                                 for fw, v in zip(out["framework"], versions.astype(object), strict=True)]
@@ -343,10 +344,18 @@ def failed_text(meta: Mapping) -> str:
 
 
 def config_label(row: Mapping) -> str:
-    """``jax adam/native/eager bs32``, with the model unless the tutorial's and the precision unless float32."""
-    model, precision = row.get("model") or DEFAULT_MODEL, row.get("precision") or "fp32"
-    return (f"{row['framework']} {row['optimizer']}/{row['impl']}/{row['mode']} bs{row['batch_size']}"
-            + ("" if model == DEFAULT_MODEL else f" {model}") + ("" if precision == "fp32" else f" {precision}"))
+    """``jax adam/native/eager bs32``: the framework, then :func:`config_rest`."""
+    return f"{row['framework']} {config_rest(row)}"
+
+
+def config_rest(row: Mapping) -> str:
+    """``adam/native/eager bs32``, with the model unless the tutorial's and the precision unless float32."""
+    words = [f"{row['optimizer']}/{row['impl']}/{row['mode']} bs{row['batch_size']}"]
+    for key in ("model", "precision"):  # named only when not what a row without it means
+        value = row.get(key) or OPTIONAL_KEYS[key]
+        if value != OPTIONAL_KEYS[key]:
+            words.append(str(value))
+    return " ".join(words)
 
 
 def drift_text(drift: Mapping[str, float] | None) -> str:

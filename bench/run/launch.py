@@ -36,7 +36,7 @@ from bench.run.cpulock import CpuLock
 from bench.run.lanes import gpu_slot
 from bench.run.proc import NOISE, die_with_parent, spec_env, start
 from bench.run.progress import SWEEP_JOB_ENV
-from bench.run.slurm import UncompletedJobError, WarningNoted, scheduler_reason, slurm_stop_reason
+from bench.run.slurm import WarningNoted, slurm_stop_reason
 from bench.run.sweep import (
     apply_tuning_defaults,
     check_task_config,
@@ -132,9 +132,9 @@ def _stopped(default: str | None = None) -> dict[str, str]:
 def _wait(proc: subprocess.Popen) -> tuple[int, str | None]:
     """The child's exit code, and the reason Slurm gave if it warned the job while the child ran.
 
-    Slurm warns a job (SIGUSR2, raised here by submitit as UncompletedJobError) ahead of its time
-    limit. A run cannot checkpoint, so it trains on: it may still finish in time; if not, Slurm's
-    SIGTERM at the limit ends the child, which records itself interrupted.
+    Slurm warns a job (SIGUSR2, which submitit turns into UncompletedJobError; :class:`WarningNoted`
+    keeps its reason) ahead of its time limit. A run cannot checkpoint, so it trains on: it may still
+    finish in time; if not, Slurm's SIGTERM at the limit ends the child, which records itself interrupted.
     """
     warned = None
     with WarningNoted() as noted:
@@ -143,8 +143,6 @@ def _wait(proc: subprocess.Popen) -> tuple[int, str | None]:
                 code = proc.wait(timeout=1.0 if noted.active else None)
             except subprocess.TimeoutExpired:
                 code = None
-            except UncompletedJobError as exc:  # a handler WarningNoted did not wrap
-                code, noted.reason = None, noted.reason or scheduler_reason(exc)
             if noted.reason and warned is None:
                 warned = noted.reason
                 print(f"[slurm] the job is warned ({warned}); the run goes on until Slurm ends it", flush=True)

@@ -49,6 +49,7 @@ from bench.report.speed import (
     baseline_twin,
     config_key,
     config_label,
+    config_rest,
     contended,
     default_versions,
     drift_text,
@@ -357,11 +358,9 @@ def print_table(entries: list[dict[str, Any]], threshold: float, slow: Sequence[
         print("\ntime-per-step ratios, paired by process slot and round (median, 95% CI, two-level):")
         for e in ratios:
             k = e["key"]
-            model = ("" if k["model"] == DEFAULT_MODEL else f" {k['model']}") + (
-                "" if k.get("precision", "fp32") == "fp32" else f" {k['precision']}")
             iv = f"{e['ratio']:.3g} [{e['ratio_lo']:.3g}, {e['ratio_hi']:.3g}]" if np.isfinite(e["ratio_lo"]) \
                 else f"{e['ratio']:.3g} (no interval)"
-            print(f"  {k['optimizer']}/{k['impl']}/{k['mode']} bs{k['batch_size']}{model}: "
+            print(f"  {config_rest(k)}: "
                   f"{e['framework_label']}/{BASELINE} = {iv} (n={e['ratio_n']}, {e['ratio_processes']} processes)")
     releases = [e for e in entries if "version_ratio" in e]
     if releases:
