@@ -89,7 +89,7 @@ bench: $(STAMP) ## sweep every method x framework on one model, toy, parity, tim
 WORKERS ?= 3
 XDIST   := -n $(WORKERS) --dist loadgroup
 
-test: $(STAMP) ## the suite: everything but the stress tests (about 11.4 min on 2 cores)
+test: $(STAMP) ## the suite: everything but the stress tests (14.2 min on 2 cores, 2026-12-03)
 	$(PYTHON) -m pytest -m "not stress" $(XDIST) $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## the edit loop: no slow, browser or stress tests (about 1.3 min, 1.6-2 in a slow hour)
